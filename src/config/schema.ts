@@ -1,0 +1,107 @@
+/**
+ * The configuration: environment variables only, one zod schema, every
+ * field described. The README's configuration table is generated from it.
+ */
+import { z } from "zod";
+
+const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+
+const optionalPort = z.coerce.number().int().min(0).max(65535).optional();
+
+const positiveInt = (fallback: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(1).max(max).default(fallback);
+
+/** Empty strings count as unset, as a shell `VAR=` usually means. */
+const optionalString = z
+  .string()
+  .optional()
+  .transform((value) => (value === "" ? undefined : value));
+
+const url = (protocols: RegExp, example: string) =>
+  optionalString.refine((value) => value === undefined || (URL.canParse(value) && protocols.test(value)), {
+    message: `must be a URL such as ${example}`,
+  });
+
+export const CONFIG_FIELDS = {
+  DATABASE_URL: url(/^postgres(ql)?:\/\//, "postgres://user@host:5432/db").describe(
+    "Postgres connection string. Unset: the embedded database (PGlite) in BREWCAST_DATA_DIR.",
+  ),
+  REDIS_URL: url(/^rediss?:\/\//, "redis://127.0.0.1:6379").describe(
+    "Redis for broker scale-out (shared sessions, retained messages, fan-out between broker nodes). Unset: in-memory.",
+  ),
+  BREWCAST_DATA_DIR: z
+    .string()
+    .min(1)
+    .default("./data")
+    .describe(
+      "Where the embedded database lives when DATABASE_URL is unset; `memory://` for a throwaway one.",
+    ),
+  BREWCAST_HOST: z
+    .string()
+    .min(1)
+    .default("127.0.0.1")
+    .describe("Bind address of every listener. Use 0.0.0.0 in a container."),
+  BREWCAST_HTTP_PORT: port(8080).describe(
+    "HTTP API port, also MQTT over WebSocket at /mqtt. 0 picks a free port.",
+  ),
+  BREWCAST_MQTT_PORT: port(1883).describe("MQTT over TCP port. 0 picks a free port."),
+  BREWCAST_MQTTS_PORT: optionalPort.describe(
+    "MQTT over TLS port; needs BREWCAST_TLS_CERT and BREWCAST_TLS_KEY. Unset: no TLS listener.",
+  ),
+  BREWCAST_TLS_CERT: optionalString.describe("Path to the PEM server certificate for MQTT over TLS."),
+  BREWCAST_TLS_KEY: optionalString.describe("Path to the PEM private key for MQTT over TLS."),
+  BREWCAST_TLS_CA: optionalString.describe(
+    "Path to a PEM CA bundle: when set, clients may log in with a registered client certificate (mutual TLS).",
+  ),
+  BREWCAST_MQTT_URL: url(/^(mqtts?|wss?|tcp):\/\//, "mqtt://broker:1883").describe(
+    "External MQTT broker the bridge publishes to. Unset: the embedded broker of this process.",
+  ),
+  BREWCAST_ADMIN_TOKEN: optionalString
+    .refine((value) => value === undefined || value.length >= 16, {
+      message: "must be at least 16 characters",
+    })
+    .describe("Bearer token of the admin API. Unset: a random one is generated at start and logged once."),
+  BREWCAST_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(36500)
+    .optional()
+    .describe("Days of event history kept. Unset: keep everything. Older cursors get 410 CURSOR_EXPIRED."),
+  BREWCAST_MAX_PACKET_BYTES: positiveInt(65_536, 268_435_455).describe(
+    "Largest MQTT packet accepted on any transport; a bigger one closes the connection.",
+  ),
+  BREWCAST_MAX_CONNECTIONS_PER_PARTNER: positiveInt(1000).describe(
+    "MQTT connections one partner may hold at once.",
+  ),
+  BREWCAST_DRAIN_TIMEOUT_MS: positiveInt(10_000, 15_000).describe(
+    "How long a subscriber that stops reading may hold up delivery before it is disconnected.",
+  ),
+  BREWCAST_OFFLINE_QUEUE_MAX: positiveInt(10_000).describe(
+    "Messages kept per persistent session while offline; the oldest are dropped (and counted) beyond it.",
+  ),
+  BREWCAST_SESSION_TTL: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .default(7 * 24 * 3600)
+    .describe("Seconds a persistent MQTT session may stay unused before it is expired."),
+  BREWCAST_WATERMARK_MS: positiveInt(5_000).describe(
+    "How often the bridge re-publishes the retained cursors.",
+  ),
+  LOG_LEVEL: z
+    .enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"])
+    .default("info")
+    .describe("pino log level."),
+} as const;
+
+export const configSchema = z.object(CONFIG_FIELDS);
+export type Config = Readonly<z.infer<typeof configSchema>>;
+
+/** Fields never printed in full. */
+export const SECRET_FIELDS = new Set<keyof Config>([
+  "BREWCAST_ADMIN_TOKEN",
+  "DATABASE_URL",
+  "REDIS_URL",
+  "BREWCAST_MQTT_URL",
+]);

@@ -1,0 +1,50 @@
+/**
+ * Order events and cursors: the payloads shared by MQTT and `GET /v1/events`.
+ * Pure: no I/O.
+ */
+import { z } from "zod";
+import { orderIdSchema, partnerIdSchema, shopIdSchema } from "./ids.ts";
+import { orderSchema } from "./orders.ts";
+
+export const EVENT_TYPES = ["order.created", "order.status_changed"] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** The `{kind}` topic segment of each event type. */
+export const EVENT_KIND: Record<EventType, "created" | "status_changed"> = {
+  "order.created": "created",
+  "order.status_changed": "status_changed",
+};
+
+export const epochSchema = z
+  .uuid()
+  .describe("Names one event log; changes only if the log is reset or restored.");
+
+export const orderEventSchema = z
+  .object({
+    seq: z.number().int().min(1).describe("Gapless and strictly increasing per partner, in commit order."),
+    epoch: epochSchema,
+    type: z.enum(EVENT_TYPES),
+    partner_id: partnerIdSchema,
+    shop_id: shopIdSchema,
+    order_id: orderIdSchema,
+    occurred_at: z.iso.datetime({ offset: true }).describe("RFC 3339 commit-side timestamp."),
+    prev_shop_seq: z
+      .number()
+      .int()
+      .min(1)
+      .nullable()
+      .describe("Seq of the previous event of the same shop, null for the shop's first."),
+    order: orderSchema.describe("The order as of this event."),
+  })
+  .meta({ id: "OrderEvent" });
+export type OrderEvent = z.infer<typeof orderEventSchema>;
+
+export const cursorSchema = z
+  .object({
+    seq: z.number().int().min(0).describe("The latest seq published for this scope."),
+    epoch: epochSchema,
+    occurred_at: z.iso.datetime({ offset: true }).nullable().describe("When that event happened."),
+    published_at: z.iso.datetime({ offset: true }).describe("When this cursor was (re)published."),
+  })
+  .meta({ id: "Cursor" });
+export type Cursor = z.infer<typeof cursorSchema>;

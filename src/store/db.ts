@@ -1,0 +1,47 @@
+/**
+ * The Db port: the one small interface the rest of the code sees, whatever
+ * database is behind it (Postgres through `pg`, or embedded PGlite).
+ * Both adapters return int8 as number and timestamptz as Date.
+ */
+
+export type Row = Record<string, unknown>;
+
+export interface Queryable {
+  query<R extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<R[]>;
+  /** Runs a script of several statements, without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface TransactionOptions {
+  isolation?: "read committed" | "repeatable read" | "serializable";
+  readOnly?: boolean;
+}
+
+export type Unlisten = () => Promise<void>;
+
+export interface Db extends Queryable {
+  readonly kind: "pg" | "pglite";
+  /** Runs `work` in one transaction: commits when it resolves, rolls back when it throws. */
+  transaction<T>(work: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  /**
+   * Subscribes to a NOTIFY channel. `onReconnect` is called after the
+   * listening connection was lost and re-established, when notifications
+   * may have been missed.
+   */
+  listen(channel: string, onPayload: (payload: string) => void, onReconnect?: () => void): Promise<Unlisten>;
+  notify(channel: string, payload: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const beginStatement = (options: TransactionOptions = {}): string => {
+  const parts = ["BEGIN"];
+  if (options.isolation) parts.push(`ISOLATION LEVEL ${options.isolation.toUpperCase()}`);
+  if (options.readOnly) parts.push("READ ONLY");
+  return parts.join(" ");
+};
+
+/** Channel names go into LISTEN unquoted-by-parameter, so only simple identifiers are allowed. */
+export const assertChannelName = (channel: string): string => {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`invalid NOTIFY channel name: ${channel}`);
+  return channel;
+};

@@ -1,0 +1,156 @@
+/**
+ * The Db port over a Postgres server, through a `pg` pool.
+ */
+import pg from "pg";
+import type { Logger } from "pino";
+import { assertChannelName, beginStatement, type Db, type Queryable, type Row } from "./db.ts";
+
+const INT8_OID = 20;
+
+/** Parses int8 as a JS number (all our bigints stay far below 2^53) without touching pg's global parsers. */
+const typeParsers = {
+  getTypeParser(oid: number, format?: "text" | "binary") {
+    if (oid === INT8_OID) return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
+export interface PgDbOptions {
+  connectionString: string;
+  log: Logger;
+  max?: number;
+  applicationName?: string;
+}
+
+export const createPgDb = async (options: PgDbOptions): Promise<Db> => {
+  const { log } = options;
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max ?? 10,
+    types: typeParsers,
+    application_name: options.applicationName ?? "brewcast",
+    connectionTimeoutMillis: 10_000,
+  });
+  // An idle client that loses its server emits here; without a handler the process would crash.
+  pool.on("error", (error) => log.warn({ err: error }, "idle database connection lost"));
+  // Fail fast at start when the server is not there.
+  await pool.query("SELECT 1");
+
+  const listeners = new Map<string, Set<{ onPayload: (p: string) => void; onReconnect?: () => void }>>();
+  let listenClient: pg.Client | undefined;
+  let listenConnecting: Promise<pg.Client> | undefined;
+  let closed = false;
+
+  const connectListener = async (): Promise<pg.Client> => {
+    const client = new pg.Client({ connectionString: options.connectionString, types: typeParsers });
+    await client.connect();
+    client.on("notification", (message) => {
+      for (const entry of listeners.get(message.channel) ?? []) entry.onPayload(message.payload ?? "");
+    });
+    const lost = (error?: Error) => {
+      if (listenClient !== client) return;
+      listenClient = undefined;
+      if (closed) return;
+      log.warn({ err: error }, "database listen connection lost; reconnecting");
+      void reconnectListener();
+    };
+    client.on("error", lost);
+    client.on("end", () => lost());
+    for (const channel of listeners.keys()) await client.query(`LISTEN ${channel}`);
+    listenClient = client;
+    return client;
+  };
+
+  const reconnectListener = async (): Promise<void> => {
+    for (let attempt = 0; !closed; attempt++) {
+      try {
+        await connectListener();
+        for (const entries of listeners.values()) for (const entry of entries) entry.onReconnect?.();
+        log.info("database listen connection restored");
+        return;
+      } catch (error) {
+        const delay = Math.min(200 * 2 ** attempt, 5_000);
+        log.warn({ err: error, retryInMs: delay }, "database listen reconnect failed");
+        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+      }
+    }
+  };
+
+  const getListenClient = async (): Promise<pg.Client> => {
+    if (listenClient) return listenClient;
+    listenConnecting ??= connectListener().finally(() => {
+      listenConnecting = undefined;
+    });
+    return listenConnecting;
+  };
+
+  const db: Db = {
+    kind: "pg",
+    async query<R extends Row = Row>(sql: string, params?: readonly unknown[]) {
+      const result = await pool.query(sql, params as unknown[] | undefined);
+      return result.rows as R[];
+    },
+    async exec(sql) {
+      await pool.query(sql);
+    },
+    async transaction(work, txOptions) {
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      try {
+        await client.query(beginStatement(txOptions));
+        const tx: Queryable = {
+          async query<R extends Row = Row>(sql: string, params?: readonly unknown[]) {
+            const result = await client.query(sql, params as unknown[] | undefined);
+            return result.rows as R[];
+          },
+          async exec(sql: string) {
+            await client.query(sql);
+          },
+        };
+        const value = await work(tx);
+        await client.query("COMMIT");
+        return value;
+      } catch (error) {
+        try {
+          await client.query("ROLLBACK");
+        } catch (rollbackError) {
+          broken = rollbackError as Error;
+        }
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    },
+    async listen(channel, onPayload, onReconnect) {
+      assertChannelName(channel);
+      const entry = { onPayload, onReconnect };
+      let entries = listeners.get(channel);
+      const isNewChannel = !entries;
+      if (!entries) {
+        entries = new Set();
+        listeners.set(channel, entries);
+      }
+      entries.add(entry);
+      const client = await getListenClient();
+      if (isNewChannel) await client.query(`LISTEN ${channel}`);
+      return async () => {
+        entries.delete(entry);
+        if (entries.size === 0) {
+          listeners.delete(channel);
+          await listenClient?.query(`UNLISTEN ${channel}`).catch(() => undefined);
+        }
+      };
+    },
+    async notify(channel, payload) {
+      await pool.query("SELECT pg_notify($1, $2)", [assertChannelName(channel), payload]);
+    },
+    async close() {
+      closed = true;
+      const client = listenClient;
+      listenClient = undefined;
+      await client?.end().catch(() => undefined);
+      await pool.end();
+    },
+  };
+  return db;
+};

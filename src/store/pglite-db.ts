@@ -1,0 +1,104 @@
+/**
+ * The Db port over embedded PGlite (Postgres compiled to WASM), so that a
+ * fresh machine runs the whole system with no database server. One process
+ * owns a data directory: a lock file refuses a second one.
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import { assertChannelName, beginStatement, type Db, type Queryable, type Row } from "./db.ts";
+
+const INT8_OID = 20;
+
+export const MEMORY_DATA_DIR = "memory://";
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+};
+
+/** Takes `<dir>/brewcast.lock`, replacing a stale one left by a dead process. */
+const lockDataDir = (dir: string): (() => void) => {
+  const lockPath = join(dir, "brewcast.lock");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(lockPath, "wx");
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => rmSync(lockPath, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const holder = Number(readFileSync(lockPath, "utf8"));
+      if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
+        throw new Error(
+          `BREWCAST_DATA_DIR=${dir} is in use by process ${holder}; the embedded database serves one process (set DATABASE_URL to share a Postgres server)`,
+        );
+      }
+      rmSync(lockPath, { force: true });
+    }
+  }
+  throw new Error(`could not lock BREWCAST_DATA_DIR=${dir}`);
+};
+
+export const createPgliteDb = async (dataDir: string): Promise<Db> => {
+  let unlock = () => {};
+  let location = MEMORY_DATA_DIR;
+  if (dataDir !== MEMORY_DATA_DIR) {
+    const dir = resolve(dataDir);
+    mkdirSync(join(dir, "pglite"), { recursive: true });
+    unlock = lockDataDir(dir);
+    location = join(dir, "pglite");
+  }
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(location, { parsers: { [INT8_OID]: (value: string) => Number(value) } });
+  } catch (error) {
+    unlock();
+    throw error;
+  }
+
+  const run = async <R extends Row>(target: Queryable | PGlite, sql: string, params?: readonly unknown[]) => {
+    const result = await (target as PGlite).query<R>(sql, params as unknown[] | undefined);
+    return result.rows;
+  };
+
+  return {
+    kind: "pglite",
+    query: (sql, params) => run(pglite, sql, params),
+    async exec(sql) {
+      await pglite.exec(sql);
+    },
+    async transaction(work, options) {
+      // PGlite has a single connection; its transaction() holds it exclusively, so transactions are serial.
+      return pglite.transaction(async (tx) => {
+        if (options?.isolation || options?.readOnly) {
+          await tx.query(beginStatement(options).replace(/^BEGIN/, "SET TRANSACTION"));
+        }
+        return work({
+          query: (sql, params) => run(tx as unknown as PGlite, sql, params),
+          async exec(sql) {
+            await tx.exec(sql);
+          },
+        });
+      });
+    },
+    async listen(channel, onPayload) {
+      const unlisten = await pglite.listen(assertChannelName(channel), onPayload);
+      return async () => unlisten();
+    },
+    async notify(channel, payload) {
+      await pglite.query("SELECT pg_notify($1, $2)", [assertChannelName(channel), payload]);
+    },
+    async close() {
+      try {
+        await pglite.close();
+      } finally {
+        unlock();
+      }
+    },
+  };
+};
