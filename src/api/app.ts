@@ -1,0 +1,162 @@
+/**
+ * The HTTP app factory: routes, auth, problem+json errors. Separate from
+ * listening, so tests use `inject()` and the schema generator needs no socket.
+ */
+import { randomUUID } from "node:crypto";
+import fastifySwagger from "@fastify/swagger";
+import Fastify from "fastify";
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from "fastify-type-provider-zod";
+import type { Logger } from "pino";
+import { z } from "zod";
+import type { CredentialVerifier } from "../domain/access.ts";
+import type { CredentialStore } from "../store/credentials.ts";
+import type { EventPage, ReadEventsInput } from "../store/event-log.ts";
+import type { OrderStore } from "../store/orders.ts";
+import type { PartnerStore } from "../store/partners.ts";
+import { authenticateAdmin, authenticatePartner } from "./auth.ts";
+import { buildProblem, sendProblem, toProblem } from "./problem.ts";
+import adminRoutes, { type PartnerLiveStatus } from "./routes/admin-routes.ts";
+import ordersRoutes from "./routes/orders-routes.ts";
+
+export const BODY_LIMIT_BYTES = 64 * 1024;
+
+export interface ReadinessReport {
+  ready: boolean;
+  checks: Record<string, string>;
+}
+
+export interface HttpAppDeps {
+  log: Logger;
+  adminToken: string;
+  verifier: CredentialVerifier;
+  orders: OrderStore;
+  partners: PartnerStore;
+  credentials: CredentialStore;
+  readEvents(input: ReadEventsInput): Promise<EventPage>;
+  readiness(): Promise<ReadinessReport>;
+  onCommitted?(partnerId: string): void;
+  liveStatus?(partnerId: string): PartnerLiveStatus;
+  version?: string;
+}
+
+export const buildHttpApp = async (deps: HttpAppDeps) => {
+  const app = Fastify({
+    loggerInstance: deps.log,
+    bodyLimit: BODY_LIMIT_BYTES,
+    disableRequestLogging: true,
+    requestIdHeader: "x-request-id",
+    requestIdLogLabel: "request_id",
+    genReqId: () => randomUUID(),
+    // Keep sockets from idling forever behind a load balancer.
+    keepAliveTimeout: 65_000,
+    routerOptions: { maxParamLength: 200 },
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "brewcast",
+        version: deps.version ?? "0.1.0",
+        description:
+          "Order events for partners. The history (`GET /v1/events`) is the truth; MQTT push is the fast path. Errors are RFC 9457 problem+json with a stable `code`.",
+      },
+      components: {
+        securitySchemes: {
+          partner: { type: "http", scheme: "bearer", description: "A partner credential's secret." },
+          admin: { type: "http", scheme: "bearer", description: "BREWCAST_ADMIN_TOKEN." },
+        },
+      },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const problem = toProblem(error, request);
+    if (problem.status >= 500) request.log.error({ err: error, code: problem.code }, "request failed");
+    return sendProblem(reply, problem);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(
+      reply,
+      buildProblem("NOT_FOUND", `no route ${request.method} ${request.url.split("?")[0]}`, request),
+    ),
+  );
+  app.addHook("onResponse", async (request, reply) => {
+    const fields = {
+      method: request.method,
+      url: request.url.split("?")[0],
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime),
+      credential: request.principal?.credentialId,
+    };
+    if (reply.statusCode >= 500) request.log.error(fields, "request completed");
+    else if (reply.statusCode >= 400) request.log.info(fields, "request completed");
+    else request.log.debug(fields, "request completed");
+  });
+
+  app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok" }));
+  app.get(
+    "/readyz",
+    {
+      schema: {
+        summary: "Readiness: database, broker and bridge",
+        response: {
+          200: z.object({ ready: z.boolean(), checks: z.record(z.string(), z.string()) }),
+          503: z.object({ ready: z.boolean(), checks: z.record(z.string(), z.string()) }),
+        },
+      },
+    },
+    async (_request, reply) => {
+      const report = await deps.readiness();
+      return reply.code(report.ready ? 200 : 503).send(report);
+    },
+  );
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(
+    async (v1) => {
+      v1.addHook("onRequest", async (request) => {
+        request.principal = await authenticatePartner(request, deps.verifier);
+      });
+      await v1.register(ordersRoutes, {
+        orders: deps.orders,
+        readEvents: deps.readEvents,
+        onCommitted: deps.onCommitted ?? (() => {}),
+      });
+    },
+    { prefix: "/v1" },
+  );
+
+  await app.register(
+    async (admin) => {
+      admin.addHook("onRequest", async (request) => authenticateAdmin(request, deps.adminToken));
+      await admin.register(adminRoutes, {
+        partners: deps.partners,
+        credentials: deps.credentials,
+        liveStatus: deps.liveStatus ?? (() => ({ connected_clients: null, published_seq: null })),
+      });
+    },
+    { prefix: "/admin/v1" },
+  );
+
+  // Route schemas only mention the security schemes; attach them here so every route documents its auth.
+  app.addHook("onRoute", (route) => {
+    if (route.url.startsWith("/v1")) route.schema = { ...route.schema, security: [{ partner: [] }] };
+    else if (route.url.startsWith("/admin/v1")) route.schema = { ...route.schema, security: [{ admin: [] }] };
+  });
+
+  return app;
+};
+
+export type HttpApp = Awaited<ReturnType<typeof buildHttpApp>>;

@@ -1,0 +1,65 @@
+/**
+ * Who is calling: a partner credential (`Authorization: Bearer <secret>`)
+ * on /v1, the admin token on /admin/v1. Resolved before validation, so an
+ * anonymous caller learns nothing about the shape of a route.
+ */
+import { timingSafeEqual } from "node:crypto";
+import type { FastifyRequest } from "fastify";
+import type { CredentialVerifier } from "../domain/access.ts";
+import { BrewcastError } from "../domain/errors.ts";
+import type { Principal } from "../domain/partners.ts";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+const BEARER = /^Bearer ([\x21-\x7e]{1,512})$/;
+
+const bearerToken = (request: FastifyRequest): string => {
+  const header = request.headers.authorization;
+  if (header === undefined) throw new BrewcastError("UNAUTHENTICATED", "send Authorization: Bearer <secret>");
+  const match = BEARER.exec(header);
+  if (!match)
+    throw new BrewcastError("UNAUTHENTICATED", "the Authorization header must be 'Bearer <secret>'");
+  return match[1]!;
+};
+
+export const authenticatePartner = async (
+  request: FastifyRequest,
+  verifier: CredentialVerifier,
+): Promise<Principal> => {
+  const result = await verifier.verifyBearer(bearerToken(request));
+  if (result.ok) return result.principal;
+  if (result.refusal === "suspended") {
+    throw new BrewcastError("PARTNER_SUSPENDED", "this partner is suspended; contact the platform operator");
+  }
+  throw new BrewcastError(
+    "UNAUTHENTICATED",
+    result.refusal === "revoked" ? "this credential was revoked" : "unknown credential",
+  );
+};
+
+export const authenticateAdmin = (request: FastifyRequest, adminToken: string): void => {
+  const given = Buffer.from(bearerToken(request));
+  const expected = Buffer.from(adminToken);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    throw new BrewcastError("UNAUTHENTICATED", "invalid admin token");
+  }
+};
+
+/** The principal of a /v1 request; the onRequest hook guarantees it is set. */
+export const principalOf = (request: FastifyRequest): Principal => {
+  if (!request.principal) throw new BrewcastError("UNAUTHENTICATED", "not authenticated");
+  return request.principal;
+};
+
+/** A backend sees any shop of its partner; a device only its own, and another shop does not exist for it. */
+export const shopScope = (principal: Principal, requestedShopId: string | undefined): string | undefined => {
+  if (principal.shopId === null) return requestedShopId;
+  if (requestedShopId !== undefined && requestedShopId !== principal.shopId) {
+    throw new BrewcastError("NOT_FOUND", `no shop ${requestedShopId}`);
+  }
+  return principal.shopId;
+};

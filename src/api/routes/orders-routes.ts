@@ -1,0 +1,240 @@
+/**
+ * Partner routes under /v1: orders, their history, the events feed.
+ */
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { orderEventSchema } from "../../domain/events.ts";
+import { orderIdSchema, seqSchema, shopIdSchema } from "../../domain/ids.ts";
+import {
+  createOrderBodySchema,
+  orderSchema,
+  orderStatusSchema,
+  updateOrderBodySchema,
+} from "../../domain/orders.ts";
+import type { EventPage, ReadEventsInput } from "../../store/event-log.ts";
+import type { OrderChange, OrderStore } from "../../store/orders.ts";
+import { principalOf, shopScope } from "../auth.ts";
+import { problemResponses } from "../problem.ts";
+
+export interface OrdersRoutesDeps {
+  orders: OrderStore;
+  readEvents(input: ReadEventsInput): Promise<EventPage>;
+  /** Told after every committed change (the bridge's in-process doorbell). */
+  onCommitted(partnerId: string): void;
+}
+
+const limit = (max: number, fallback: number) =>
+  z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(max)
+    .default(fallback)
+    .describe(`Page size, 1 to ${max}; default ${fallback}.`);
+
+const idempotencyKeySchema = z
+  .string()
+  .regex(/^[\x21-\x7e]{1,255}$/, "must be 1 to 255 visible ASCII characters")
+  .optional()
+  .describe(
+    "Retry-safe creation: the same key and body return the same order without a second event, for 24 hours.",
+  );
+
+const AUTH_ERRORS = [401, 403] as const;
+
+const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) => {
+  const answerChange = (change: OrderChange, partnerId: string) => {
+    if (change.event) deps.onCommitted(partnerId);
+    return change.order;
+  };
+
+  app.post(
+    "/orders",
+    {
+      schema: {
+        summary: "Create an order",
+        description: "Writes the order and its `order.created` event in one transaction.",
+        headers: z.looseObject({ "idempotency-key": idempotencyKeySchema }),
+        body: createOrderBodySchema,
+        response: {
+          201: orderSchema,
+          200: orderSchema.describe("Replay of an earlier request with the same Idempotency-Key and body."),
+          ...problemResponses(400, ...AUTH_ERRORS, 413, 415, 422, 429, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      shopScope(principal, request.body.shop_id);
+      const change = await deps.orders.create(
+        { partnerId: principal.partnerId, shopId: principal.shopId },
+        request.body,
+        request.headers["idempotency-key"],
+      );
+      if (change.replayed) reply.header("idempotent-replayed", "true");
+      return reply.code(change.replayed ? 200 : 201).send(answerChange(change, principal.partnerId));
+    },
+  );
+
+  app.get(
+    "/orders/:id",
+    {
+      schema: {
+        summary: "Get an order",
+        params: z.object({ id: orderIdSchema }),
+        response: { 200: orderSchema, ...problemResponses(400, ...AUTH_ERRORS, 404, 429, 503) },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      return deps.orders.get({ partnerId: principal.partnerId, shopId: principal.shopId }, request.params.id);
+    },
+  );
+
+  app.patch(
+    "/orders/:id",
+    {
+      schema: {
+        summary: "Change an order's status",
+        description:
+          "created → accepted → preparing → ready → picked_up, or → cancelled before picked_up. Asking for the current status again changes nothing and writes no event.",
+        params: z.object({ id: orderIdSchema }),
+        body: updateOrderBodySchema,
+        response: {
+          200: orderSchema,
+          ...problemResponses(400, ...AUTH_ERRORS, 404, 409, 413, 415, 429, 503),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const change = await deps.orders.setStatus(
+        { partnerId: principal.partnerId, shopId: principal.shopId },
+        request.params.id,
+        request.body.status,
+      );
+      return answerChange(change, principal.partnerId);
+    },
+  );
+
+  app.get(
+    "/orders",
+    {
+      schema: {
+        summary: "The current state of orders, in one snapshot",
+        description:
+          "Page with `after_id` (ascending order ids). Load the state, then follow `GET /v1/events?after=` from the smallest `as_of_seq` of the pages read.",
+        querystring: z.object({
+          shop_id: shopIdSchema.optional(),
+          status: orderStatusSchema.optional(),
+          limit: limit(1000, 100),
+          after_id: orderIdSchema
+            .optional()
+            .describe("Keyset cursor: the last order id of the previous page."),
+        }),
+        response: {
+          200: z.object({
+            orders: z.array(orderSchema),
+            as_of_seq: z.number().int().min(0).describe("The partner's head seq at the snapshot."),
+          }),
+          ...problemResponses(400, ...AUTH_ERRORS, 404, 429, 503),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const shopId = shopScope(principal, request.query.shop_id);
+      return deps.orders.list(
+        { partnerId: principal.partnerId, shopId: shopId ?? null },
+        { status: request.query.status, limit: request.query.limit, afterId: request.query.after_id },
+      );
+    },
+  );
+
+  app.get(
+    "/orders/created-history",
+    {
+      schema: {
+        summary: "History of created orders",
+        description:
+          "`older_than` (or neither) pages newest first; `newer_than` pages oldest first. `id` is the event's seq.",
+        querystring: z
+          .object({
+            older_than: seqSchema.optional(),
+            newer_than: seqSchema.optional(),
+            limit: limit(100, 20),
+            shop_id: shopIdSchema.optional(),
+          })
+          .refine((q) => q.older_than === undefined || q.newer_than === undefined, {
+            message: "use older_than or newer_than, not both",
+            path: ["older_than"],
+          }),
+        response: {
+          200: z.object({
+            orders_created_events: z.array(
+              z.object({
+                id: z.number().int().min(1).describe("The event's seq."),
+                occurred_at: z.iso.datetime({ offset: true }),
+                order_id: orderIdSchema,
+                shop_id: shopIdSchema,
+              }),
+            ),
+          }),
+          ...problemResponses(400, ...AUTH_ERRORS, 404, 410, 429, 503),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const shopId = shopScope(principal, request.query.shop_id);
+      const items = await deps.orders.createdHistory(
+        { partnerId: principal.partnerId, shopId: shopId ?? null },
+        {
+          olderThan: request.query.older_than,
+          newerThan: request.query.newer_than,
+          limit: request.query.limit,
+        },
+      );
+      return { orders_created_events: items };
+    },
+  );
+
+  app.get(
+    "/events",
+    {
+      schema: {
+        summary: "The event feed: every event type, oldest first",
+        description:
+          "The authoritative history. Page with `after` = the last seq you handled until `events` is empty or you reach `head_seq`. A device credential reads its shop only; gaps in `seq` are then expected, follow `prev_shop_seq`.",
+        querystring: z.object({
+          after: seqSchema.default(0).describe("Return events with seq greater than this."),
+          limit: limit(1000, 100),
+          shop_id: shopIdSchema.optional(),
+        }),
+        response: {
+          200: z.object({
+            events: z.array(orderEventSchema),
+            head_seq: z
+              .number()
+              .int()
+              .min(0)
+              .describe("Latest committed seq of the scope read (partner, or shop)."),
+            epoch: z.uuid(),
+          }),
+          ...problemResponses(400, ...AUTH_ERRORS, 404, 410, 429, 503),
+        },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      return deps.readEvents({
+        partnerId: principal.partnerId,
+        shopId: shopScope(principal, request.query.shop_id),
+        after: request.query.after,
+        limit: request.query.limit,
+      });
+    },
+  );
+};
+
+export default ordersRoutes;

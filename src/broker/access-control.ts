@@ -1,0 +1,257 @@
+/**
+ * Logins, ACLs and live access control for the embedded broker: the Aedes
+ * hooks, wrapped once here. Each hook cites the rule it enforces.
+ *
+ *  - CONNECT: username = credential id and password = secret, or a
+ *    registered TLS client certificate. CONNACK 4 bad credentials, 5 revoked
+ *    or suspended [MQTT-3.2.2-5]; 3 when the partner is at its connection
+ *    limit. Repeated failures from one address are refused in preConnect.
+ *  - Client ids are namespaced by credential (`{credential}/{client id}`), so
+ *    no client can take over or resume another credential's session.
+ *  - SUBSCRIBE outside the principal's scope: SUBACK 0x80, still connected.
+ *  - PUBLISH anywhere but its own status topic: disconnected, delivered to no one.
+ *  - Forwarding: never above the QoS the matching subscriptions granted [MQTT-3.8.4-6].
+ *  - Revocation and suspension close live connections at once.
+ */
+import type { TLSSocket } from "node:tls";
+import type { AccessChange, CredentialVerifier, LoginResult } from "../domain/access.ts";
+import type { CredentialKind, Principal } from "../domain/partners.ts";
+import { canPublish, canSubscribe, parseTopic, topicMatchesFilter } from "../domain/topics.ts";
+import type { Logger } from "../log.ts";
+import { createLoginThrottle } from "./login-throttle.ts";
+
+/** What we know about a connection before it logs in. */
+export interface ConnectionInfo {
+  transport: "tcp" | "tls" | "ws";
+  remoteAddress: string;
+  tlsSocket?: TLSSocket;
+}
+
+/** The parts of an Aedes client (1.2.0) the hooks read. */
+export interface HookClient {
+  id: string;
+  closed: boolean;
+  subscriptions: Record<string, { qos: number }>;
+  _will?: { topic: string } | null;
+  close(done?: () => void): void;
+}
+
+interface HookPacket {
+  topic: string;
+  qos: 0 | 1 | 2;
+}
+
+type ConnackCode = 3 | 4 | 5;
+
+const refuse = (returnCode: ConnackCode, message: string): Error & { returnCode: number } =>
+  Object.assign(new Error(message), { returnCode });
+
+const REFUSAL_CODES: Record<"bad_credentials" | "revoked" | "suspended", ConnackCode> = {
+  bad_credentials: 4,
+  revoked: 5,
+  suspended: 5,
+};
+
+export interface AccessControlStats {
+  authFailures: number;
+  throttledConnects: number;
+  subscribeDenied: number;
+  publishDenied: number;
+  connected: Record<string, Record<CredentialKind, number>>;
+}
+
+export interface AccessControlOptions {
+  verifier: CredentialVerifier;
+  log: Logger;
+  maxConnectionsPerPartner: number;
+  loginFailureLimit: number;
+  loginFailureWindowMs: number;
+  info(client: HookClient): ConnectionInfo | undefined;
+}
+
+export const createAccessControl = (options: AccessControlOptions) => {
+  const { verifier, log } = options;
+  const principals = new WeakMap<HookClient, Principal>();
+  const byPartner = new Map<string, Set<HookClient>>();
+  const throttle = createLoginThrottle(options.loginFailureLimit, options.loginFailureWindowMs);
+  const stats = { authFailures: 0, throttledConnects: 0, subscribeDenied: 0, publishDenied: 0 };
+  /** Bumped on every access change, so a login racing a revocation is checked again. */
+  let accessEpoch = 0;
+
+  const release = (client: HookClient): void => {
+    const principal = principals.get(client);
+    if (!principal) return;
+    const set = byPartner.get(principal.partnerId);
+    set?.delete(client);
+    if (set?.size === 0) byPartner.delete(principal.partnerId);
+  };
+
+  const login = async (client: HookClient, username?: string, password?: Buffer): Promise<LoginResult> => {
+    const info = options.info(client);
+    const tls = info?.tlsSocket;
+    if (tls?.authorized) {
+      const cert = tls.getPeerCertificate();
+      if (cert?.fingerprint256) {
+        const result = await verifier.verifyCertificate(
+          cert.fingerprint256.replaceAll(":", "").toLowerCase(),
+        );
+        // A username, if given, must name the certificate's credential.
+        if (result.ok && username && username !== result.principal.credentialId) {
+          return { ok: false, refusal: "bad_credentials" };
+        }
+        if (result.ok || !password) return result;
+      }
+    }
+    if (!username || !password) return { ok: false, refusal: "bad_credentials" };
+    return verifier.verifySecret(username, password.toString("utf8"));
+  };
+
+  const authenticate = async (client: HookClient, username?: string, password?: Buffer): Promise<void> => {
+    const remote = options.info(client)?.remoteAddress ?? "unknown";
+    let result: LoginResult;
+    for (;;) {
+      const epoch = accessEpoch;
+      result = await login(client, username, password);
+      if (epoch === accessEpoch) break;
+    }
+    if (!result.ok) {
+      stats.authFailures++;
+      throttle.fail(remote);
+      log.info({ remote, username, refusal: result.refusal }, "mqtt login refused");
+      throw refuse(REFUSAL_CODES[result.refusal], result.refusal);
+    }
+    const principal = result.principal;
+    // The will is published in the client's name: it must be its own status topic.
+    const will = client._will;
+    if (will && !canPublish(principal, will.topic)) {
+      stats.publishDenied++;
+      throw refuse(5, "will topic not allowed");
+    }
+    const set = byPartner.get(principal.partnerId) ?? new Set<HookClient>();
+    if (set.size >= options.maxConnectionsPerPartner) {
+      log.warn(
+        { partnerId: principal.partnerId, limit: options.maxConnectionsPerPartner },
+        "mqtt connection limit",
+      );
+      throw refuse(3, "connection limit reached for this partner");
+    }
+    set.add(client);
+    byPartner.set(principal.partnerId, set);
+    principals.set(client, principal);
+    client.id = `${principal.credentialId}/${client.id}`;
+  };
+
+  const closeWhere = (match: (p: Principal) => boolean, reason: string): number => {
+    let closed = 0;
+    for (const set of byPartner.values()) {
+      for (const client of set) {
+        const principal = principals.get(client);
+        if (principal && match(principal)) {
+          closed++;
+          log.info({ clientId: client.id, partnerId: principal.partnerId, reason }, "mqtt connection closed");
+          client.close();
+        }
+      }
+    }
+    return closed;
+  };
+
+  return {
+    principalOf: (client: HookClient) => principals.get(client),
+
+    preConnect(client: HookClient, _packet: unknown, cb: (err: Error | null, ok: boolean) => void): void {
+      const remote = options.info(client)?.remoteAddress ?? "unknown";
+      if (throttle.blocked(remote)) {
+        stats.throttledConnects++;
+        cb(new Error("too many failed logins from this address"), false);
+        return;
+      }
+      cb(null, true);
+    },
+
+    authenticate(
+      client: HookClient,
+      username: string | undefined,
+      password: Buffer | undefined,
+      cb: (err: Error | null, ok?: boolean) => void,
+    ): void {
+      authenticate(client, username, password).then(
+        () => cb(null, true),
+        (error: Error & { returnCode?: number }) => {
+          if (error.returnCode === undefined) {
+            log.error({ err: error }, "mqtt login failed");
+            cb(refuse(3, "login unavailable"), false);
+          } else cb(error, false);
+        },
+      );
+    },
+
+    authorizeSubscribe(
+      client: HookClient,
+      sub: { topic: string; qos: number },
+      cb: (err: Error | null, sub: unknown) => void,
+    ): void {
+      const principal = principals.get(client);
+      if (principal && canSubscribe(principal, sub.topic)) {
+        cb(null, sub);
+        return;
+      }
+      stats.subscribeDenied++;
+      // [MQTT-3.9.3-2] 0x80 in SUBACK; the client stays connected.
+      cb(null, null);
+    },
+
+    authorizePublish(client: HookClient | null, packet: HookPacket, cb: (err?: Error | null) => void): void {
+      if (client === null) {
+        // A will left by a broker node that died: validated at its CONNECT; still only status topics.
+        cb(parseTopic(packet.topic)?.type === "device_status" ? null : new Error("not allowed"));
+        return;
+      }
+      const principal = principals.get(client);
+      if (principal && canPublish(principal, packet.topic)) {
+        cb(null);
+        return;
+      }
+      stats.publishDenied++;
+      log.info({ clientId: client.id, topic: packet.topic }, "mqtt publish refused");
+      // MQTT 3.1.1 has no negative PUBACK: the publisher is disconnected, the message goes nowhere.
+      cb(new Error("publish not allowed"));
+    },
+
+    /** Never forward above the highest QoS granted by a matching subscription [MQTT-3.8.4-6]. */
+    authorizeForward(client: HookClient, packet: HookPacket): HookPacket | null {
+      if (packet.qos === 0) return packet;
+      let granted = -1;
+      for (const filter in client.subscriptions) {
+        const sub = client.subscriptions[filter]!;
+        if (sub.qos > granted && topicMatchesFilter(filter, packet.topic)) granted = sub.qos;
+      }
+      // No live subscription matches (a queued message for a resumed session): keep its stored QoS.
+      if (granted >= 0 && packet.qos > granted) packet.qos = granted as 0 | 1 | 2;
+      return packet;
+    },
+
+    onAccessChange(change: AccessChange): void {
+      accessEpoch++;
+      if (change.type === "credential_revoked") {
+        closeWhere((p) => p.credentialId === change.credentialId, "credential revoked");
+      } else if (change.state === "suspended") {
+        closeWhere((p) => p.partnerId === change.partnerId, "partner suspended");
+      }
+    },
+
+    release,
+
+    stats(): AccessControlStats {
+      const connected: AccessControlStats["connected"] = {};
+      for (const [partnerId, set] of byPartner) {
+        const counts = { backend: 0, device: 0 };
+        for (const client of set) counts[principals.get(client)!.kind]++;
+        connected[partnerId] = counts;
+      }
+      return { ...stats, connected };
+    },
+  };
+};
+
+export type AccessControl = ReturnType<typeof createAccessControl>;

@@ -1,0 +1,138 @@
+/**
+ * Bounds what Aedes persistence keeps for persistent sessions. Wraps any
+ * aedes persistence (memory or Redis) through its public methods only:
+ *  - each client's queue holds at most `max` messages; beyond it the oldest
+ *    is dropped and counted (the REST history recovers it);
+ *  - a message is queued at most at the QoS its subscription granted, and
+ *    QoS 0 subscriptions queue nothing ([MQTT-3.8.4-6], [MQTT-4.3.1]);
+ *  - `forget(clientId)` empties a session (used by session expiry).
+ * The per-client index lives in this process: with several Redis nodes each
+ * node bounds what it enqueued itself.
+ */
+
+interface QueuedPacket {
+  brokerId: string;
+  brokerCounter: number;
+  messageId?: number | undefined;
+  qos: number;
+  [key: string]: unknown;
+}
+
+interface Sub {
+  clientId: string;
+  topic: string;
+  qos: number;
+}
+
+/** The subset of the aedes persistence API used here. */
+export interface OutgoingPersistence {
+  outgoingEnqueue(sub: Sub, packet: QueuedPacket): Promise<void>;
+  outgoingEnqueueCombi(subs: Sub[], packet: QueuedPacket): Promise<void>;
+  outgoingUpdate(client: { id: string }, packet: QueuedPacket): Promise<void>;
+  outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<unknown>;
+  cleanSubscriptions(client: { id: string }): Promise<void>;
+}
+
+export interface OfflineQueueCap {
+  readonly dropped: () => number;
+  /** Empties a client's queue and subscriptions (an expired session). */
+  forget(clientId: string): Promise<void>;
+  queued(clientId: string): number;
+}
+
+const keyOf = (p: { brokerId: string; brokerCounter: number }): string => `${p.brokerId}:${p.brokerCounter}`;
+
+export const capOfflineQueues = (persistence: OutgoingPersistence, max: number): OfflineQueueCap => {
+  const inner = {
+    enqueueCombi: persistence.outgoingEnqueueCombi.bind(persistence),
+    update: persistence.outgoingUpdate.bind(persistence),
+    clear: persistence.outgoingClearMessageId.bind(persistence),
+  };
+  /** clientId → queued packet keys in arrival order → the messageId given on delivery, if any. */
+  const queues = new Map<string, Map<string, number | undefined>>();
+  let dropped = 0;
+  let dropIds = 0;
+
+  const dropEntry = async (clientId: string, key: string, messageId: number | undefined): Promise<void> => {
+    const [brokerId, counter] = [
+      key.slice(0, key.lastIndexOf(":")),
+      Number(key.slice(key.lastIndexOf(":") + 1)),
+    ];
+    // Mark it with a message id no client uses, then clear by that id: works on any persistence.
+    const id = messageId ?? -++dropIds;
+    if (messageId === undefined) {
+      await inner.update({ id: clientId }, { brokerId, brokerCounter: counter, messageId: id, qos: 1 });
+    }
+    await inner.clear({ id: clientId }, { messageId: id });
+  };
+
+  const track = async (clientId: string, packet: QueuedPacket): Promise<void> => {
+    let queue = queues.get(clientId);
+    if (!queue) {
+      queue = new Map();
+      queues.set(clientId, queue);
+    }
+    queue.set(keyOf(packet), undefined);
+    while (queue.size > max) {
+      const [oldest, messageId] = queue.entries().next().value as [string, number | undefined];
+      queue.delete(oldest);
+      dropped++;
+      await dropEntry(clientId, oldest, messageId).catch(() => undefined);
+    }
+  };
+
+  persistence.outgoingEnqueueCombi = async (subs, packet) => {
+    // Group by the QoS each subscription granted; QoS 0 subscriptions are not queued.
+    const byQos = new Map<number, Sub[]>();
+    for (const sub of subs) {
+      const qos = Math.min(sub.qos ?? 0, packet.qos);
+      if (qos === 0) continue;
+      const group = byQos.get(qos) ?? [];
+      group.push(sub);
+      byQos.set(qos, group);
+    }
+    for (const [qos, group] of byQos) {
+      await inner.enqueueCombi(group, qos === packet.qos ? packet : { ...packet, qos });
+      for (const sub of group) await track(sub.clientId, packet);
+    }
+  };
+  persistence.outgoingEnqueue = (sub, packet) => persistence.outgoingEnqueueCombi([sub], packet);
+  persistence.outgoingUpdate = async (client, packet) => {
+    await inner.update(client, packet);
+    const queue = queues.get(client.id);
+    if (queue && packet.brokerId !== undefined && queue.has(keyOf(packet))) {
+      queue.set(keyOf(packet), packet.messageId);
+    }
+  };
+  persistence.outgoingClearMessageId = async (client, packet) => {
+    const removed = (await inner.clear(client, packet)) as QueuedPacket | undefined;
+    const queue = queues.get(client.id);
+    if (queue) {
+      if (removed?.brokerId !== undefined) queue.delete(keyOf(removed));
+      else {
+        for (const [key, id] of queue) {
+          if (id === packet.messageId) {
+            queue.delete(key);
+            break;
+          }
+        }
+      }
+      if (queue.size === 0) queues.delete(client.id);
+    }
+    return removed;
+  };
+
+  return {
+    dropped: () => dropped,
+    queued: (clientId) => queues.get(clientId)?.size ?? 0,
+    async forget(clientId) {
+      const queue = queues.get(clientId);
+      queues.delete(clientId);
+      if (queue) {
+        for (const [key, messageId] of queue)
+          await dropEntry(clientId, key, messageId).catch(() => undefined);
+      }
+      await persistence.cleanSubscriptions({ id: clientId });
+    },
+  };
+};

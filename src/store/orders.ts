@@ -1,0 +1,315 @@
+/**
+ * Orders: every change writes the order and its event in one transaction.
+ * Reads are scoped: a device credential sees only its shop.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { BrewcastError } from "../domain/errors.ts";
+import type { OrderEvent } from "../domain/events.ts";
+import {
+  allowedNextStatuses,
+  type CreateOrderBody,
+  canTransition,
+  type Order,
+  type OrderStatus,
+} from "../domain/orders.ts";
+import type { Db, Queryable } from "./db.ts";
+import { allocateSeq, appendEvent, type EventRow, readEpoch, toOrderEvent } from "./event-log.ts";
+
+/** What a caller may see: a whole partner, or one of its shops. */
+export interface Scope {
+  partnerId: string;
+  shopId: string | null;
+}
+
+interface OrderRow extends Record<string, unknown> {
+  id: string;
+  partner_id: string;
+  shop_id: string;
+  status: OrderStatus;
+  items: Order["items"];
+  created_at: Date;
+  updated_at: Date;
+  last_seq: number;
+}
+
+const ORDER_COLUMNS = "id, partner_id, shop_id, status, items, created_at, updated_at, last_seq";
+
+const toOrder = (row: OrderRow): Order => ({
+  id: row.id,
+  partner_id: row.partner_id,
+  shop_id: row.shop_id,
+  status: row.status,
+  items: row.items,
+  created_at: row.created_at.toISOString(),
+  updated_at: row.updated_at.toISOString(),
+  last_seq: row.last_seq,
+});
+
+const notFound = (orderId: string) => new BrewcastError("NOT_FOUND", `no order ${orderId}`);
+
+/** A stable hash of a request body: keys sorted, so key order does not matter. */
+const canonicalJson = (value: unknown): string => {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) =>
+      a < b ? -1 : a > b ? 1 : 0,
+    );
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+};
+const hashRequest = (body: unknown): Buffer => createHash("sha256").update(canonicalJson(body)).digest();
+
+const loadOrder = async (q: Queryable, scope: Scope, orderId: string, lock = false): Promise<OrderRow> => {
+  const [row] = await q.query<OrderRow>(
+    `SELECT ${ORDER_COLUMNS} FROM orders WHERE id = $1 AND partner_id = $2 AND ($3::text IS NULL OR shop_id = $3)
+     ${lock ? "FOR UPDATE" : ""}`,
+    [orderId, scope.partnerId, scope.shopId],
+  );
+  if (!row) throw notFound(orderId);
+  return row;
+};
+
+export interface OrderChange {
+  order: Order;
+  /** The event written, or undefined when nothing changed (replay, same status). */
+  event: OrderEvent | undefined;
+  replayed: boolean;
+}
+
+export interface OrdersPage {
+  orders: Order[];
+  as_of_seq: number;
+}
+
+export interface CreatedHistoryItem {
+  id: number;
+  occurred_at: string;
+  order_id: string;
+  shop_id: string;
+}
+
+export interface OrderStore {
+  create(scope: Scope, body: CreateOrderBody, idempotencyKey?: string): Promise<OrderChange>;
+  get(scope: Scope, orderId: string): Promise<Order>;
+  setStatus(scope: Scope, orderId: string, status: OrderStatus): Promise<OrderChange>;
+  list(
+    scope: Scope,
+    query: {
+      shopId?: string | undefined;
+      status?: OrderStatus | undefined;
+      limit: number;
+      afterId?: string | undefined;
+    },
+  ): Promise<OrdersPage>;
+  createdHistory(
+    scope: Scope,
+    query: {
+      olderThan?: number | undefined;
+      newerThan?: number | undefined;
+      limit: number;
+      shopId?: string | undefined;
+    },
+  ): Promise<CreatedHistoryItem[]>;
+}
+
+/** Raised inside a transaction to roll it back and answer with an earlier order. */
+class IdempotentReplay {
+  constructor(readonly orderId: string) {}
+}
+
+/** Raised inside a transaction to roll it back: the order already has the requested status. */
+class Unchanged {
+  constructor(readonly row: OrderRow) {}
+}
+
+const transactionTime = async (tx: Queryable): Promise<Date> => {
+  const [row] = await tx.query<{ now: Date }>("SELECT now() AS now");
+  return row!.now;
+};
+
+export const createOrderStore = (db: Db): OrderStore => {
+  const assertShopInScope = (scope: Scope, shopId: string) => {
+    if (scope.shopId !== null && scope.shopId !== shopId) {
+      throw new BrewcastError("FORBIDDEN", "a device credential may only act on its own shop");
+    }
+  };
+
+  const create: OrderStore["create"] = async (scope, body, idempotencyKey) => {
+    assertShopInScope(scope, body.shop_id);
+    const requestHash = hashRequest(body);
+    const epoch = await readEpoch(db);
+    try {
+      return await db.transaction(async (tx) => {
+        const orderId = randomUUID();
+        if (idempotencyKey !== undefined) {
+          // Waits for a concurrent request with the same key to finish, then sees its row.
+          const [claimed] = await tx.query(
+            `INSERT INTO idempotency_keys (partner_id, key, request_hash, order_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (partner_id, key) DO NOTHING RETURNING key`,
+            [scope.partnerId, idempotencyKey, requestHash, orderId],
+          );
+          if (!claimed) {
+            const [earlier] = await tx.query<{ request_hash: Buffer; order_id: string }>(
+              "SELECT request_hash, order_id FROM idempotency_keys WHERE partner_id = $1 AND key = $2",
+              [scope.partnerId, idempotencyKey],
+            );
+            if (earlier && Buffer.compare(earlier.request_hash, requestHash) === 0) {
+              throw new IdempotentReplay(earlier.order_id);
+            }
+            throw new BrewcastError(
+              "IDEMPOTENCY_KEY_REUSED",
+              "this Idempotency-Key was used with a different request body",
+            );
+          }
+        }
+        const [shop] = await tx.query("SELECT 1 FROM shops WHERE partner_id = $1 AND id = $2", [
+          scope.partnerId,
+          body.shop_id,
+        ]);
+        if (!shop) {
+          throw new BrewcastError("VALIDATION_FAILED", `no shop ${body.shop_id}`, [
+            { field: "body.shop_id", message: "no such shop for this partner" },
+          ]);
+        }
+        const seq = await allocateSeq(tx, scope.partnerId);
+        const occurredAt = await transactionTime(tx);
+        const order: Order = {
+          id: orderId,
+          partner_id: scope.partnerId,
+          shop_id: body.shop_id,
+          status: "created",
+          items: body.items,
+          created_at: occurredAt.toISOString(),
+          updated_at: occurredAt.toISOString(),
+          last_seq: seq,
+        };
+        await tx.query(`INSERT INTO orders (${ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, [
+          orderId,
+          scope.partnerId,
+          body.shop_id,
+          "created",
+          JSON.stringify(body.items),
+          occurredAt,
+          seq,
+        ]);
+        const event = await appendEvent(tx, {
+          partnerId: scope.partnerId,
+          shopId: body.shop_id,
+          orderId,
+          type: "order.created",
+          seq,
+          occurredAt,
+          order,
+        });
+        return { order, event: toOrderEvent(event, epoch), replayed: false };
+      });
+    } catch (error) {
+      if (!(error instanceof IdempotentReplay)) throw error;
+      const row = await loadOrder(db, { partnerId: scope.partnerId, shopId: null }, error.orderId);
+      return { order: toOrder(row), event: undefined, replayed: true };
+    }
+  };
+
+  const setStatus: OrderStore["setStatus"] = async (scope, orderId, status) => {
+    const epoch = await readEpoch(db);
+    try {
+      return await db.transaction(async (tx) => {
+        // The partner lock first: every writer of this partner queues here, so the
+        // order read next is the latest committed state and no one changes it meanwhile.
+        const seq = await allocateSeq(tx, scope.partnerId);
+        const current = await loadOrder(tx, scope, orderId);
+        // Rolling back (not committing) releases the seq: no gap.
+        if (current.status === status) throw new Unchanged(current);
+        if (!canTransition(current.status, status)) {
+          const allowed = allowedNextStatuses(current.status);
+          throw new BrewcastError(
+            "ILLEGAL_TRANSITION",
+            `order ${orderId} is ${current.status}; it can move to ${allowed.length ? allowed.join(" or ") : "nothing (final)"}, not ${status}`,
+          );
+        }
+        const occurredAt = await transactionTime(tx);
+        const [updated] = await tx.query<OrderRow>(
+          `UPDATE orders SET status = $2, updated_at = $3, last_seq = $4 WHERE id = $1 RETURNING ${ORDER_COLUMNS}`,
+          [orderId, status, occurredAt, seq],
+        );
+        const order = toOrder(updated!);
+        const event = await appendEvent(tx, {
+          partnerId: scope.partnerId,
+          shopId: order.shop_id,
+          orderId,
+          type: "order.status_changed",
+          seq,
+          occurredAt,
+          order,
+        });
+        return { order, event: toOrderEvent(event, epoch), replayed: false };
+      });
+    } catch (error) {
+      if (!(error instanceof Unchanged)) throw error;
+      return { order: toOrder(error.row), event: undefined, replayed: true };
+    }
+  };
+
+  return {
+    create,
+    setStatus,
+    async get(scope, orderId) {
+      return toOrder(await loadOrder(db, scope, orderId));
+    },
+    async list(scope, query) {
+      const shopId = scope.shopId ?? query.shopId ?? null;
+      if (scope.shopId !== null && query.shopId !== undefined && query.shopId !== scope.shopId) {
+        return { orders: [], as_of_seq: 0 };
+      }
+      // One snapshot for the orders and the head, so events after as_of_seq are exactly what is missing.
+      return db.transaction(
+        async (tx) => {
+          const [partner] = await tx.query<{ head_seq: number }>(
+            "SELECT head_seq FROM partners WHERE id = $1",
+            [scope.partnerId],
+          );
+          if (!partner) throw new BrewcastError("NOT_FOUND", `no partner ${scope.partnerId}`);
+          const rows = await tx.query<OrderRow>(
+            `SELECT ${ORDER_COLUMNS} FROM orders
+             WHERE partner_id = $1 AND ($2::text IS NULL OR shop_id = $2) AND ($3::text IS NULL OR status = $3)
+               AND ($4::uuid IS NULL OR id > $4::uuid)
+             ORDER BY id LIMIT $5`,
+            [scope.partnerId, shopId, query.status ?? null, query.afterId ?? null, query.limit],
+          );
+          return { orders: rows.map(toOrder), as_of_seq: partner.head_seq };
+        },
+        { isolation: "repeatable read", readOnly: true },
+      );
+    },
+    async createdHistory(scope, query) {
+      const shopId = scope.shopId ?? query.shopId ?? null;
+      if (scope.shopId !== null && query.shopId !== undefined && query.shopId !== scope.shopId) return [];
+      const [partner] = await db.query<{ pruned: number }>(
+        "SELECT pruned_through_seq AS pruned FROM partners WHERE id = $1",
+        [scope.partnerId],
+      );
+      if (!partner) throw new BrewcastError("NOT_FOUND", `no partner ${scope.partnerId}`);
+      if (query.newerThan !== undefined && query.newerThan < partner.pruned) {
+        throw new BrewcastError(
+          "CURSOR_EXPIRED",
+          `events up to seq ${partner.pruned} were pruned; reload GET /v1/orders`,
+        );
+      }
+      const newestFirst = query.newerThan === undefined;
+      const rows = await db.query<EventRow>(
+        `SELECT seq, occurred_at, order_id, shop_id FROM order_events
+         WHERE partner_id = $1 AND type = 'order.created' AND ($2::text IS NULL OR shop_id = $2)
+           AND ${newestFirst ? "($3::bigint IS NULL OR seq < $3)" : "seq > $3"}
+         ORDER BY seq ${newestFirst ? "DESC" : "ASC"} LIMIT $4`,
+        [scope.partnerId, shopId, newestFirst ? (query.olderThan ?? null) : query.newerThan, query.limit],
+      );
+      return rows.map((row) => ({
+        id: row.seq,
+        occurred_at: row.occurred_at.toISOString(),
+        order_id: row.order_id,
+        shop_id: row.shop_id,
+      }));
+    },
+  };
+};
