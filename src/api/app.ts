@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import fastifySwagger from "@fastify/swagger";
-import Fastify from "fastify";
+import Fastify, { LogController } from "fastify";
 import {
   jsonSchemaTransform,
   jsonSchemaTransformObject,
@@ -49,9 +49,9 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
   const app = Fastify({
     loggerInstance: deps.log,
     bodyLimit: BODY_LIMIT_BYTES,
-    disableRequestLogging: true,
+    // One line per request comes from our onResponse hook instead.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
     requestIdHeader: "x-request-id",
-    requestIdLogLabel: "request_id",
     genReqId: () => randomUUID(),
     // Keep sockets from idling forever behind a load balancer.
     keepAliveTimeout: 65_000,
