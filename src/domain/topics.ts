@@ -52,7 +52,7 @@ export const parseTopic = (topic: string): ParsedTopic | null => {
   if (root !== "partners" || !isSlug(partnerId)) return null;
   if (levels.length === 3 && a === "cursor") return { type: "partner_cursor", partnerId };
   if (a === "shops" && isSlug(b)) {
-    if (levels.length === 4 && c === "cursor") return { type: "shop_cursor", partnerId, shopId: b };
+    if (levels.length === 5 && c === "cursor") return { type: "shop_cursor", partnerId, shopId: b };
     if (levels.length === 6 && c === "orders" && (ORDER_EVENT_KINDS as readonly string[]).includes(d!)) {
       return { type: "order_event", partnerId, shopId: b, kind: d as OrderEventKind };
     }
