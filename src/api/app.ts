@@ -20,7 +20,7 @@ import type { EventPage, ReadEventsInput } from "../store/event-log.ts";
 import type { OrderStore } from "../store/orders.ts";
 import type { PartnerStore } from "../store/partners.ts";
 import { authenticateAdmin, authenticatePartner } from "./auth.ts";
-import { buildProblem, sendProblem, toProblem } from "./problem.ts";
+import { buildProblem, problemResponses, sendProblem, toProblem } from "./problem.ts";
 import adminRoutes, { type PartnerLiveStatus } from "./routes/admin-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
 
@@ -70,6 +70,12 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
         description:
           "Order events for partners. The history (`GET /v1/events`) is the truth; MQTT push is the fast path. Errors are RFC 9457 problem+json with a stable `code`.",
       },
+      tags: [
+        { name: "orders", description: "Create, read and change orders; their current state and history." },
+        { name: "events", description: "The authoritative, cursor-paged event feed." },
+        { name: "admin", description: "Operator API: partners, shops, credentials, the kill switch." },
+        { name: "ops", description: "Health and readiness." },
+      ],
       components: {
         securitySchemes: {
           partner: { type: "http", scheme: "bearer", description: "A partner credential's secret." },
@@ -77,7 +83,19 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
         },
       },
     },
-    transform: jsonSchemaTransform,
+    // Documentation only (validation never sees this): each route's auth, tag, and the 500 any route can answer.
+    transform: (input) => {
+      const { url } = input;
+      const area = url.startsWith("/admin/v1") ? "admin" : url.startsWith("/v1") ? "partner" : "ops";
+      if (area === "ops")
+        return jsonSchemaTransform({ ...input, schema: { ...input.schema, tags: ["ops"] } });
+      const tag = area === "admin" ? "admin" : url.startsWith("/v1/events") ? "events" : "orders";
+      const response = { ...(input.schema.response as object), ...problemResponses(500) };
+      return jsonSchemaTransform({
+        ...input,
+        schema: { ...input.schema, response, tags: [tag], security: [{ [area]: [] }] },
+      });
+    },
     transformObject: jsonSchemaTransformObject,
   });
 
