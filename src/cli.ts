@@ -9,7 +9,9 @@ import { openMigratedDb, startBrewcast } from "./main.ts";
 const USAGE = `usage: brewcast <command>
 
 commands:
-  start          run the API (and the broker and bridge, as they land) in one process
+  start          run the API, the embedded MQTT broker and the bridge in one process
+  broker         run the MQTT broker alone (several share REDIS_URL behind a TCP load balancer)
+  bridge         run the bridge alone, publishing to BREWCAST_MQTT_URL
   migrate        apply pending database migrations and exit
   check-config   print the effective configuration (secrets redacted) and exit
 
@@ -61,9 +63,9 @@ const main = async (argv: string[]): Promise<void> => {
     return;
   }
 
-  if (command === "start") {
-    log.info({ config: redactConfig(config) }, "starting");
-    const running = await startBrewcast(config, log);
+  if (command === "start" || command === "broker" || command === "bridge") {
+    log.info({ config: redactConfig(config), role: command }, "starting");
+    const running = await startBrewcast(config, log, command === "start" ? "all" : command);
     let stopping = false;
     const shutdown = (signal: string) => {
       if (stopping) return;

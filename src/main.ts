@@ -1,13 +1,26 @@
 /**
- * The composition root: config → logger → store → api (→ broker → bridge,
- * as they land), and their start and stop. Nothing else wires components.
+ * The composition root: config → logger → store → broker → bridge → http,
+ * and their start and stop. Nothing else wires components together.
+ *
+ * Roles:
+ * - `all` (brewcast start): API, embedded broker and bridge in one process;
+ *   with BREWCAST_MQTT_URL the bridge publishes there instead and no
+ *   embedded broker runs.
+ * - `broker` (brewcast broker): the broker alone (scale out several behind
+ *   a TCP load balancer, sharing REDIS_URL).
+ * - `bridge` (brewcast bridge): the bridge alone, publishing to BREWCAST_MQTT_URL.
  */
 import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { buildHttpApp, type ReadinessReport } from "./api/app.ts";
+import { Bridge } from "./bridge/bridge.ts";
+import { createMqttPublisher } from "./bridge/mqtt-publisher.ts";
+import type { Publisher } from "./bridge/ports.ts";
+import { type Broker, startBroker } from "./broker/index.ts";
 import type { Config } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
 import { createAccessFeed } from "./store/access-feed.ts";
+import { createBridgeLog, createDoorbell, createLeaderLock } from "./store/bridge-log.ts";
 import { createCredentialStore } from "./store/credentials.ts";
 import type { Db } from "./store/db.ts";
 import { readEvents } from "./store/event-log.ts";
@@ -17,10 +30,14 @@ import { createOrderStore } from "./store/orders.ts";
 import { createPartnerStore } from "./store/partners.ts";
 import { pruneHistory } from "./store/retention.ts";
 
+export type Role = "all" | "broker" | "bridge";
+
 export interface RunningBrewcast {
-  ports: { http: number };
+  ports: { http: number; mqtt?: number; mqtts?: number };
   adminToken: string;
   db: Db;
+  broker: Broker | undefined;
+  bridge: Bridge | undefined;
   stop(): Promise<void>;
 }
 
@@ -51,19 +68,27 @@ export const openMigratedDb = async (config: Config, log: Logger): Promise<Db> =
   }
 };
 
-export const startBrewcast = async (config: Config, log: Logger): Promise<RunningBrewcast> => {
+export const startBrewcast = async (
+  config: Config,
+  log: Logger,
+  role: Role = "all",
+): Promise<RunningBrewcast> => {
   const adminToken = config.BREWCAST_ADMIN_TOKEN ?? randomBytes(24).toString("base64url");
-  if (!config.BREWCAST_ADMIN_TOKEN) {
+  if (!config.BREWCAST_ADMIN_TOKEN && role === "all") {
     log.warn(
       { admin_token: adminToken },
       "BREWCAST_ADMIN_TOKEN not set: generated an admin token for this process only",
     );
+  }
+  if (role === "bridge" && !config.BREWCAST_MQTT_URL) {
+    throw new Error("BREWCAST_MQTT_URL: required by `brewcast bridge` (the broker it publishes to)");
   }
   const db = await openMigratedDb(config, log);
   const stops: (() => Promise<void>)[] = [() => db.close()];
   const stopAll = async () => {
     for (const stop of stops.reverse())
       await stop().catch((error) => log.error({ err: error }, "stop failed"));
+    stops.length = 0;
   };
 
   try {
@@ -73,15 +98,91 @@ export const startBrewcast = async (config: Config, log: Logger): Promise<Runnin
     const partners = createPartnerStore(db);
     const orders = createOrderStore(db);
 
+    let broker: Broker | undefined;
+    if (role === "broker" || (role === "all" && !config.BREWCAST_MQTT_URL)) {
+      broker = await startBroker({
+        host: config.BREWCAST_HOST,
+        mqttPort: config.BREWCAST_MQTT_PORT,
+        ...(config.BREWCAST_MQTTS_PORT !== undefined ? { mqttsPort: config.BREWCAST_MQTTS_PORT } : {}),
+        ...(config.BREWCAST_TLS_CERT && config.BREWCAST_TLS_KEY
+          ? {
+              tls: {
+                cert: config.BREWCAST_TLS_CERT,
+                key: config.BREWCAST_TLS_KEY,
+                ...(config.BREWCAST_TLS_CA ? { ca: config.BREWCAST_TLS_CA } : {}),
+              },
+            }
+          : {}),
+        maxPacketBytes: config.BREWCAST_MAX_PACKET_BYTES,
+        maxConnectionsPerPartner: config.BREWCAST_MAX_CONNECTIONS_PER_PARTNER,
+        drainTimeoutMs: config.BREWCAST_DRAIN_TIMEOUT_MS,
+        offlineQueueMax: config.BREWCAST_OFFLINE_QUEUE_MAX,
+        sessionTtlSeconds: config.BREWCAST_SESSION_TTL,
+        ...(config.REDIS_URL ? { redisUrl: config.REDIS_URL } : {}),
+        log: log.child({ component: "broker" }),
+        verifier: credentials,
+        accessChanges: accessFeed,
+      });
+      const started = broker;
+      stops.push(() => started.close());
+    }
+
+    let bridge: Bridge | undefined;
+    if (role === "bridge" || role === "all") {
+      let publisher: Publisher;
+      if (config.BREWCAST_MQTT_URL) {
+        const external = await createMqttPublisher({
+          url: config.BREWCAST_MQTT_URL,
+          log: log.child({ component: "bridge" }),
+        });
+        stops.push(() => external.close());
+        publisher = external;
+      } else if (broker) {
+        // In-process: one publish at a time, each awaited (Aedes loses QoS 1 messages when
+        // in-process publishes of mixed QoS overlap: aedes#994).
+        const embedded = broker;
+        let tail: Promise<void> = Promise.resolve();
+        publisher = {
+          publish: (message) => {
+            const next = tail.then(() => embedded.publish(message));
+            tail = next.catch(() => undefined);
+            return next;
+          },
+        };
+      } else {
+        throw new Error("the bridge has no broker to publish to");
+      }
+      const started = new Bridge({
+        log: log.child({ component: "bridge" }),
+        source: await createBridgeLog(db),
+        publisher,
+        lock: createLeaderLock(db),
+        watermarkMs: config.BREWCAST_WATERMARK_MS,
+      });
+      bridge = started;
+      // Stopped before the broker and the database (stops run in reverse).
+      stops.push(() => started.stop());
+    }
+
     const readiness = async (): Promise<ReadinessReport> => {
+      const checks: Record<string, string> = {};
+      let ready = true;
       try {
         await db.query("SELECT 1");
-        return { ready: true, checks: { database: "ok" } };
+        checks.database = "ok";
       } catch (error) {
-        return { ready: false, checks: { database: (error as Error).message } };
+        checks.database = (error as Error).message;
+        ready = false;
       }
+      if (broker) checks.broker = "ok";
+      if (bridge) {
+        checks.bridge = bridge.role;
+        if (bridge.role !== "leader" && bridge.role !== "standby") ready = false;
+      }
+      return { ready, checks };
     };
 
+    const doorbell = createDoorbell(db, (error) => log.warn({ err: error }, "doorbell ring failed"));
     const app = await buildHttpApp({
       log,
       adminToken,
@@ -91,16 +192,32 @@ export const startBrewcast = async (config: Config, log: Logger): Promise<Runnin
       credentials,
       readEvents: (input) => readEvents(db, input),
       readiness,
+      onCommitted: (partnerId) => {
+        bridge?.wake(partnerId);
+        // Other processes' bridges (a standby that takes over, a separate `brewcast bridge`).
+        doorbell.ring(partnerId);
+      },
+      liveStatus: (partnerId) => {
+        const clients = broker?.stats().connected[partnerId];
+        return {
+          connected_clients: broker ? { backend: clients?.backend ?? 0, device: clients?.device ?? 0 } : null,
+          published_seq: bridge?.publishedSeqs().get(partnerId) ?? null,
+        };
+      },
+      // A broker or bridge process serves health (and the broker MQTT over WebSocket) only.
+      serveApi: role === "all",
     });
-    try {
-      await app.listen({ host: config.BREWCAST_HOST, port: config.BREWCAST_HTTP_PORT });
-    } catch (error) {
+    broker?.attachWebSocket(app.server);
+    await app.listen({ host: config.BREWCAST_HOST, port: config.BREWCAST_HTTP_PORT }).catch((error) => {
       throw portInUseError("BREWCAST_HTTP_PORT", config.BREWCAST_HOST, config.BREWCAST_HTTP_PORT, error);
-    }
+    });
     stops.push(() => app.close());
+    stops.push(() => doorbell.flush());
     const http = (app.server.address() as AddressInfo).port;
 
-    if (config.BREWCAST_RETENTION_DAYS !== undefined) {
+    await bridge?.start();
+
+    if (config.BREWCAST_RETENTION_DAYS !== undefined && role === "all") {
       const days = config.BREWCAST_RETENTION_DAYS;
       const prune = () =>
         pruneHistory(db, days)
@@ -112,8 +229,9 @@ export const startBrewcast = async (config: Config, log: Logger): Promise<Runnin
       stops.push(async () => clearInterval(timer));
     }
 
-    log.info({ http, host: config.BREWCAST_HOST, database: db.kind }, "listening");
-    return { ports: { http }, adminToken, db, stop: stopAll };
+    const ports = { http, ...(broker ? broker.ports : {}) };
+    log.info({ ...ports, host: config.BREWCAST_HOST, role, database: db.kind }, "listening");
+    return { ports, adminToken, db, broker, bridge, stop: stopAll };
   } catch (error) {
     await stopAll();
     throw error;

@@ -43,6 +43,8 @@ export interface HttpAppDeps {
   onCommitted?(partnerId: string): void;
   liveStatus?(partnerId: string): PartnerLiveStatus;
   version?: string;
+  /** False for a broker-only or bridge-only process: health endpoints only. Default true. */
+  serveApi?: boolean;
 }
 
 export const buildHttpApp = async (deps: HttpAppDeps) => {
@@ -142,6 +144,14 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
   );
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
+  if (deps.serveApi === false) return app;
+
+  // Route schemas only mention the security schemes; attach them here so every route documents its auth.
+  app.addHook("onRoute", (route) => {
+    if (route.url.startsWith("/v1")) route.schema = { ...route.schema, security: [{ partner: [] }] };
+    else if (route.url.startsWith("/admin/v1")) route.schema = { ...route.schema, security: [{ admin: [] }] };
+  });
+
   await app.register(
     async (v1) => {
       v1.addHook("onRequest", async (request) => {
@@ -167,12 +177,6 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
     },
     { prefix: "/admin/v1" },
   );
-
-  // Route schemas only mention the security schemes; attach them here so every route documents its auth.
-  app.addHook("onRoute", (route) => {
-    if (route.url.startsWith("/v1")) route.schema = { ...route.schema, security: [{ partner: [] }] };
-    else if (route.url.startsWith("/admin/v1")) route.schema = { ...route.schema, security: [{ admin: [] }] };
-  });
 
   return app;
 };

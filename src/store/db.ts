@@ -19,6 +19,13 @@ export interface TransactionOptions {
 
 export type Unlisten = () => Promise<void>;
 
+/** One dedicated connection, for session state such as advisory locks. */
+export interface DbSession extends Queryable {
+  /** Called once if the connection dies (session state, such as locks, is gone). */
+  onLost(handler: (error?: Error) => void): void;
+  release(): Promise<void>;
+}
+
 export interface Db extends Queryable {
   readonly kind: "pg" | "pglite";
   /** Runs `work` in one transaction: commits when it resolves, rolls back when it throws. */
@@ -30,6 +37,8 @@ export interface Db extends Queryable {
    */
   listen(channel: string, onPayload: (payload: string) => void, onReconnect?: () => void): Promise<Unlisten>;
   notify(channel: string, payload: string): Promise<void>;
+  /** A dedicated connection outside the pool (PGlite: its one connection, shared). */
+  session(): Promise<DbSession>;
   close(): Promise<void>;
 }
 

@@ -144,6 +144,34 @@ export const createPgDb = async (options: PgDbOptions): Promise<Db> => {
     async notify(channel, payload) {
       await pool.query("SELECT pg_notify($1, $2)", [assertChannelName(channel), payload]);
     },
+    async session() {
+      const client = new pg.Client({ connectionString: options.connectionString, types: typeParsers });
+      await client.connect();
+      let lost: ((error?: Error) => void) | undefined;
+      let released = false;
+      const onDeath = (error?: Error) => {
+        if (released) return;
+        released = true;
+        lost?.(error);
+      };
+      client.on("error", onDeath);
+      client.on("end", () => onDeath());
+      return {
+        async query<R extends Row = Row>(sql: string, params?: readonly unknown[]) {
+          return (await client.query(sql, params as unknown[] | undefined)).rows as R[];
+        },
+        async exec(sql: string) {
+          await client.query(sql);
+        },
+        onLost(handler) {
+          lost = handler;
+        },
+        async release() {
+          released = true;
+          await client.end().catch(() => undefined);
+        },
+      };
+    },
     async close() {
       closed = true;
       const client = listenClient;

@@ -93,6 +93,16 @@ export const createPgliteDb = async (dataDir: string): Promise<Db> => {
     async notify(channel, payload) {
       await pglite.query("SELECT pg_notify($1, $2)", [assertChannelName(channel), payload]);
     },
+    async session() {
+      return {
+        query: (sql, params) => run(pglite, sql, params),
+        async exec(sql) {
+          await pglite.exec(sql);
+        },
+        onLost() {},
+        async release() {},
+      };
+    },
     async close() {
       try {
         await pglite.close();

@@ -1,0 +1,418 @@
+/**
+ * The bridge: mirrors the event log to MQTT, per partner in seq order, at
+ * least once, never skipping.
+ *
+ * Invariants:
+ * - A partner's durable cursor moves only after the broker accepted every
+ *   message of the batch (and its retained cursors), so a crash re-publishes
+ *   and never skips.
+ * - One pump per partner at a time, so a partner's messages leave in seq order;
+ *   partners run in parallel up to `concurrency`.
+ * - Only the holder of the leader lock publishes; losing the lock stops every
+ *   pump before its next message.
+ * - A partner whose publishes fail backs off alone; the others keep flowing.
+ *
+ * Imports domain code only; the log, the publisher and the lock are ports.
+ */
+import { EventEmitter } from "node:events";
+import type { Logger } from "pino";
+import type { Cursor, OrderEvent } from "../domain/events.ts";
+import { EVENT_KIND } from "../domain/events.ts";
+import { buildOrderEventTopic, buildPartnerCursorTopic, buildShopCursorTopic } from "../domain/topics.ts";
+import type {
+  BridgeLog,
+  LeaderLock,
+  OutgoingMessage,
+  PartnerCursors,
+  Publisher,
+  ScopeCursor,
+} from "./ports.ts";
+
+export type BridgeRole = "starting" | "leader" | "standby" | "stopped";
+
+export interface BridgeOptions {
+  log: Logger;
+  source: BridgeLog;
+  publisher: Publisher;
+  lock: LeaderLock;
+  /** The safety-net sweep for commits whose doorbell was missed. */
+  sweepIntervalMs?: number;
+  /** How often the retained cursors are re-published with a fresh `published_at`. */
+  watermarkMs?: number;
+  batchSize?: number;
+  /** Partners pumped at once. */
+  concurrency?: number;
+  publishTimeoutMs?: number;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** How often a standby tries to take the lock. */
+  standbyPollMs?: number;
+}
+
+export interface BridgeEvents {
+  role: [BridgeRole];
+  /** A batch was accepted by the broker and its cursor committed. */
+  published: [{ partnerId: string; fromSeq: number; toSeq: number; count: number }];
+  /** Retained cursors re-published for an idle partner. */
+  watermark: [{ partnerId: string; seq: number }];
+  /** A partner's publish or read failed; it retries alone after `retryInMs`. */
+  "partner-error": [{ partnerId: string; error: Error; retryInMs: number }];
+}
+
+interface PartnerPump {
+  cursors: PartnerCursors;
+  running: boolean;
+  dirty: boolean;
+  watermarkDue: boolean;
+  failures: number;
+  retryTimer: NodeJS.Timeout | undefined;
+}
+
+class PublishTimeoutError extends Error {
+  constructor(topic: string, ms: number) {
+    super(`broker did not accept a message on ${topic} within ${ms} ms`);
+    this.name = "PublishTimeoutError";
+  }
+}
+
+export class Bridge extends EventEmitter<BridgeEvents> {
+  #role: BridgeRole = "starting";
+  /** Bumped on every change of leadership: a pump from an older term stops. */
+  #term = 0;
+  readonly #pumps = new Map<string, PartnerPump>();
+  readonly #ready: string[] = [];
+  #active = 0;
+  readonly #idleWaiters = new Set<() => void>();
+  #timers: NodeJS.Timeout[] = [];
+  #standbyTimer: NodeJS.Timeout | undefined;
+  #unlistenDoorbell: (() => Promise<void>) | undefined;
+  readonly #options: Required<Omit<BridgeOptions, "log" | "source" | "publisher" | "lock">>;
+
+  constructor(private readonly deps: BridgeOptions) {
+    super();
+    this.#options = {
+      sweepIntervalMs: deps.sweepIntervalMs ?? 1_000,
+      watermarkMs: deps.watermarkMs ?? 5_000,
+      batchSize: deps.batchSize ?? 500,
+      concurrency: deps.concurrency ?? 8,
+      publishTimeoutMs: deps.publishTimeoutMs ?? 10_000,
+      backoffInitialMs: deps.backoffInitialMs ?? 100,
+      backoffMaxMs: deps.backoffMaxMs ?? 30_000,
+      standbyPollMs: deps.standbyPollMs ?? 1_000,
+    };
+    deps.lock.onLost(() => {
+      if (this.#role !== "leader") return;
+      this.deps.log.error("bridge lost its leader lock; standing by");
+      void this.#stepDown().then(() => this.#scheduleLeaderAttempt());
+    });
+  }
+
+  get role(): BridgeRole {
+    return this.#role;
+  }
+
+  /** The last seq published per partner (leader only; empty otherwise). */
+  publishedSeqs(): Map<string, number> {
+    return new Map([...this.#pumps].map(([id, pump]) => [id, pump.cursors.published.seq]));
+  }
+
+  async start(): Promise<void> {
+    await this.#tryLead();
+  }
+
+  /** In-process doorbell: a writer in this process committed events for this partner. */
+  wake(partnerId: string): void {
+    if (this.#role !== "leader") return;
+    const pump = this.#pumps.get(partnerId);
+    if (pump) this.#markDirty(pump);
+    else void this.#discover([partnerId]);
+  }
+
+  /** Stops taking work, lets in-flight batches finish and commit, releases the lock. */
+  async stop(): Promise<void> {
+    if (this.#role === "stopped") return;
+    clearTimeout(this.#standbyTimer);
+    await this.#stepDown();
+    this.#setRole("stopped");
+    await this.deps.lock
+      .release()
+      .catch((error) => this.deps.log.warn({ err: error }, "leader lock release failed"));
+  }
+
+  #setRole(role: BridgeRole): void {
+    if (this.#role === role) return;
+    this.#role = role;
+    this.deps.log.info({ role }, "bridge role");
+    this.emit("role", role);
+  }
+
+  #scheduleLeaderAttempt(): void {
+    if (this.#role === "stopped") return;
+    clearTimeout(this.#standbyTimer);
+    this.#standbyTimer = setTimeout(() => void this.#tryLead(), this.#options.standbyPollMs);
+    this.#standbyTimer.unref();
+  }
+
+  async #tryLead(): Promise<void> {
+    if (this.#role === "stopped" || this.#role === "leader") return;
+    let acquired = false;
+    try {
+      acquired = await this.deps.lock.tryAcquire();
+    } catch (error) {
+      this.deps.log.warn({ err: error }, "leader lock attempt failed");
+    }
+    if (!acquired) {
+      this.#setRole("standby");
+      this.#scheduleLeaderAttempt();
+      return;
+    }
+    try {
+      await this.#becomeLeader();
+    } catch (error) {
+      this.deps.log.error({ err: error }, "bridge could not start leading; retrying");
+      await this.#stepDown();
+      await this.deps.lock.release().catch(() => undefined);
+      this.#scheduleLeaderAttempt();
+    }
+  }
+
+  async #becomeLeader(): Promise<void> {
+    const term = ++this.#term;
+    const partners = await this.deps.source.loadPartners();
+    if (term !== this.#term) return;
+    this.#pumps.clear();
+    for (const cursors of partners) this.#pumps.set(cursors.partnerId, this.#newPump(cursors));
+    this.#unlistenDoorbell = await this.deps.source.onDoorbell((ids) => {
+      if (ids === "all") void this.#sweep();
+      else for (const id of ids) this.wake(id);
+    });
+    this.#setRole("leader");
+    const sweep = setInterval(() => void this.#sweep(), this.#options.sweepIntervalMs);
+    const watermark = setInterval(() => void this.#watermark(), this.#options.watermarkMs);
+    sweep.unref();
+    watermark.unref();
+    this.#timers = [sweep, watermark];
+    // Publish every cursor at once, so devices see a fresh watermark from the new leader.
+    for (const pump of this.#pumps.values()) {
+      pump.watermarkDue = true;
+      pump.dirty = pump.cursors.headSeq > pump.cursors.published.seq;
+      this.#enqueue(pump);
+    }
+  }
+
+  async #stepDown(): Promise<void> {
+    this.#term++;
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#timers = [];
+    for (const pump of this.#pumps.values()) clearTimeout(pump.retryTimer);
+    this.#ready.length = 0;
+    const unlisten = this.#unlistenDoorbell;
+    this.#unlistenDoorbell = undefined;
+    await unlisten?.().catch(() => undefined);
+    // Let in-flight batches finish (they stop at their next message) before declaring standby.
+    if (this.#active > 0) await new Promise<void>((resolve) => this.#idleWaiters.add(resolve));
+    this.#pumps.clear();
+    if (this.#role === "leader") this.#setRole("standby");
+  }
+
+  #newPump(cursors: PartnerCursors): PartnerPump {
+    return { cursors, running: false, dirty: false, watermarkDue: false, failures: 0, retryTimer: undefined };
+  }
+
+  async #sweep(): Promise<void> {
+    if (this.#role !== "leader") return;
+    try {
+      const ids = await this.deps.source.partnersWithBacklog();
+      const unknown = ids.filter((id) => !this.#pumps.has(id));
+      if (unknown.length > 0) await this.#discover(unknown);
+      for (const id of ids) {
+        const pump = this.#pumps.get(id);
+        if (pump) this.#markDirty(pump);
+      }
+    } catch (error) {
+      this.deps.log.warn({ err: error }, "bridge sweep failed");
+    }
+  }
+
+  /** Loads partners created since this term began. */
+  async #discover(partnerIds: string[]): Promise<void> {
+    const term = this.#term;
+    const partners = await this.deps.source.loadPartners().catch((error) => {
+      this.deps.log.warn({ err: error }, "bridge could not load partners");
+      return [];
+    });
+    if (term !== this.#term) return;
+    for (const cursors of partners) {
+      if (this.#pumps.has(cursors.partnerId)) continue;
+      const pump = this.#newPump(cursors);
+      pump.watermarkDue = true;
+      this.#pumps.set(cursors.partnerId, pump);
+    }
+    for (const id of partnerIds) {
+      const pump = this.#pumps.get(id);
+      if (pump) this.#markDirty(pump);
+    }
+  }
+
+  async #watermark(): Promise<void> {
+    if (this.#role !== "leader") return;
+    const known = this.#pumps.size;
+    await this.#discover([]);
+    if (this.#pumps.size !== known)
+      this.deps.log.debug({ partners: this.#pumps.size }, "bridge found new partners");
+    for (const pump of this.#pumps.values()) {
+      pump.watermarkDue = true;
+      if (pump.retryTimer === undefined) this.#enqueue(pump);
+    }
+  }
+
+  #markDirty(pump: PartnerPump): void {
+    pump.dirty = true;
+    if (pump.retryTimer === undefined) this.#enqueue(pump);
+  }
+
+  #enqueue(pump: PartnerPump): void {
+    if (pump.running || this.#ready.includes(pump.cursors.partnerId)) return;
+    this.#ready.push(pump.cursors.partnerId);
+    this.#drainQueue();
+  }
+
+  #drainQueue(): void {
+    while (this.#active < this.#options.concurrency && this.#ready.length > 0 && this.#role === "leader") {
+      const id = this.#ready.shift()!;
+      const pump = this.#pumps.get(id);
+      if (!pump || pump.running) continue;
+      this.#active++;
+      pump.running = true;
+      void this.#runPump(pump, this.#term).finally(() => {
+        pump.running = false;
+        this.#active--;
+        if ((pump.dirty || pump.watermarkDue) && pump.retryTimer === undefined) this.#enqueue(pump);
+        if (this.#active === 0) {
+          for (const resolve of this.#idleWaiters) resolve();
+          this.#idleWaiters.clear();
+        }
+        this.#drainQueue();
+      });
+    }
+  }
+
+  async #runPump(pump: PartnerPump, term: number): Promise<void> {
+    const partnerId = pump.cursors.partnerId;
+    try {
+      while (pump.dirty && term === this.#term) {
+        pump.dirty = false;
+        while (term === this.#term) {
+          const events = await this.deps.source.readBatch(
+            partnerId,
+            pump.cursors.published.seq,
+            this.#options.batchSize,
+          );
+          if (events.length === 0) break;
+          await this.#publishBatch(pump, events, term);
+          if (events.length < this.#options.batchSize) break;
+        }
+      }
+      if (pump.watermarkDue && term === this.#term) {
+        pump.watermarkDue = false;
+        await this.#publishCursors(pump, [...pump.cursors.shops.keys()], term);
+        this.emit("watermark", { partnerId, seq: pump.cursors.published.seq });
+      }
+      pump.failures = 0;
+    } catch (error) {
+      if (term !== this.#term) return;
+      pump.failures++;
+      pump.dirty = true;
+      const retryInMs = Math.min(
+        this.#options.backoffInitialMs * 2 ** (pump.failures - 1),
+        this.#options.backoffMaxMs,
+      );
+      this.deps.log.warn(
+        { err: error, partner: partnerId, retryInMs, failures: pump.failures },
+        "bridge partner backing off",
+      );
+      this.emit("partner-error", { partnerId, error: error as Error, retryInMs });
+      pump.retryTimer = setTimeout(() => {
+        pump.retryTimer = undefined;
+        if (term === this.#term) this.#enqueue(pump);
+      }, retryInMs);
+      pump.retryTimer.unref();
+    }
+  }
+
+  async #publishBatch(pump: PartnerPump, events: OrderEvent[], term: number): Promise<void> {
+    const partnerId = pump.cursors.partnerId;
+    const qos = pump.cursors.qos;
+    const shops = new Map<string, ScopeCursor>();
+    let last: OrderEvent | undefined;
+    for (const event of events) {
+      if (term !== this.#term) throw new Error("leadership changed mid-batch");
+      await this.#publish({
+        topic: buildOrderEventTopic(partnerId, event.shop_id, EVENT_KIND[event.type]),
+        payload: JSON.stringify(event),
+        qos,
+        retain: false,
+      });
+      shops.set(event.shop_id, { seq: event.seq, occurredAt: event.occurred_at });
+      last = event;
+    }
+    if (!last) return;
+    const previous = pump.cursors.published.seq;
+    const partnerCursor = { seq: last.seq, occurredAt: last.occurred_at };
+    // Retained cursors go out after the events they cover; then the durable cursor moves.
+    const next: PartnerCursors = {
+      ...pump.cursors,
+      headSeq: Math.max(pump.cursors.headSeq, last.seq),
+      published: partnerCursor,
+      shops: new Map([...pump.cursors.shops, ...shops]),
+    };
+    await this.#publishCursors({ ...pump, cursors: next }, [...shops.keys()], term);
+    await this.deps.source.commitCursors(partnerId, partnerCursor, shops);
+    pump.cursors = next;
+    this.emit("published", { partnerId, fromSeq: previous + 1, toSeq: last.seq, count: events.length });
+  }
+
+  async #publishCursors(pump: PartnerPump, shopIds: string[], term: number): Promise<void> {
+    const { partnerId, published, shops } = pump.cursors;
+    const publishedAt = new Date().toISOString();
+    const payload = (cursor: ScopeCursor): string =>
+      JSON.stringify({
+        seq: cursor.seq,
+        epoch: this.deps.source.epoch,
+        occurred_at: cursor.occurredAt,
+        published_at: publishedAt,
+      } satisfies Cursor);
+    if (term !== this.#term) return;
+    await this.#publish({
+      topic: buildPartnerCursorTopic(partnerId),
+      payload: payload(published),
+      qos: 1,
+      retain: true,
+    });
+    for (const shopId of shopIds) {
+      if (term !== this.#term) return;
+      const cursor = shops.get(shopId) ?? { seq: 0, occurredAt: null };
+      await this.#publish({
+        topic: buildShopCursorTopic(partnerId, shopId),
+        payload: payload(cursor),
+        qos: 1,
+        retain: true,
+      });
+    }
+  }
+
+  async #publish(message: OutgoingMessage): Promise<void> {
+    const ms = this.#options.publishTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.deps.publisher.publish(message),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new PublishTimeoutError(message.topic, ms)), ms);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * What the bridge needs from the outside world, and nothing more: a reader
+ * of the event log with durable cursors, a publisher, a leader lock. The
+ * store and the broker (or an MQTT client) implement these; the bridge
+ * imports only domain code.
+ */
+import type { OrderEvent } from "../domain/events.ts";
+import type { PartnerState } from "../domain/partners.ts";
+
+export interface ScopeCursor {
+  seq: number;
+  /** When the event at `seq` happened; null before the first event. */
+  occurredAt: string | null;
+}
+
+export interface PartnerCursors {
+  partnerId: string;
+  headSeq: number;
+  qos: 0 | 1 | 2;
+  state: PartnerState;
+  published: ScopeCursor;
+  shops: Map<string, ScopeCursor>;
+}
+
+export interface BridgeLog {
+  readonly epoch: string;
+  /** Every partner, its head and its durable cursors (the leader's starting point and the watermark's list). */
+  loadPartners(): Promise<PartnerCursors[]>;
+  /** Partners whose head is ahead of their durable cursor (committed events not yet published). */
+  partnersWithBacklog(): Promise<string[]>;
+  /** Up to `limit` events after `afterSeq`, in seq order. */
+  readBatch(partnerId: string, afterSeq: number, limit: number): Promise<OrderEvent[]>;
+  /** Moves the durable cursors forward (never back). */
+  commitCursors(partnerId: string, partner: ScopeCursor, shops: Map<string, ScopeCursor>): Promise<void>;
+  /** Calls `wake` when writers ring the doorbell; returns a function that stops listening. */
+  onDoorbell(wake: (partnerIds: string[] | "all") => void): Promise<() => Promise<void>>;
+}
+
+export interface OutgoingMessage {
+  topic: string;
+  payload: string;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+}
+
+export interface Publisher {
+  /** Resolves once the broker accepted the message (PUBACK/PUBCOMP, or Aedes's callback in-process). */
+  publish(message: OutgoingMessage): Promise<void>;
+}
+
+export interface LeaderLock {
+  /** Tries once; true when this process now holds the lock. */
+  tryAcquire(): Promise<boolean>;
+  /** Called when a held lock is lost (its connection died): stop publishing at once. */
+  onLost(handler: () => void): void;
+  release(): Promise<void>;
+}

@@ -1,0 +1,187 @@
+/**
+ * The store's side of the bridge: durable cursors, backlog queries, the
+ * doorbell and the leader lock.
+ *
+ * The doorbell: writers must not NOTIFY inside their own transactions
+ * (NOTIFY takes a cluster-wide lock through commit and measured 0.24× insert
+ * throughput at 16 writers). Instead each process rings after its commits,
+ * from outside the write path, with at most one NOTIFY in flight: rings that
+ * arrive meanwhile are coalesced into the next one.
+ */
+import type { BridgeLog, LeaderLock, PartnerCursors, ScopeCursor } from "../bridge/ports.ts";
+import type { PartnerState } from "../domain/partners.ts";
+import type { Db, DbSession } from "./db.ts";
+import { EVENT_COLUMNS, type EventRow, readEpoch, toOrderEvent } from "./event-log.ts";
+
+export const DOORBELL_CHANNEL = "brewcast_events";
+/** Advisory lock key of the active bridge. */
+const BRIDGE_LOCK_KEY = 0x62726964; // "brid"
+/** NOTIFY payloads are capped at 8000 bytes; past this many ids, ring for everyone. */
+const MAX_IDS_PER_RING = 100;
+
+export interface Doorbell {
+  ring(partnerId: string): void;
+  /** Resolves when no ring is pending or in flight (for shutdown and tests). */
+  flush(): Promise<void>;
+}
+
+export const createDoorbell = (db: Db, onError: (error: unknown) => void = () => {}): Doorbell => {
+  let pending = new Set<string>();
+  let inFlight: Promise<void> | undefined;
+  const send = (): void => {
+    if (inFlight || pending.size === 0) return;
+    const ids = [...pending];
+    pending = new Set();
+    const payload = ids.length > MAX_IDS_PER_RING ? "*" : ids.join(",");
+    inFlight = db
+      .notify(DOORBELL_CHANNEL, payload)
+      .catch(onError)
+      .finally(() => {
+        inFlight = undefined;
+        send();
+      });
+  };
+  return {
+    ring(partnerId) {
+      pending.add(partnerId);
+      send();
+    },
+    async flush() {
+      while (inFlight) await inFlight;
+    },
+  };
+};
+
+interface CursorRow extends Record<string, unknown> {
+  partner_id: string;
+  head_seq: number;
+  qos: 0 | 1 | 2;
+  state: PartnerState;
+  published_seq: number | null;
+  occurred_at: Date | null;
+}
+
+interface ShopCursorRow extends Record<string, unknown> {
+  partner_id: string;
+  shop_id: string;
+  published_seq: number | null;
+  occurred_at: Date | null;
+}
+
+const toScopeCursor = (seq: number | null, occurredAt: Date | null): ScopeCursor => ({
+  seq: seq ?? 0,
+  occurredAt: occurredAt?.toISOString() ?? null,
+});
+
+export const createBridgeLog = async (db: Db): Promise<BridgeLog> => {
+  const epoch = await readEpoch(db);
+  return {
+    epoch,
+    async loadPartners() {
+      const partners = await db.query<CursorRow>(
+        `SELECT p.id AS partner_id, p.head_seq, p.qos, p.state, c.published_seq, c.occurred_at
+         FROM partners p LEFT JOIN bridge_cursors c ON c.partner_id = p.id ORDER BY p.id`,
+      );
+      const shops = await db.query<ShopCursorRow>(
+        `SELECT s.partner_id, s.id AS shop_id, c.published_seq, c.occurred_at
+         FROM shops s LEFT JOIN bridge_shop_cursors c ON c.partner_id = s.partner_id AND c.shop_id = s.id`,
+      );
+      const byPartner = new Map<string, PartnerCursors>();
+      for (const row of partners) {
+        byPartner.set(row.partner_id, {
+          partnerId: row.partner_id,
+          headSeq: row.head_seq,
+          qos: row.qos,
+          state: row.state,
+          published: toScopeCursor(row.published_seq, row.occurred_at),
+          shops: new Map(),
+        });
+      }
+      for (const row of shops) {
+        byPartner
+          .get(row.partner_id)
+          ?.shops.set(row.shop_id, toScopeCursor(row.published_seq, row.occurred_at));
+      }
+      return [...byPartner.values()];
+    },
+    async partnersWithBacklog() {
+      const rows = await db.query<{ id: string }>(
+        `SELECT p.id FROM partners p LEFT JOIN bridge_cursors c ON c.partner_id = p.id
+         WHERE p.head_seq > coalesce(c.published_seq, 0)`,
+      );
+      return rows.map((row) => row.id);
+    },
+    async readBatch(partnerId, afterSeq, limit) {
+      const rows = await db.query<EventRow>(
+        `SELECT ${EVENT_COLUMNS} FROM order_events WHERE partner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+        [partnerId, afterSeq, limit],
+      );
+      return rows.map((row) => toOrderEvent(row, epoch));
+    },
+    async commitCursors(partnerId, partner, shops) {
+      await db.transaction(async (tx) => {
+        await tx.query(
+          `INSERT INTO bridge_cursors (partner_id, published_seq, occurred_at, updated_at) VALUES ($1, $2, $3, now())
+           ON CONFLICT (partner_id) DO UPDATE SET published_seq = excluded.published_seq,
+             occurred_at = excluded.occurred_at, updated_at = now()
+           WHERE bridge_cursors.published_seq < excluded.published_seq`,
+          [partnerId, partner.seq, partner.occurredAt],
+        );
+        for (const [shopId, cursor] of shops) {
+          await tx.query(
+            `INSERT INTO bridge_shop_cursors (partner_id, shop_id, published_seq, occurred_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (partner_id, shop_id) DO UPDATE SET published_seq = excluded.published_seq,
+               occurred_at = excluded.occurred_at
+             WHERE bridge_shop_cursors.published_seq < excluded.published_seq`,
+            [partnerId, shopId, cursor.seq, cursor.occurredAt],
+          );
+        }
+      });
+    },
+    async onDoorbell(wake) {
+      return db.listen(
+        DOORBELL_CHANNEL,
+        (payload) => wake(payload === "*" || payload === "" ? "all" : payload.split(",")),
+        // Notifications may have been missed while the listen connection was down.
+        () => wake("all"),
+      );
+    },
+  };
+};
+
+/**
+ * The bridge's leader lock: a session-level advisory lock on a dedicated
+ * connection. If this process dies, Postgres drops the connection and the
+ * lock with it, and a standby's next attempt succeeds.
+ */
+export const createLeaderLock = (db: Db): LeaderLock => {
+  let session: DbSession | undefined;
+  let lostHandler: () => void = () => {};
+  return {
+    async tryAcquire() {
+      if (!session) {
+        const fresh = await db.session();
+        fresh.onLost(() => {
+          if (session !== fresh) return;
+          session = undefined;
+          lostHandler();
+        });
+        session = fresh;
+      }
+      const [row] = await session.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [
+        BRIDGE_LOCK_KEY,
+      ]);
+      return row?.locked === true;
+    },
+    onLost(handler) {
+      lostHandler = handler;
+    },
+    async release() {
+      const current = session;
+      session = undefined;
+      if (!current) return;
+      await current.query("SELECT pg_advisory_unlock_all()").catch(() => undefined);
+      await current.release();
+    },
+  };
+};
