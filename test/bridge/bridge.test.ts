@@ -1,0 +1,201 @@
+/**
+ * The bridge in-process, against real brokers: order, retained cursors,
+ * watermark, a held transaction, failure isolation, and embedded vs
+ * external (Mosquitto) giving the same result.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import type { Bridge } from "../../src/bridge/bridge.ts";
+import type { Publisher } from "../../src/bridge/ports.ts";
+import { allocateSeq, appendEvent } from "../../src/store/event-log.ts";
+import { createOrderStore } from "../../src/store/orders.ts";
+import { seedPartner } from "../support/fixtures.ts";
+import { createTestDb, DATABASE_URL, type TestDb } from "../support/test-db.ts";
+import {
+  type BrokerTarget,
+  createOrders,
+  embeddedTarget,
+  mosquittoTarget,
+  range,
+  recordPartner,
+  type SeqRecorder,
+  startBridge,
+  until,
+} from "./helpers.ts";
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  cleanups.length = 0;
+});
+
+const setup = async (target: "embedded" | "mosquitto", options: Parameters<typeof startBridge>[2] = {}) => {
+  const t: TestDb = await createTestDb();
+  cleanups.push(() => t.cleanup());
+  const broker: BrokerTarget = target === "embedded" ? await embeddedTarget(t.db) : await mosquittoTarget();
+  cleanups.push(() => broker.close());
+  const bridge: Bridge = await startBridge(t.db, broker.publisher, options);
+  cleanups.push(() => bridge.stop());
+  return { t, broker, bridge };
+};
+
+const subscribe = async (
+  broker: BrokerTarget,
+  partner: { id: string; backend: { id: string; secret: string } },
+): Promise<SeqRecorder> => {
+  const credentials = broker.broker ? { username: partner.backend.id, password: partner.backend.secret } : {};
+  const recorder = await recordPartner(broker.url, partner.id, credentials);
+  cleanups.push(() => recorder.close());
+  return recorder;
+};
+
+describe.each(["embedded", "mosquitto"] as const)("bridge → %s broker", (target) => {
+  it("publishes every event in seq order, then the retained cursors", async () => {
+    const { t, broker, bridge } = await setup(target);
+    const partners = [await seedPartner(t.db, { shops: 3 }), await seedPartner(t.db, { shops: 2 })];
+    const recorders = await Promise.all(partners.map((p) => subscribe(broker, p)));
+    await Promise.all(partners.map((p) => createOrders(t.db, p.id, p.shops, 120)));
+    for (const p of partners) bridge.wake(p.id);
+    for (const recorder of recorders) await until(() => recorder.seqs.length >= 120, 15_000, "120 events");
+    for (const [i, recorder] of recorders.entries()) {
+      expect(recorder.seqs).toEqual(range(1, 120));
+      expect(recorder.events.every((e) => e.partner_id === partners[i]!.id)).toBe(true);
+      // The partner cursor reaches the head, and is retained for late subscribers.
+      await until(() =>
+        recorder.cursors.some((c) => c.topic.endsWith(`${partners[i]!.id}/cursor`) && c.seq === 120),
+      );
+    }
+    const late = await subscribe(broker, partners[0]!);
+    await until(() => late.cursors.some((c) => c.retain && c.topic === `partners/${partners[0]!.id}/cursor`));
+    const retained = late.cursors.find((c) => c.topic === `partners/${partners[0]!.id}/cursor`)!;
+    expect(retained.seq).toBe(120);
+    // Each shop cursor names that shop's latest seq.
+    for (const [index, shopId] of partners[0]!.shops.entries()) {
+      await until(() => late.cursors.some((c) => c.topic.endsWith(`/shops/${shopId}/cursor`)));
+      const shopCursor = late.cursors.find((c) => c.topic.endsWith(`/shops/${shopId}/cursor`))!;
+      const lastOfShop = Math.max(...range(1, 120).filter((seq) => (seq - 1) % 3 === index));
+      expect(shopCursor.seq).toBe(lastOfShop);
+    }
+  });
+
+  it("re-publishes an idle partner's cursor on schedule with a fresh published_at (the watermark)", async () => {
+    const { t, broker } = await setup(target, { watermarkMs: 300 });
+    const partner = await seedPartner(t.db, { shops: 1 });
+    const recorder = await subscribe(broker, partner);
+    const partnerCursors = () => recorder.cursors.filter((c) => c.topic === `partners/${partner.id}/cursor`);
+    await until(() => partnerCursors().length >= 4, 10_000, "four watermarks");
+    const stamps = partnerCursors().map((c) => Date.parse(c.published_at));
+    for (let i = 1; i < stamps.length; i++) expect(stamps[i]!).toBeGreaterThan(stamps[i - 1]!);
+    const gaps = stamps.slice(2).map((stamp, i) => stamp - stamps[i + 1]!);
+    for (const gap of gaps) {
+      expect(gap).toBeGreaterThanOrEqual(200);
+      expect(gap).toBeLessThan(3_000);
+    }
+    expect(partnerCursors().every((c) => c.seq === 0)).toBe(true);
+  });
+});
+
+describe("bridge: failure isolation", () => {
+  it("a partner whose publishes fail backs off alone while the others keep flowing, then catches up in order", async () => {
+    const t = await createTestDb();
+    cleanups.push(() => t.cleanup());
+    const broker = await embeddedTarget(t.db);
+    cleanups.push(() => broker.close());
+    const sick = await seedPartner(t.db, { shops: 1 });
+    const healthy = await seedPartner(t.db, { shops: 1 });
+    // A fault layer in front of the real broker: the sick partner's messages are refused until healed.
+    let healed = false;
+    let refused = 0;
+    const faulty: Publisher = {
+      publish: async (message) => {
+        if (!healed && message.topic.startsWith(`partners/${sick.id}/`)) {
+          refused++;
+          throw new Error("injected publish failure");
+        }
+        return broker.publisher.publish(message);
+      },
+    };
+    const bridge = await startBridge(t.db, faulty, { backoffInitialMs: 20, backoffMaxMs: 200 });
+    cleanups.push(() => bridge.stop());
+    const errors: string[] = [];
+    bridge.on("partner-error", (e) => errors.push(e.partnerId));
+    const sickRecorder = await subscribe(broker, sick);
+    const healthyRecorder = await subscribe(broker, healthy);
+
+    await createOrders(t.db, sick.id, sick.shops, 20);
+    await createOrders(t.db, healthy.id, healthy.shops, 20);
+    await until(() => healthyRecorder.seqs.length >= 20, 10_000, "healthy partner's events");
+    await until(() => refused >= 5, 10_000, "several refused attempts");
+    expect(sickRecorder.seqs).toEqual([]);
+    expect(new Set(errors)).toEqual(new Set([sick.id]));
+
+    healed = true;
+    await until(() => sickRecorder.seqs.length >= 20, 10_000, "sick partner catching up");
+    expect(sickRecorder.seqs).toEqual(range(1, 20));
+    expect(healthyRecorder.seqs).toEqual(range(1, 20));
+  });
+});
+
+describe.skipIf(!DATABASE_URL)("bridge: a transaction holding its seq open (Postgres)", () => {
+  it("delays that partner's later events, never skips them, and other partners keep flowing", async () => {
+    const { t, broker } = await setup("embedded");
+    const slow = await seedPartner(t.db, { shops: 1 });
+    const other = await seedPartner(t.db, { shops: 1 });
+    const slowRecorder = await subscribe(broker, slow);
+    const otherRecorder = await subscribe(broker, other);
+    await createOrders(t.db, slow.id, slow.shops, 3);
+    await until(() => slowRecorder.seqs.length >= 3, 10_000, "first events");
+
+    // Hold seq 4 open in a transaction until we release it.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held = false;
+    const holder = t.db.transaction(async (tx) => {
+      const seq = await allocateSeq(tx, slow.id);
+      held = true;
+      const now = new Date();
+      await released;
+      await tx.query(
+        `INSERT INTO orders (id, partner_id, shop_id, status, items, created_at, updated_at, last_seq)
+         VALUES ('00000000-0000-4000-8000-000000000001', $1, $2, 'created', '[]', $3, $3, $4)`,
+        [slow.id, slow.shops[0], now, seq],
+      );
+      await appendEvent(tx, {
+        partnerId: slow.id,
+        shopId: slow.shops[0]!,
+        orderId: "00000000-0000-4000-8000-000000000001",
+        type: "order.created",
+        seq,
+        occurredAt: now,
+        order: {
+          id: "00000000-0000-4000-8000-000000000001",
+          partner_id: slow.id,
+          shop_id: slow.shops[0]!,
+          status: "created",
+          items: [],
+          created_at: now.toISOString(),
+          updated_at: now.toISOString(),
+          last_seq: seq,
+        },
+      });
+      return seq;
+    });
+    await until(() => held, 5_000, "the held transaction to take its seq");
+    // A later writer of the same partner queues behind it; another partner does not.
+    const later = createOrderStore(t.db).create(
+      { partnerId: slow.id, shopId: null },
+      { shop_id: slow.shops[0]!, items: [{ sku: "mocha", quantity: 1 }] },
+    );
+    await createOrders(t.db, other.id, other.shops, 5);
+    await until(() => otherRecorder.seqs.length >= 5, 10_000, "the other partner's events");
+    expect(slowRecorder.seqs).toEqual([1, 2, 3]);
+
+    release();
+    expect(await holder).toBe(4);
+    const created = await later;
+    expect(created.order.last_seq).toBe(5);
+    await until(() => slowRecorder.seqs.length >= 5, 10_000, "the held and the later event");
+    expect(slowRecorder.seqs).toEqual([1, 2, 3, 4, 5]);
+  });
+});
