@@ -62,6 +62,9 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
 
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  // Bodies are JSON only (415 otherwise). Fastify parses text/plain by default,
+  // which would turn a text body into a 400 "expected object" instead.
+  app.removeContentTypeParser("text/plain");
 
   await app.register(fastifySwagger, {
     openapi: {
