@@ -67,6 +67,12 @@ export interface CredentialStore extends CredentialVerifier {
   registerCertificate(credentialId: string, fingerprint: string): Promise<Credential>;
   get(credentialId: string): Promise<Credential>;
   list(partnerId: string): Promise<Credential[]>;
+  /**
+   * Forgets every cached login answer. For changes made by this process
+   * elsewhere (a partner's state): other processes hear them as NOTIFY, but
+   * this one must not answer from its cache until its own NOTIFY arrives.
+   */
+  clearCache(): void;
 }
 
 export interface CredentialStoreOptions {
@@ -186,6 +192,9 @@ export const createCredentialStore = (db: Db, options: CredentialStoreOptions = 
       });
       cache.clear();
       return toCredential(row);
+    },
+    clearCache() {
+      cache.clear();
     },
     async get(credentialId) {
       return toCredential(await getRow(db, credentialId));

@@ -190,7 +190,11 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
         response: { 200: partnerSchema, ...problemResponses(...ADMIN_ERRORS) },
       },
     },
-    async (request) => deps.partners.setState(request.params.partner, "suspended"),
+    async (request) => {
+      const partner = await deps.partners.setState(request.params.partner, "suspended");
+      deps.credentials.clearCache();
+      return partner;
+    },
   );
 
   app.post(
@@ -202,7 +206,11 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
         response: { 200: partnerSchema, ...problemResponses(...ADMIN_ERRORS) },
       },
     },
-    async (request) => deps.partners.setState(request.params.partner, "normal"),
+    async (request) => {
+      const partner = await deps.partners.setState(request.params.partner, "normal");
+      deps.credentials.clearCache();
+      return partner;
+    },
   );
 
   app.get(
