@@ -24,7 +24,9 @@ const KNOWN = new Set(Object.keys(CONFIG_FIELDS));
 
 export const loadConfig = (env: NodeJS.ProcessEnv): LoadedConfig => {
   const input: Record<string, string | undefined> = {};
-  for (const name of KNOWN) input[name] = env[name];
+  // An empty value is unset (a shell `VAR=`), for every field: zod would coerce
+  // "" to 0 for numbers (BREWCAST_HTTP_PORT= meaning "any free port").
+  for (const name of KNOWN) input[name] = env[name] === "" ? undefined : env[name];
   const parsed = configSchema.safeParse(input);
   const problems: { variable: string; message: string }[] = [];
   if (!parsed.success) {
