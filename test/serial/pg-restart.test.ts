@@ -1,0 +1,100 @@
+/**
+ * Postgres restarts mid-stream (`pg_ctlcluster … restart`): writers retry,
+ * the bridge loses its lock and connections, takes the lock again and
+ * continues from its durable cursor. No gap.
+ *
+ * Disruptive for anything else using the server, so it lives in the serial
+ * suite (run after the main one by `npm test`) and only where restarting
+ * the local cluster is allowed: in CI, or with BREWCAST_TEST_PG_RESTART=1.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { afterEach, describe, expect, it } from "vitest";
+import { createOrderStore } from "../../src/store/orders.ts";
+import { createOrders, embeddedTarget, range, recordPartner, startBridge, until } from "../bridge/helpers.ts";
+import { seedPartner } from "../support/fixtures.ts";
+import { createTestDb, DATABASE_URL } from "../support/test-db.ts";
+
+const mayRestart =
+  Boolean(DATABASE_URL) &&
+  /@(127\.0\.0\.1|localhost)[:/]/.test(DATABASE_URL ?? "") &&
+  existsSync("/etc/postgresql") &&
+  (process.env.CI === "true" || process.env.BREWCAST_TEST_PG_RESTART === "1");
+
+const restartPostgres = () => {
+  const [version] = readdirSync("/etc/postgresql");
+  execFileSync("pg_ctlcluster", ["--skip-systemctl-redirect", version!, "main", "restart"], {
+    stdio: "inherit",
+  });
+};
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  cleanups.length = 0;
+});
+
+describe.skipIf(!mayRestart)("bridge across a Postgres restart", () => {
+  it("continues from the durable cursor with no gap", async () => {
+    const t = await createTestDb();
+    cleanups.push(() => t.cleanup());
+    const partner = await seedPartner(t.db, { shops: 2 });
+    const broker = await embeddedTarget(t.db);
+    cleanups.push(() => broker.close());
+    const recorder = await recordPartner(broker.url, partner.id, {
+      username: partner.backend.id,
+      password: partner.backend.secret,
+    });
+    cleanups.push(() => recorder.close());
+    const bridge = await startBridge(t.db, broker.publisher, { backoffInitialMs: 50, backoffMaxMs: 1_000 });
+    cleanups.push(() => bridge.stop());
+    const roles: string[] = [];
+    bridge.on("role", (role) => roles.push(role));
+
+    await createOrders(t.db, partner.id, partner.shops, 100);
+    await until(() => recorder.firstSeen().length >= 100, 15_000, "the first 100 events");
+
+    // Writers keep going through the restart, retrying what failed.
+    const orders = createOrderStore(t.db);
+    let stop = false;
+    let failedWrites = 0;
+    const writer = (async () => {
+      for (let i = 0; !stop; i++) {
+        try {
+          await orders.create(
+            { partnerId: partner.id, shopId: null },
+            { shop_id: partner.shops[i % 2]!, items: [{ sku: "flat-white", quantity: 1 }] },
+          );
+        } catch {
+          failedWrites++;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+    })();
+    await until(() => recorder.firstSeen().length >= 150, 15_000, "events flowing before the restart");
+    restartPostgres();
+    await until(
+      () => roles.includes("standby") && roles.at(-1) === "leader",
+      30_000,
+      "the bridge to lead again",
+    );
+    const [{ head_seq: headAfterRestart }] = (await t.db.query<{ head_seq: number }>(
+      "SELECT head_seq FROM partners WHERE id = $1",
+      [partner.id],
+    )) as [{ head_seq: number }];
+    await until(
+      () => recorder.firstSeen().length >= headAfterRestart + 20,
+      30_000,
+      "events after the restart",
+    );
+    stop = true;
+    await writer;
+    const [{ head_seq: head }] = (await t.db.query<{ head_seq: number }>(
+      "SELECT head_seq FROM partners WHERE id = $1",
+      [partner.id],
+    )) as [{ head_seq: number }];
+    await until(() => recorder.firstSeen().length >= head, 30_000, "every event");
+    expect(recorder.firstSeen()).toEqual(range(1, head));
+    expect(failedWrites).toBeGreaterThan(0);
+  }, 120_000);
+});
