@@ -32,7 +32,6 @@ export const ERRORS = {
     title: "Not found",
     meaning: "No such resource, or one the credential may not see (another partner's or shop's).",
   },
-  METHOD_NOT_ALLOWED: {
     status: 405,
     title: "Method not allowed",
     meaning: "The route exists but not with this method.",
