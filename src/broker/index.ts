@@ -57,6 +57,8 @@ export interface BrokerOptions {
 }
 
 export interface BrokerStats extends AccessControlStats {
+  /** Same as `connected`: clients logged in now, by partner and credential kind. */
+  connectedByPartner: AccessControlStats["connected"];
   /** Queued messages dropped because a session's offline queue was full (REST recovers them). */
   offlineQueueDrops: number;
   oversizeClosed: number;
@@ -144,8 +146,11 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     authorizePublish: access.authorizePublish as never,
     authorizeForward: access.authorizeForward as never,
   });
+  const drained = new WeakSet<object>();
   aedes.on("clientError", (client, error) => {
-    if (error.message === "drain timeout") {
+    log.debug({ clientId: client.id, err: error }, "mqtt client error");
+    if (error.message === "drain timeout" && !drained.has(client)) {
+      drained.add(client);
       counters.drainTimeouts++;
       log.warn({ clientId: client.id }, "mqtt subscriber dropped: drain timeout");
     }
@@ -286,7 +291,13 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       return next;
     },
     stats() {
-      return { ...access.stats(), ...counters, offlineQueueDrops: queues.dropped() };
+      const stats = access.stats();
+      return {
+        ...stats,
+        connectedByPartner: stats.connected,
+        ...counters,
+        offlineQueueDrops: queues.dropped(),
+      };
     },
     close() {
       closed ??= (async () => {

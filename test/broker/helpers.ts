@@ -61,7 +61,12 @@ export const startHarness = async (overrides: Partial<BrokerOptions> = {}): Prom
 export type ConnackError = Error & { code?: number };
 
 /** Connects with mqtt.js (MQTT 3.1.1, no reconnect); rejects with the CONNACK code on refusal. */
-export const connect = (url: string, options: IClientOptions = {}): Promise<MqttClient> =>
+export const connect = (
+  url: string,
+  options: IClientOptions = {},
+  /** Called before CONNECT is sent: attach listeners that must not miss a queued message. */
+  prepare?: (client: MqttClient) => void,
+): Promise<MqttClient> =>
   new Promise((resolve, reject) => {
     const client = mqtt.connect(url, {
       protocolVersion: 4,
@@ -69,6 +74,7 @@ export const connect = (url: string, options: IClientOptions = {}): Promise<Mqtt
       connectTimeout: 5_000,
       ...options,
     });
+    prepare?.(client);
     const onError = (error: ConnackError) => {
       client.end(true);
       reject(error);
@@ -82,8 +88,12 @@ export const connect = (url: string, options: IClientOptions = {}): Promise<Mqtt
     client.once("close", () => reject(new Error("closed before CONNACK")));
   });
 
-export const login = (url: string, cred: { id: string; secret: string }, options: IClientOptions = {}) =>
-  connect(url, { username: cred.id, password: cred.secret, ...options });
+export const login = (
+  url: string,
+  cred: { id: string; secret: string },
+  options: IClientOptions = {},
+  prepare?: (client: MqttClient) => void,
+) => connect(url, { username: cred.id, password: cred.secret, ...options }, prepare);
 
 /** The CONNACK return code of a refused login. */
 export const connackCode = async (url: string, options: IClientOptions): Promise<number | string> => {
