@@ -138,17 +138,12 @@ export const startBrewcast = async (
         stops.push(() => external.close());
         publisher = external;
       } else if (broker) {
-        // In-process: one publish at a time, each awaited (Aedes loses QoS 1 messages when
-        // in-process publishes of mixed QoS overlap: aedes#994).
+        // In-process publishes are awaited one at a time per partner by the bridge's pumps
+        // (Aedes loses QoS 1 messages when in-process publishes of mixed QoS overlap for a
+        // subscriber matching both: aedes#994). Partners may overlap: the ACLs give no
+        // subscriber two partners' topics, and a stuck partner must not hold the others.
         const embedded = broker;
-        let tail: Promise<void> = Promise.resolve();
-        publisher = {
-          publish: (message) => {
-            const next = tail.then(() => embedded.publish(message));
-            tail = next.catch(() => undefined);
-            return next;
-          },
-        };
+        publisher = { publish: (message) => embedded.publish(message) };
       } else {
         throw new Error("the bridge has no broker to publish to");
       }

@@ -28,7 +28,7 @@ export interface BrokerTarget {
   broker: Broker | undefined;
 }
 
-/** The embedded Aedes broker on a free port, with the bridge publishing in-process (serialised, as main.ts does). */
+/** The embedded Aedes broker on a free port, with the bridge publishing in-process as main.ts wires it. */
 export const embeddedTarget = async (db: Db): Promise<BrokerTarget> => {
   const accessChanges = await createAccessFeed(db);
   const broker = await startBroker({
@@ -43,17 +43,10 @@ export const embeddedTarget = async (db: Db): Promise<BrokerTarget> => {
     verifier: createCredentialStore(db, { accessChanges }),
     accessChanges,
   });
-  let tail: Promise<void> = Promise.resolve();
   return {
     url: `mqtt://127.0.0.1:${broker.ports.mqtt}`,
     broker,
-    publisher: {
-      publish: (message) => {
-        const next = tail.then(() => broker.publish(message));
-        tail = next.catch(() => undefined);
-        return next;
-      },
-    },
+    publisher: { publish: (message) => broker.publish(message) },
     async close() {
       await broker.close();
       await accessChanges.close();
