@@ -32,10 +32,6 @@ export const ERRORS = {
     title: "Not found",
     meaning: "No such resource, or one the credential may not see (another partner's or shop's).",
   },
-    status: 405,
-    title: "Method not allowed",
-    meaning: "The route exists but not with this method.",
-  },
   CONFLICT: { status: 409, title: "Already exists", meaning: "A resource with this id already exists." },
   ILLEGAL_TRANSITION: {
     status: 409,
