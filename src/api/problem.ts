@@ -57,15 +57,23 @@ export const buildProblem = (
   ...(errors && errors.length > 0 ? { errors } : {}),
 });
 
-const FASTIFY_CODES: Record<string, ErrorCode> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: "PAYLOAD_TOO_LARGE",
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: "UNSUPPORTED_MEDIA_TYPE",
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "VALIDATION_FAILED",
-  FST_ERR_CTP_EMPTY_JSON_BODY: "VALIDATION_FAILED",
-  FST_ERR_CTP_INVALID_JSON_BODY: "VALIDATION_FAILED",
-  FST_ERR_VALIDATION: "VALIDATION_FAILED",
-  FST_ERR_BAD_URL: "VALIDATION_FAILED",
-  FST_ERR_ASYNC_CONSTRAINT: "VALIDATION_FAILED",
+/**
+ * Fastify's own refusals (body parsing, routing, and the `frameworkErrors`
+ * it raises before a route is found): their registry code and, for
+ * VALIDATION_FAILED, the part of the request at fault.
+ */
+const FASTIFY_CODES: Record<string, { code: ErrorCode; field?: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: "PAYLOAD_TOO_LARGE" },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: "UNSUPPORTED_MEDIA_TYPE" },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: "VALIDATION_FAILED", field: "header.content-length" },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: "VALIDATION_FAILED", field: "body" },
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: "VALIDATION_FAILED", field: "body" },
+  FST_ERR_VALIDATION: { code: "VALIDATION_FAILED", field: "body" },
+  // A path that is not valid percent-encoding (`/v1/orders/%`).
+  FST_ERR_BAD_URL: { code: "VALIDATION_FAILED", field: "path" },
+  // A path parameter longer than the router accepts: no id is that long.
+  FST_ERR_MAX_PARAM_LENGTH: { code: "VALIDATION_FAILED", field: "path" },
+  FST_ERR_ASYNC_CONSTRAINT: { code: "VALIDATION_FAILED", field: "header" },
 };
 
 /** Postgres and socket errors that mean "the database is not reachable right now". */
@@ -97,16 +105,18 @@ export const toProblem = (error: unknown, request: FastifyRequest): Problem => {
   const fastifyError = error as FastifyError;
   const mapped = fastifyError.code ? FASTIFY_CODES[fastifyError.code] : undefined;
   if (mapped) {
-    const field =
-      mapped === "VALIDATION_FAILED" ? [{ field: "body", message: fastifyError.message }] : undefined;
-    return buildProblem(mapped, fastifyError.message, request, field);
+    const field = mapped.field ? [{ field: mapped.field, message: fastifyError.message }] : undefined;
+    return buildProblem(mapped.code, fastifyError.message, request, field);
   }
   if (
     typeof fastifyError.statusCode === "number" &&
     fastifyError.statusCode >= 400 &&
     fastifyError.statusCode < 500
   ) {
-    return buildProblem("VALIDATION_FAILED", fastifyError.message, request);
+    // Another client error from Fastify or a plugin: still a 400 that says where it looked.
+    return buildProblem("VALIDATION_FAILED", fastifyError.message, request, [
+      { field: "request", message: fastifyError.message },
+    ]);
   }
   if (isUnavailable(fastifyError))
     return buildProblem("UNAVAILABLE", "the database is unavailable; retry with backoff", request);
