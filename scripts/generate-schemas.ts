@@ -41,6 +41,7 @@ const stubDeps = (): HttpAppDeps => ({
   credentials: stub("credentials"),
   readEvents: () => Promise.reject(new Error("generate-schemas: readEvents was called")),
   readiness: () => Promise.reject(new Error("generate-schemas: readiness was called")),
+  deliveryStatus: () => Promise.reject(new Error("generate-schemas: deliveryStatus was called")),
   version: "0.1.0",
 });
 

@@ -19,10 +19,13 @@ import type { Publisher } from "./bridge/ports.ts";
 import { type Broker, startBroker } from "./broker/index.ts";
 import type { Config } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
+import { createMetrics } from "./ops/metrics.ts";
+import { startPartnerMonitor } from "./ops/partner-monitor.ts";
 import { createAccessFeed } from "./store/access-feed.ts";
 import { createBridgeLog, createDoorbell, createLeaderLock } from "./store/bridge-log.ts";
 import { createCredentialStore } from "./store/credentials.ts";
 import type { Db } from "./store/db.ts";
+import { readDeliveryStatus } from "./store/delivery-status.ts";
 import { readEvents } from "./store/event-log.ts";
 import { migrate } from "./store/migrate.ts";
 import { openDb } from "./store/open-db.ts";
@@ -177,6 +180,40 @@ export const startBrewcast = async (
       return { ready, checks };
     };
 
+    const metrics = createMetrics({
+      readStatus: () => readDeliveryStatus(db),
+      ...(broker
+        ? {
+            connectedClients: () => broker!.stats().connected,
+            brokerCounters: () => broker!.stats(),
+          }
+        : {}),
+      ...(bridge ? { bridgeLeader: () => bridge!.role === "leader" } : {}),
+    });
+    if (bridge) {
+      const counted = bridge;
+      counted.on("published", ({ partnerId, count, pushed }) => {
+        if (pushed) metrics.deliveries.inc({ partner: partnerId }, count);
+      });
+      counted.on("partner-error", ({ partnerId }) => metrics.publishErrors.inc({ partner: partnerId }));
+      // The ladder and the kill switch change what the bridge pushes, from any process.
+      const unsubscribe = accessFeed.subscribe((change) => {
+        if (change.type === "partner_state_changed") counted.setPartnerState(change.partnerId, change.state);
+      });
+      const monitor = startPartnerMonitor({
+        log: log.child({ component: "monitor" }),
+        readStatus: () => readDeliveryStatus(db),
+        stepLadder: (partnerId, from, to, reason) => partners.stepLadder(partnerId, from, to, reason),
+        isLeader: () => counted.role === "leader",
+        onTransition: ({ partnerId, from, to }) =>
+          metrics.stateTransitions.inc({ partner: partnerId, from, to }),
+      });
+      stops.push(async () => {
+        monitor.stop();
+        unsubscribe();
+      });
+    }
+
     const doorbell = createDoorbell(db, (error) => log.warn({ err: error }, "doorbell ring failed"));
     const app = await buildHttpApp({
       log,
@@ -192,12 +229,16 @@ export const startBrewcast = async (
         // Other processes' bridges (a standby that takes over, a separate `brewcast bridge`).
         doorbell.ring(partnerId);
       },
-      liveStatus: (partnerId) => {
-        const clients = broker?.stats().connected[partnerId];
-        return {
-          connected_clients: broker ? { backend: clients?.backend ?? 0, device: clients?.device ?? 0 } : null,
-          published_seq: bridge?.publishedSeqs().get(partnerId) ?? null,
-        };
+      deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
+      connectedClients: (partnerId) => {
+        if (!broker) return null;
+        const clients = broker.stats().connected[partnerId];
+        return { backend: clients?.backend ?? 0, device: clients?.device ?? 0 };
+      },
+      metrics,
+      onRequestCompleted: ({ route, method, status, partner }) => {
+        metrics.httpRequests.inc({ route, method, status, partner: partner ?? "" });
+        if (status === 401) metrics.httpAuthFailures();
       },
       // A broker or bridge process serves health (and the broker MQTT over WebSocket) only.
       serveApi: role === "all",

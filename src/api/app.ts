@@ -16,12 +16,13 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import type { CredentialVerifier } from "../domain/access.ts";
 import type { CredentialStore } from "../store/credentials.ts";
+import type { DeliveryStatus } from "../store/delivery-status.ts";
 import type { EventPage, ReadEventsInput } from "../store/event-log.ts";
 import type { OrderStore } from "../store/orders.ts";
 import type { PartnerStore } from "../store/partners.ts";
 import { authenticateAdmin, authenticatePartner } from "./auth.ts";
 import { buildProblem, problemResponses, sendProblem, toProblem } from "./problem.ts";
-import adminRoutes, { type PartnerLiveStatus } from "./routes/admin-routes.ts";
+import adminRoutes from "./routes/admin-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -41,10 +42,20 @@ export interface HttpAppDeps {
   readEvents(input: ReadEventsInput): Promise<EventPage>;
   readiness(): Promise<ReadinessReport>;
   onCommitted?(partnerId: string): void;
-  liveStatus?(partnerId: string): PartnerLiveStatus;
+  deliveryStatus(partnerId: string): Promise<DeliveryStatus | undefined>;
+  connectedClients?(partnerId: string): { backend: number; device: number } | null;
   version?: string;
   /** False for a broker-only or bridge-only process: health endpoints only. Default true. */
   serveApi?: boolean;
+  /** Prometheus text for GET /metrics; absent: no /metrics route. */
+  metrics?: { render(): Promise<string>; contentType: string };
+  /** Told about every answered request (metrics). */
+  onRequestCompleted?(request: {
+    route: string;
+    method: string;
+    status: number;
+    partner: string | undefined;
+  }): void;
 }
 
 export const buildHttpApp = async (deps: HttpAppDeps) => {
@@ -123,6 +134,12 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       ms: Math.round(reply.elapsedTime),
       credential: request.principal?.credentialId,
     };
+    deps.onRequestCompleted?.({
+      route: request.routeOptions.url ?? "unmatched",
+      method: request.method,
+      status: reply.statusCode,
+      partner: request.principal?.partnerId,
+    });
     if (reply.statusCode >= 500) request.log.error(fields, "request completed");
     else if (reply.statusCode >= 400) request.log.info(fields, "request completed");
     else request.log.debug(fields, "request completed");
@@ -146,6 +163,12 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
     },
   );
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
+      reply.type(metrics.contentType).send(await metrics.render()),
+    );
+  }
 
   if (deps.serveApi === false) return app;
 
@@ -175,7 +198,8 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       await admin.register(adminRoutes, {
         partners: deps.partners,
         credentials: deps.credentials,
-        liveStatus: deps.liveStatus ?? (() => ({ connected_clients: null, published_seq: null })),
+        deliveryStatus: deps.deliveryStatus,
+        connectedClients: deps.connectedClients ?? (() => null),
       });
     },
     { prefix: "/admin/v1" },

@@ -18,7 +18,13 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { Cursor, OrderEvent } from "../domain/events.ts";
 import { EVENT_KIND } from "../domain/events.ts";
-import { buildOrderEventTopic, buildPartnerCursorTopic, buildShopCursorTopic } from "../domain/topics.ts";
+import type { PartnerState } from "../domain/partners.ts";
+import {
+  buildOrderEventTopic,
+  buildPartnerCursorTopic,
+  buildPartnerStatusTopic,
+  buildShopCursorTopic,
+} from "../domain/topics.ts";
 import type {
   BridgeLog,
   LeaderLock,
@@ -47,12 +53,14 @@ export interface BridgeOptions {
   backoffMaxMs?: number;
   /** How often a standby tries to take the lock. */
   standbyPollMs?: number;
+  /** Messages per second a throttled partner may receive (a token bucket with one second of burst). */
+  throttleRatePerSecond?: number;
 }
 
 export interface BridgeEvents {
   role: [BridgeRole];
   /** A batch was accepted by the broker and its cursor committed. */
-  published: [{ partnerId: string; fromSeq: number; toSeq: number; count: number }];
+  published: [{ partnerId: string; fromSeq: number; toSeq: number; count: number; pushed: boolean }];
   /** Retained cursors re-published for an idle partner. */
   watermark: [{ partnerId: string; seq: number }];
   /** A partner's publish or read failed; it retries alone after `retryInMs`. */
@@ -64,9 +72,18 @@ interface PartnerPump {
   running: boolean;
   dirty: boolean;
   watermarkDue: boolean;
+  /** The retained `partners/{p}/status` must be (re)published. */
+  statusDue: boolean;
+  stateSince: string;
   failures: number;
   retryTimer: NodeJS.Timeout | undefined;
+  /** Throttled partners: tokens left and when they were last refilled. */
+  tokens: number;
+  refilledAt: number;
 }
+
+/** States in which events are not pushed: clients are told to poll REST (the cursors still move). */
+const PUSH_OFF: ReadonlySet<PartnerState> = new Set(["poll_only", "suspended"]);
 
 class PublishTimeoutError extends Error {
   constructor(topic: string, ms: number) {
@@ -99,6 +116,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       backoffInitialMs: deps.backoffInitialMs ?? 100,
       backoffMaxMs: deps.backoffMaxMs ?? 30_000,
       standbyPollMs: deps.standbyPollMs ?? 1_000,
+      throttleRatePerSecond: deps.throttleRatePerSecond ?? 100,
     };
     deps.lock.onLost(() => {
       if (this.#role !== "leader") return;
@@ -216,7 +234,42 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   }
 
   #newPump(cursors: PartnerCursors): PartnerPump {
-    return { cursors, running: false, dirty: false, watermarkDue: false, failures: 0, retryTimer: undefined };
+    return {
+      cursors,
+      running: false,
+      dirty: false,
+      watermarkDue: false,
+      statusDue: true,
+      stateSince: new Date().toISOString(),
+      failures: 0,
+      retryTimer: undefined,
+      tokens: this.#options.throttleRatePerSecond,
+      refilledAt: Date.now(),
+    };
+  }
+
+  /** A partner moved on the ladder (or was suspended): push changes from its next message on. */
+  setPartnerState(partnerId: string, state: PartnerState): void {
+    const pump = this.#pumps.get(partnerId);
+    if (!pump || pump.cursors.state === state) return;
+    pump.cursors = { ...pump.cursors, state };
+    pump.stateSince = new Date().toISOString();
+    pump.statusDue = true;
+    pump.tokens = this.#options.throttleRatePerSecond;
+    pump.refilledAt = Date.now();
+    this.#markDirty(pump);
+  }
+
+  /** Takes up to `wanted` tokens of a throttled partner; returns how many it may send now. */
+  #takeTokens(pump: PartnerPump, wanted: number): number {
+    if (pump.cursors.state !== "throttled") return wanted;
+    const rate = this.#options.throttleRatePerSecond;
+    const now = Date.now();
+    pump.tokens = Math.min(rate, pump.tokens + ((now - pump.refilledAt) / 1_000) * rate);
+    pump.refilledAt = now;
+    const granted = Math.min(wanted, Math.floor(pump.tokens));
+    pump.tokens -= granted;
+    return granted;
   }
 
   async #sweep(): Promise<void> {
@@ -300,17 +353,31 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   async #runPump(pump: PartnerPump, term: number): Promise<void> {
     const partnerId = pump.cursors.partnerId;
     try {
+      if (pump.statusDue && term === this.#term) {
+        pump.statusDue = false;
+        await this.#publish({
+          topic: buildPartnerStatusTopic(partnerId),
+          payload: JSON.stringify({ state: pump.cursors.state, since: pump.stateSince }),
+          qos: 1,
+          retain: true,
+        });
+      }
       while (pump.dirty && term === this.#term) {
         pump.dirty = false;
         while (term === this.#term) {
-          const events = await this.deps.source.readBatch(
-            partnerId,
-            pump.cursors.published.seq,
-            this.#options.batchSize,
-          );
+          const allowed = this.#takeTokens(pump, this.#options.batchSize);
+          if (allowed === 0) {
+            // Throttled and out of tokens: come back when one has been refilled.
+            pump.dirty = true;
+            this.#retryLater(pump, term, Math.ceil(1_000 / this.#options.throttleRatePerSecond));
+            return;
+          }
+          const events = await this.deps.source.readBatch(partnerId, pump.cursors.published.seq, allowed);
+          // Unused tokens go back to a throttled partner's bucket.
+          if (pump.cursors.state === "throttled") pump.tokens += allowed - events.length;
           if (events.length === 0) break;
           await this.#publishBatch(pump, events, term);
-          if (events.length < this.#options.batchSize) break;
+          if (events.length < allowed) break;
         }
       }
       if (pump.watermarkDue && term === this.#term) {
@@ -332,12 +399,17 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         "bridge partner backing off",
       );
       this.emit("partner-error", { partnerId, error: error as Error, retryInMs });
-      pump.retryTimer = setTimeout(() => {
-        pump.retryTimer = undefined;
-        if (term === this.#term) this.#enqueue(pump);
-      }, retryInMs);
-      pump.retryTimer.unref();
+      this.#retryLater(pump, term, retryInMs);
     }
+  }
+
+  #retryLater(pump: PartnerPump, term: number, delayMs: number): void {
+    clearTimeout(pump.retryTimer);
+    pump.retryTimer = setTimeout(() => {
+      pump.retryTimer = undefined;
+      if (term === this.#term) this.#enqueue(pump);
+    }, delayMs);
+    pump.retryTimer.unref();
   }
 
   async #publishBatch(pump: PartnerPump, events: OrderEvent[], term: number): Promise<void> {
@@ -345,14 +417,17 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const qos = pump.cursors.qos;
     const shops = new Map<string, ScopeCursor>();
     let last: OrderEvent | undefined;
+    const push = !PUSH_OFF.has(pump.cursors.state);
     for (const event of events) {
       if (term !== this.#term) throw new Error("leadership changed mid-batch");
-      await this.#publish({
-        topic: buildOrderEventTopic(partnerId, event.shop_id, EVENT_KIND[event.type]),
-        payload: JSON.stringify(event),
-        qos,
-        retain: false,
-      });
+      // Poll-only: the event is not pushed, but the cursors move so clients see the head and poll.
+      if (push)
+        await this.#publish({
+          topic: buildOrderEventTopic(partnerId, event.shop_id, EVENT_KIND[event.type]),
+          payload: JSON.stringify(event),
+          qos,
+          retain: false,
+        });
       shops.set(event.shop_id, { seq: event.seq, occurredAt: event.occurred_at });
       last = event;
     }
@@ -369,7 +444,13 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     await this.#publishCursors({ ...pump, cursors: next }, [...shops.keys()], term);
     await this.deps.source.commitCursors(partnerId, partnerCursor, shops);
     pump.cursors = next;
-    this.emit("published", { partnerId, fromSeq: previous + 1, toSeq: last.seq, count: events.length });
+    this.emit("published", {
+      partnerId,
+      fromSeq: previous + 1,
+      toSeq: last.seq,
+      count: events.length,
+      pushed: push,
+    });
   }
 
   async #publishCursors(pump: PartnerPump, shopIds: string[], term: number): Promise<void> {

@@ -28,6 +28,10 @@ export const buildOrderEventTopic = (partnerId: string, shopId: string, kind: Or
 export const buildPartnerCursorTopic = (partnerId: string): string =>
   `partners/${assertSlug("partner id", partnerId)}/cursor`;
 
+/** Retained `{ state, since }` of the partner on the degradation ladder (issue 6): poll_only means "poll REST". */
+export const buildPartnerStatusTopic = (partnerId: string): string =>
+  `partners/${assertSlug("partner id", partnerId)}/status`;
+
 export const buildShopCursorTopic = (partnerId: string, shopId: string): string =>
   `partners/${assertSlug("partner id", partnerId)}/shops/${assertSlug("shop id", shopId)}/cursor`;
 

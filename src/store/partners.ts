@@ -4,7 +4,7 @@
 import { BrewcastError } from "../domain/errors.ts";
 import type { Partner, PartnerState, Shop } from "../domain/partners.ts";
 import { publishAccessChange } from "./access-feed.ts";
-import type { Db } from "./db.ts";
+import type { Db, Queryable } from "./db.ts";
 
 interface PartnerRow extends Record<string, unknown> {
   id: string;
@@ -38,13 +38,57 @@ const toShop = (row: ShopRow): Shop => ({
 
 const PARTNER_COLUMNS = "id, name, state, head_seq, created_at";
 
+export interface StateChange {
+  actor: string;
+  reason: string;
+  pinned: boolean;
+}
+
+export interface StateTransition {
+  from: PartnerState;
+  to: PartnerState;
+  pinned: boolean;
+  actor: string;
+  reason: string;
+  at: string;
+}
+
+/** Writes the move and its audit row in the caller's transaction, and tells every process. */
+const recordTransition = async (
+  tx: Queryable,
+  id: string,
+  from: PartnerState,
+  to: PartnerState,
+  change: StateChange,
+): Promise<void> => {
+  await tx.query(
+    `UPDATE partners SET state = $2, state_pinned = $3, state_changed_at = CASE WHEN state = $2 THEN state_changed_at ELSE now() END
+     WHERE id = $1`,
+    [id, to, change.pinned],
+  );
+  await tx.query(
+    `INSERT INTO partner_state_audit (partner_id, from_state, to_state, pinned, actor, reason) VALUES ($1, $2, $3, $4, $5, $6)`,
+    [id, from, to, change.pinned, change.actor, change.reason],
+  );
+  await publishAccessChange(tx, { type: "partner_state_changed", partnerId: id, state: to });
+};
+
 export interface PartnerStore {
   create(id: string, name: string): Promise<Partner>;
   get(id: string): Promise<Partner>;
   createShop(partnerId: string, id: string, name: string): Promise<Shop>;
   listShops(partnerId: string): Promise<Shop[]>;
-  /** Sets the state and tells every process (live disconnects on suspension). */
-  setState(id: string, state: PartnerState): Promise<Partner>;
+  /**
+   * Moves a partner on the ladder, audits the move, and tells every process
+   * (live disconnects on suspension). Without `change`, an operator's move:
+   * suspension pins the state, anything else unpins it.
+   */
+  setState(id: string, state: PartnerState, change?: StateChange): Promise<Partner>;
+  /** The monitor's move: applied only if the partner is still in `from` and not pinned. */
+  stepLadder(id: string, from: PartnerState, to: PartnerState, reason: string): Promise<boolean>;
+  /** Every partner's state, for the monitor. */
+  listStates(): Promise<{ id: string; state: PartnerState; pinned: boolean }[]>;
+  audit(id: string, limit: number): Promise<StateTransition[]>;
 }
 
 export const createPartnerStore = (db: Db): PartnerStore => {
@@ -84,16 +128,59 @@ export const createPartnerStore = (db: Db): PartnerStore => {
       );
       return rows.map(toShop);
     },
-    async setState(id, state) {
+    async setState(id, state, change) {
+      const effective = change ?? { actor: "operator", reason: "admin API", pinned: state === "suspended" };
       return db.transaction(async (tx) => {
-        const [row] = await tx.query<PartnerRow>(
-          `UPDATE partners SET state = $2 WHERE id = $1 RETURNING ${PARTNER_COLUMNS}`,
-          [id, state],
+        const [current] = await tx.query<{ state: PartnerState }>(
+          "SELECT state FROM partners WHERE id = $1 FOR UPDATE",
+          [id],
         );
-        if (!row) throw new BrewcastError("NOT_FOUND", `no partner ${id}`);
-        await publishAccessChange(tx, { type: "partner_state_changed", partnerId: id, state });
-        return toPartner(row);
+        if (!current) throw new BrewcastError("NOT_FOUND", `no partner ${id}`);
+        await recordTransition(tx, id, current.state, state, effective);
+        const [row] = await tx.query<PartnerRow>(`SELECT ${PARTNER_COLUMNS} FROM partners WHERE id = $1`, [
+          id,
+        ]);
+        return toPartner(row!);
       });
+    },
+    async stepLadder(id, from, to, reason) {
+      return db.transaction(async (tx) => {
+        const [current] = await tx.query<{ state: PartnerState; state_pinned: boolean }>(
+          "SELECT state, state_pinned FROM partners WHERE id = $1 FOR UPDATE",
+          [id],
+        );
+        if (!current || current.state !== from || current.state_pinned) return false;
+        await recordTransition(tx, id, from, to, { actor: "monitor", reason, pinned: false });
+        return true;
+      });
+    },
+    async listStates() {
+      const rows = await db.query<{ id: string; state: PartnerState; state_pinned: boolean }>(
+        "SELECT id, state, state_pinned FROM partners ORDER BY id",
+      );
+      return rows.map((row) => ({ id: row.id, state: row.state, pinned: row.state_pinned }));
+    },
+    async audit(id, limit) {
+      const rows = await db.query<{
+        from_state: PartnerState;
+        to_state: PartnerState;
+        pinned: boolean;
+        actor: string;
+        reason: string;
+        at: Date;
+      }>(
+        `SELECT from_state, to_state, pinned, actor, reason, at FROM partner_state_audit
+         WHERE partner_id = $1 ORDER BY id DESC LIMIT $2`,
+        [id, limit],
+      );
+      return rows.map((row) => ({
+        from: row.from_state,
+        to: row.to_state,
+        pinned: row.pinned,
+        actor: row.actor,
+        reason: row.reason,
+        at: row.at.toISOString(),
+      }));
     },
   };
 };

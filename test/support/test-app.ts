@@ -5,6 +5,7 @@
 import { buildHttpApp, type HttpApp } from "../../src/api/app.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
+import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
 import { readEvents } from "../../src/store/event-log.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
@@ -33,6 +34,7 @@ export const createTestApp = async (kind: AdapterKind = DEFAULT_ADAPTER): Promis
     partners: createPartnerStore(db),
     credentials,
     readEvents: (input) => readEvents(db, input),
+    deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
     readiness: async () => ({ ready: true, checks: { database: "ok" } }),
     onCommitted: (partnerId) => committed.push(partnerId),
   });

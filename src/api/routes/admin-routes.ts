@@ -1,8 +1,10 @@
 /**
  * Admin routes under /admin/v1: partners, shops, credentials, the kill switch.
  */
+
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { BrewcastError } from "../../domain/errors.ts";
 import { credentialIdSchema, partnerIdSchema } from "../../domain/ids.ts";
 import {
   createCredentialBodySchema,
@@ -14,19 +16,16 @@ import {
   shopSchema,
 } from "../../domain/partners.ts";
 import type { CredentialStore } from "../../store/credentials.ts";
+import type { DeliveryStatus } from "../../store/delivery-status.ts";
 import type { PartnerStore } from "../../store/partners.ts";
 import { problemResponses } from "../problem.ts";
-
-/** What the running broker and bridge know about a partner, when they run in this process. */
-export interface PartnerLiveStatus {
-  connected_clients: { backend: number; device: number } | null;
-  published_seq: number | null;
-}
 
 export interface AdminRoutesDeps {
   partners: PartnerStore;
   credentials: CredentialStore;
-  liveStatus(partnerId: string): PartnerLiveStatus;
+  deliveryStatus(partnerId: string): Promise<DeliveryStatus | undefined>;
+  /** MQTT clients of the partner on this process's broker; null without one. */
+  connectedClients(partnerId: string): { backend: number; device: number } | null;
 }
 
 const partnerParams = z.object({ partner: partnerIdSchema });
@@ -46,20 +45,38 @@ const createdCredentialSchema = credentialSchema
   })
   .meta({ id: "CreatedCredential" });
 
+const transitionSchema = z.object({
+  from: z.enum(PARTNER_STATES),
+  to: z.enum(PARTNER_STATES),
+  pinned: z.boolean(),
+  actor: z.string().describe("`operator` (admin API) or `monitor` (the automatic ladder)."),
+  reason: z.string(),
+  at: z.iso.datetime({ offset: true }),
+});
+
 const healthSchema = z
   .object({
     partner_id: partnerIdSchema,
     state: z.enum(PARTNER_STATES),
+    pinned: z.boolean().describe("An operator pinned the state; the monitor leaves it alone."),
     head_seq: z.number().int(),
-    published_seq: z
-      .number()
-      .int()
+    published_seq: z.number().int().describe("Last seq the bridge published (the broker accepted)."),
+    lag_events: z.number().int(),
+    lag_seconds: z.number().describe("Age of the oldest event not yet accepted by the broker; 0 when none."),
+    connected_clients: z
+      .object({ backend: z.number().int(), device: z.number().int() })
       .nullable()
-      .describe("Last seq the bridge published; null when no bridge runs here."),
-    lag_events: z.number().int().nullable(),
-    connected_clients: z.object({ backend: z.number().int(), device: z.number().int() }).nullable(),
+      .describe("MQTT clients on this process's broker; null when no broker runs here."),
+    transitions: z.array(transitionSchema).describe("The latest moves on the ladder, newest first."),
   })
   .meta({ id: "PartnerHealth" });
+
+const pinBodySchema = z
+  .object({
+    state: z.enum(PARTNER_STATES).describe("The state to pin the partner to."),
+    reason: z.string().trim().min(1).max(500).describe("Why: written to the audit log."),
+  })
+  .strict();
 
 const ADMIN_ERRORS = [400, 401, 404, 429, 503] as const;
 
@@ -213,6 +230,48 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
     },
   );
 
+  app.put(
+    "/partners/:partner/state",
+    {
+      schema: {
+        summary: "Pin a partner's state on the degradation ladder",
+        description:
+          "The monitor leaves a pinned partner alone until unpinned. Pinning `suspended` is the kill switch.",
+        params: partnerParams,
+        body: pinBodySchema,
+        response: { 200: partnerSchema, ...problemResponses(...ADMIN_ERRORS, 413, 415) },
+      },
+    },
+    async (request) => {
+      const partner = await deps.partners.setState(request.params.partner, request.body.state, {
+        actor: "operator",
+        reason: request.body.reason,
+        pinned: true,
+      });
+      deps.credentials.clearCache();
+      return partner;
+    },
+  );
+
+  app.delete(
+    "/partners/:partner/state/pin",
+    {
+      schema: {
+        summary: "Unpin a partner's state: the monitor may move it again",
+        params: partnerParams,
+        response: { 200: partnerSchema, ...problemResponses(...ADMIN_ERRORS) },
+      },
+    },
+    async (request) => {
+      const current = await deps.partners.get(request.params.partner);
+      return deps.partners.setState(current.id, current.state, {
+        actor: "operator",
+        reason: "unpinned",
+        pinned: false,
+      });
+    },
+  );
+
   app.get(
     "/partners/:partner/health",
     {
@@ -224,14 +283,18 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
     },
     async (request) => {
       const partner = await deps.partners.get(request.params.partner);
-      const live = deps.liveStatus(partner.id);
+      const status = await deps.deliveryStatus(partner.id);
+      if (!status) throw new BrewcastError("NOT_FOUND", `no partner ${partner.id}`);
       return {
         partner_id: partner.id,
-        state: partner.state,
-        head_seq: partner.head_seq,
-        published_seq: live.published_seq,
-        lag_events: live.published_seq === null ? null : partner.head_seq - live.published_seq,
-        connected_clients: live.connected_clients,
+        state: status.state,
+        pinned: status.pinned,
+        head_seq: status.headSeq,
+        published_seq: status.publishedSeq,
+        lag_events: status.lagEvents,
+        lag_seconds: status.lagSeconds,
+        connected_clients: deps.connectedClients(partner.id),
+        transitions: await deps.partners.audit(partner.id, 10),
       };
     },
   );

@@ -1,0 +1,174 @@
+/**
+ * Prometheus metrics. Every name starts with `brewcast_`; per-partner series
+ * carry a `partner` label. Gauges that mirror state (heads, lag, clients,
+ * states) are read at scrape time, so the hot paths pay nothing for them;
+ * counters are bumped by the components' events.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { PARTNER_STATES } from "../domain/partners.ts";
+import type { DeliveryStatus } from "../store/delivery-status.ts";
+
+export interface MetricsSources {
+  /** Per-partner delivery status from the database (any process can read it). */
+  readStatus?(): Promise<DeliveryStatus[]>;
+  /** Connected MQTT clients by partner and credential kind (a process with a broker). */
+  connectedClients?(): Record<string, Record<string, number>>;
+  /** Broker-wide counters, read at scrape time. */
+  brokerCounters?(): { authFailures: number; offlineQueueDrops: number };
+  /** 1 when this process's bridge leads, 0 when it stands by; absent without a bridge. */
+  bridgeLeader?(): boolean;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  deliveries: Counter<"partner">;
+  publishErrors: Counter<"partner">;
+  httpRequests: Counter<"route" | "method" | "status" | "partner">;
+  httpAuthFailures(): void;
+  stateTransitions: Counter<"partner" | "from" | "to">;
+  render(): Promise<string>;
+  contentType: string;
+}
+
+export const createMetrics = (sources: MetricsSources): Metrics => {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "brewcast_" });
+
+  // One status read per scrape, shared by every gauge that needs it.
+  let statusRead: Promise<DeliveryStatus[]> | undefined;
+  const status = (): Promise<DeliveryStatus[]> => {
+    statusRead ??= (sources.readStatus?.() ?? Promise.resolve([])).finally(() => {
+      setImmediate(() => {
+        statusRead = undefined;
+      });
+    });
+    return statusRead;
+  };
+
+  const perPartner = (name: string, help: string, pick: (s: DeliveryStatus) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["partner"],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const s of await status()) this.set({ partner: s.partnerId }, pick(s));
+      },
+    });
+
+  if (sources.readStatus) {
+    perPartner("brewcast_partner_head_seq", "Latest committed seq of the partner.", (s) => s.headSeq);
+    perPartner(
+      "brewcast_partner_published_seq",
+      "Last seq the bridge published (the broker accepted).",
+      (s) => s.publishedSeq,
+    );
+    perPartner(
+      "brewcast_partner_lag_events",
+      "Committed events not yet accepted by the broker.",
+      (s) => s.lagEvents,
+    );
+    perPartner(
+      "brewcast_partner_lag_seconds",
+      "Age of the oldest committed event not yet accepted by the broker.",
+      (s) => s.lagSeconds,
+    );
+    new Gauge({
+      name: "brewcast_partner_state",
+      help: "1 for the partner's current state on the degradation ladder.",
+      labelNames: ["partner", "state"],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const s of await status()) {
+          for (const state of PARTNER_STATES)
+            this.set({ partner: s.partnerId, state }, s.state === state ? 1 : 0);
+        }
+      },
+    });
+  }
+
+  if (sources.connectedClients) {
+    const connected = sources.connectedClients;
+    new Gauge({
+      name: "brewcast_mqtt_connected_clients",
+      help: "Connected MQTT clients by partner and credential kind.",
+      labelNames: ["partner", "kind"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [partner, kinds] of Object.entries(connected())) {
+          for (const [kind, count] of Object.entries(kinds)) this.set({ partner, kind }, count);
+        }
+      },
+    });
+  }
+
+  const authFailures = new Counter({
+    name: "brewcast_auth_failures_total",
+    help: "Refused logins, by transport.",
+    labelNames: ["transport"],
+    registers: [registry],
+  });
+  if (sources.brokerCounters) {
+    const counters = sources.brokerCounters;
+    let seenAuth = 0;
+    let seenDrops = 0;
+    new Counter({
+      name: "brewcast_offline_queue_drops_total",
+      help: "Messages dropped from full offline queues of persistent sessions (REST recovers them).",
+      registers: [registry],
+      collect() {
+        const now = counters();
+        if (now.offlineQueueDrops > seenDrops) this.inc(now.offlineQueueDrops - seenDrops);
+        seenDrops = now.offlineQueueDrops;
+        if (now.authFailures > seenAuth) authFailures.inc({ transport: "mqtt" }, now.authFailures - seenAuth);
+        seenAuth = now.authFailures;
+      },
+    });
+  }
+
+  if (sources.bridgeLeader) {
+    const leader = sources.bridgeLeader;
+    new Gauge({
+      name: "brewcast_bridge_leader",
+      help: "1 when this process's bridge holds the leader lock, 0 when it stands by.",
+      registers: [registry],
+      collect() {
+        this.set(leader() ? 1 : 0);
+      },
+    });
+  }
+
+  return {
+    registry,
+    deliveries: new Counter({
+      name: "brewcast_deliveries_total",
+      help: "Events the bridge published and the broker accepted.",
+      labelNames: ["partner"],
+      registers: [registry],
+    }),
+    publishErrors: new Counter({
+      name: "brewcast_bridge_publish_errors_total",
+      help: "Failed or timed-out publishes (the partner backs off alone).",
+      labelNames: ["partner"],
+      registers: [registry],
+    }),
+    httpRequests: new Counter({
+      name: "brewcast_http_requests_total",
+      help: "HTTP requests by route, method, status and partner.",
+      labelNames: ["route", "method", "status", "partner"],
+      registers: [registry],
+    }),
+    httpAuthFailures: () => authFailures.inc({ transport: "http" }),
+    stateTransitions: new Counter({
+      name: "brewcast_partner_state_transitions_total",
+      help: "Moves on the degradation ladder.",
+      labelNames: ["partner", "from", "to"],
+      registers: [registry],
+    }),
+    render: () => registry.metrics(),
+    contentType: registry.contentType,
+  };
+};
