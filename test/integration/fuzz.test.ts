@@ -449,6 +449,10 @@ const shapedBody = (op: Operation, world: World): fc.Arbitrary<unknown> => {
     );
     return withExtra(fc.record({ fingerprint_sha256: mostly(fingerprint) }, { requiredKeys: [] }));
   }
+  if (key === "PUT /admin/v1/partners/{partner}/state") {
+    const state = fc.constantFrom("normal", "throttled", "poll_only", "suspended", "SUSPENDED");
+    return withExtra(fc.record({ state: mostly(state), reason: mostly(name) }, { requiredKeys: [] }));
+  }
   return fc.dictionary(nastyString, nastyJson, { maxKeys: 3 });
 };
 
@@ -623,7 +627,7 @@ describe(`fuzz: bad input gets problem+json and writes nothing (${DEFAULT_ADAPTE
     t = await createTestApp(DEFAULT_ADAPTER);
     world = await buildWorld(t);
     [state.rows] = (await t.db.query(SNAPSHOT_SQL)) as [Row];
-  });
+  }, 120_000);
   afterAll(async () => t.close());
 
   it("covers every /v1 and /admin/v1 operation", () => {
