@@ -134,7 +134,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     : null;
   const memoryPersistence = aedesPersistence as unknown as () => unknown;
   const persistence = redis ? redis.persistence : memoryPersistence();
-  const queues = capOfflineQueues(persistence as unknown as OutgoingPersistence, options.offlineQueueMax);
+  let connectedIds: Record<string, unknown> = {};
+  const queues = capOfflineQueues(
+    persistence as unknown as OutgoingPersistence,
+    options.offlineQueueMax,
+    (clientId) => clientId in connectedIds,
+  );
 
   const aedes = await Aedes.createBroker({
     persistence: persistence as never,
@@ -147,6 +152,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     authorizeForward: access.authorizeForward as never,
   });
   const drained = new WeakSet<object>();
+  connectedIds = (aedes as unknown as { clients: Record<string, unknown> }).clients;
   aedes.on("clientError", (client, error) => {
     log.debug({ clientId: client.id, err: error }, "mqtt client error");
     if (error.message === "drain timeout" && !drained.has(client)) {

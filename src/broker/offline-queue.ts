@@ -1,11 +1,12 @@
 /**
  * Bounds what Aedes persistence keeps for persistent sessions. Wraps any
  * aedes persistence (memory or Redis) through its public methods only:
- *  - each client's queue holds at most `max` messages; beyond it the oldest
- *    is dropped and counted (the REST history recovers it);
+ *  - while a client is offline its queue holds at most `max` messages;
+ *    beyond it the oldest is dropped and counted (the REST history recovers it);
  *  - a message is queued at most at the QoS its subscription granted, and
  *    QoS 0 subscriptions queue nothing ([MQTT-3.8.4-6], [MQTT-4.3.1]);
- *  - `forget(clientId)` empties a session (used by session expiry).
+ *  - `forget(clientId)` empties a session (used by session expiry);
+ *  - a queued message already acknowledged is not a reason to disconnect (see outgoingUpdate).
  * The per-client index lives in this process: with several Redis nodes each
  * node bounds what it enqueued itself.
  */
@@ -42,7 +43,12 @@ export interface OfflineQueueCap {
 
 const keyOf = (p: { brokerId: string; brokerCounter: number }): string => `${p.brokerId}:${p.brokerCounter}`;
 
-export const capOfflineQueues = (persistence: OutgoingPersistence, max: number): OfflineQueueCap => {
+export const capOfflineQueues = (
+  persistence: OutgoingPersistence,
+  max: number,
+  /** Connected clients are not trimmed: their queue is in flight, and trimming it would race the flush. */
+  isConnected: (clientId: string) => boolean,
+): OfflineQueueCap => {
   const inner = {
     enqueueCombi: persistence.outgoingEnqueueCombi.bind(persistence),
     update: persistence.outgoingUpdate.bind(persistence),
@@ -73,6 +79,7 @@ export const capOfflineQueues = (persistence: OutgoingPersistence, max: number):
       queues.set(clientId, queue);
     }
     queue.set(keyOf(packet), undefined);
+    if (isConnected(clientId)) return;
     while (queue.size > max) {
       const [oldest, messageId] = queue.entries().next().value as [string, number | undefined];
       queue.delete(oldest);
@@ -98,7 +105,15 @@ export const capOfflineQueues = (persistence: OutgoingPersistence, max: number):
   };
   persistence.outgoingEnqueue = (sub, packet) => persistence.outgoingEnqueueCombi([sub], packet);
   persistence.outgoingUpdate = async (client, packet) => {
-    await inner.update(client, packet);
+    try {
+      await inner.update(client, packet);
+    } catch (error) {
+      // Aedes 1.2.0 race: a message published between CONNACK and the queue flush is delivered live
+      // and is also in the flush's snapshot; once acknowledged, the flush no longer finds it and Aedes
+      // would disconnect the client. Sending it again is at-least-once; disconnecting helps no one.
+      if ((error as Error).message !== "no such packet") throw error;
+      return;
+    }
     const queue = queues.get(client.id);
     if (queue && packet.brokerId !== undefined && queue.has(keyOf(packet))) {
       queue.set(keyOf(packet), packet.messageId);

@@ -315,10 +315,10 @@ describe("subscribe ACL matrix (mosquitto_sub)", () => {
 
 describe("connections per partner and login throttling", () => {
   it("refuses the connection over the partner's limit with 3, other partners unaffected", async () => {
-    const limited = await startHarness({ maxConnectionsPerPartner: 2 });
-    try {
-      const p = await limited.seed(1);
-      const q = await limited.seed(1);
+    const limited = await h.extraBroker({ maxConnectionsPerPartner: 2 });
+    {
+      const p = await h.seed(1);
+      const q = await h.seed(1);
       const a = await login(limited.url, p.backend);
       const b = await login(limited.url, p.devices[0]!);
       expect(await connackCode(limited.url, { username: p.backend.id, password: p.backend.secret })).toBe(3);
@@ -329,15 +329,13 @@ describe("connections per partner and login throttling", () => {
       await until(() => (limited.broker.stats().connected[p.id]?.backend ?? 0) === 0, 5_000, "release");
       const d = await login(limited.url, p.backend);
       for (const x of [b, c, d]) x.end(true);
-    } finally {
-      await limited.close();
     }
   });
 
   it("throttles an address after repeated failed logins", async () => {
-    const throttled = await startHarness({ loginFailureLimit: 3 });
-    try {
-      const p = await throttled.seed(1);
+    const throttled = await h.extraBroker({ loginFailureLimit: 3 });
+    {
+      const p = await h.seed(1);
       for (let i = 0; i < 3; i++) {
         expect(await connackCode(throttled.url, { username: p.backend.id, password: "wrong" })).toBe(4);
       }
@@ -345,8 +343,6 @@ describe("connections per partner and login throttling", () => {
       const result = await connackCode(throttled.url, { username: p.backend.id, password: p.backend.secret });
       expect(result).not.toBe(0);
       expect(throttled.broker.stats().throttledConnects).toBe(1);
-    } finally {
-      await throttled.close();
     }
   });
 });

@@ -15,6 +15,8 @@ import { createTestDb, silentLog, type TestDb } from "../support/test-db.ts";
 export interface Harness {
   testDb: TestDb;
   broker: Broker;
+  /** Another broker on the same database and access feed, with other options (closed with the harness). */
+  extraBroker(overrides: Partial<BrokerOptions>): Promise<{ broker: Broker; url: string }>;
   credentials: CredentialStore;
   partners: PartnerStore;
   url: string;
@@ -27,7 +29,7 @@ export const startHarness = async (overrides: Partial<BrokerOptions> = {}): Prom
   const accessChanges = await createAccessFeed(testDb.db);
   const credentials = createCredentialStore(testDb.db, { accessChanges });
   const partners = createPartnerStore(testDb.db);
-  const broker = await startBroker({
+  const options: BrokerOptions = {
     host: "127.0.0.1",
     mqttPort: 0,
     maxPacketBytes: 65_536,
@@ -40,8 +42,9 @@ export const startHarness = async (overrides: Partial<BrokerOptions> = {}): Prom
     accessChanges,
     loginFailureLimit: 1000,
     ...overrides,
-  });
-  const clients: MqttClient[] = [];
+  };
+  const broker = await startBroker(options);
+  const extras: Broker[] = [];
   return {
     testDb,
     broker,
@@ -49,8 +52,13 @@ export const startHarness = async (overrides: Partial<BrokerOptions> = {}): Prom
     partners,
     url: `mqtt://127.0.0.1:${broker.ports.mqtt}`,
     seed: (shops = 2) => seedPartner(testDb.db, { shops }),
+    async extraBroker(more) {
+      const extra = await startBroker({ ...options, ...more });
+      extras.push(extra);
+      return { broker: extra, url: `mqtt://127.0.0.1:${extra.ports.mqtt}` };
+    },
     async close() {
-      for (const c of clients) c.end(true);
+      for (const extra of extras) await extra.close();
       await broker.close();
       await accessChanges.close();
       await testDb.cleanup();

@@ -22,8 +22,6 @@ beforeAll(async () => {
     maxPacketBytes: 65_536,
     drainTimeoutMs: 1_000,
     offlineQueueMax: 5,
-    sessionTtlSeconds: 1,
-    sessionSweepMs: 100,
   });
   p = await h.seed(2);
 });
@@ -238,22 +236,23 @@ describe("persistent sessions", () => {
   });
 
   it("expires a persistent session unused for the session TTL", async () => {
+    const short = await h.extraBroker({ sessionTtlSeconds: 1, sessionSweepMs: 100 });
     const clientId = `ttl-${randomBytes(4).toString("hex")}`;
-    const first = await login(h.url, p.backend, { clientId, clean: false });
+    const first = await login(short.url, p.backend, { clientId, clean: false });
     await subscribeGranted(first, `partners/${p.id}/shops/shop-1/orders/+`, 1);
     first.end(true);
     await closed(first);
-    await h.broker.publish({
+    await short.broker.publish({
       topic: buildOrderEventTopic(p.id, "shop-1", "created"),
       payload: "before-expiry",
       qos: 1,
       retain: false,
     });
-    const expired = h.broker.stats().sessionsExpired;
-    await until(() => h.broker.stats().sessionsExpired > expired, 5_000, "session expiry");
+    const expired = short.broker.stats().sessionsExpired;
+    await until(() => short.broker.stats().sessionsExpired > expired, 5_000, "session expiry");
     let got!: ReturnType<typeof collect>;
     let sessionPresent: boolean | undefined;
-    const again = await login(h.url, p.backend, { clientId, clean: false }, (c) => {
+    const again = await login(short.url, p.backend, { clientId, clean: false }, (c) => {
       got = collect(c);
       c.once("connect", (connack) => {
         sessionPresent = connack.sessionPresent;
@@ -261,10 +260,10 @@ describe("persistent sessions", () => {
     });
     expect(sessionPresent).toBe(false);
     // The session is gone: no subscription, so a new event does not arrive; the queued one was dropped.
-    const probe = await login(h.url, p.backend);
+    const probe = await login(short.url, p.backend);
     const probeGot = collect(probe);
     await subscribeGranted(probe, `partners/${p.id}/shops/shop-1/orders/+`, 1);
-    await h.broker.publish({
+    await short.broker.publish({
       topic: buildOrderEventTopic(p.id, "shop-1", "created"),
       payload: "after",
       qos: 1,

@@ -109,7 +109,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.close();
   httpServer?.closeAllConnections();
-  await new Promise((resolve) => httpServer?.close(resolve));
+  await new Promise<void>((resolve) => (httpServer ? httpServer.close(() => resolve()) : resolve()));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -132,7 +132,7 @@ describe("WebSocket at /mqtt", () => {
 
   it("closes a WebSocket connection that sends a packet over the limit", async () => {
     const client = await login(wsUrl, p.devices[0]!);
-    const gone = new Promise((resolve) => client.once("close", resolve));
+    const gone = closed(client);
     client.publish(`partners/${p.id}/devices/${p.devices[0]!.id}/status`, Buffer.alloc(70_000), { qos: 0 });
     await gone;
   });
