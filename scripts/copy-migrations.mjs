@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// Part of `npm run build`: tsc emits only JavaScript, but src/store/migrate.ts reads
+// its SQL files next to itself (`new URL("./migrations/", import.meta.url)`), so the
+// compiled dist/store/migrate.js needs dist/store/migrations/*.sql beside it.
+import { copyFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+
+const from = new URL("../src/store/migrations/", import.meta.url);
+const to = new URL("../dist/store/migrations/", import.meta.url);
+
+// Start clean so a migration deleted or renamed in src/ does not linger in dist/.
+rmSync(to, { recursive: true, force: true });
+mkdirSync(to, { recursive: true });
+const files = readdirSync(from).filter((file) => file.endsWith(".sql"));
+if (files.length === 0) {
+  process.stderr.write("copy-migrations: no .sql files in src/store/migrations\n");
+  process.exit(1);
+}
+for (const file of files) copyFileSync(new URL(file, from), new URL(file, to));
+process.stdout.write(`copy-migrations: ${files.length} file(s) → dist/store/migrations\n`);
