@@ -13,7 +13,6 @@ import {
   closed,
   collect,
   connackCode,
-  connect,
   type Harness,
   login,
   runMosquitto,

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildShopCursorTopic } from "../../src/domain/topics.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
 import {
+  closed,
   collect,
   connackCode,
   connect,
