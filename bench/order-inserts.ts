@@ -1,0 +1,198 @@
+/**
+ * Writing the log: `POST /v1/orders` with 16 concurrent clients spread over
+ * 50 partners, and with 16 clients on one partner, against raw single-row
+ * INSERTs (16 concurrent pg clients, autocommit, no trigger) into a table
+ * shaped like order_events, in the same run.
+ *
+ * Goal (issue 2): ≥ 0.5× the raw insert rate across partners. The
+ * one-partner figure is reported as it is: every write of a partner takes
+ * that partner's row lock (the gapless seq), so they are serialised by design.
+ *
+ *   npx tsx bench/order-inserts.ts          # the full run, about 2 minutes
+ *   npx tsx bench/order-inserts.ts --quick  # a smoke run
+ *
+ * An order through the API is one transaction: the shop check, the partner's
+ * seq, the order row, the shop's last seq and the event row; the peer is
+ * one INSERT of an event-sized row per order, which is the floor of "one
+ * durable row per order" on this Postgres.
+ */
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import {
+  type BenchCase,
+  createBenchDatabase,
+  machineNote,
+  measureHttp,
+  measureLoop,
+  onCleanup,
+  parseBenchArgs,
+  postgresVersion,
+  runBench,
+  runComparison,
+  spawnServer,
+} from "./harness.ts";
+
+const CONCURRENCY = 16;
+const PARTNERS = 50;
+const SHOPS_PER_PARTNER = 4;
+
+const log = (line: string) => process.stderr.write(`[order-inserts] ${line}\n`);
+
+interface Partner {
+  id: string;
+  secret: string;
+  shops: string[];
+}
+
+const adminPost = async (baseUrl: string, token: string, route: string, body: unknown) => {
+  const response = await fetch(`${baseUrl}/admin/v1${route}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (response.status !== 201) throw new Error(`POST ${route}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as Record<string, unknown>;
+};
+
+const createPartner = async (baseUrl: string, token: string, id: string): Promise<Partner> => {
+  await adminPost(baseUrl, token, "/partners", { id, name: `Bench ${id}` });
+  const shops: string[] = [];
+  for (let s = 1; s <= SHOPS_PER_PARTNER; s++) {
+    const shopId = `shop-${s}`;
+    await adminPost(baseUrl, token, `/partners/${id}/shops`, { id: shopId, name: `Shop ${s}` });
+    shops.push(shopId);
+  }
+  const credential = await adminPost(baseUrl, token, `/partners/${id}/credentials`, { kind: "backend" });
+  return { id, secret: credential.secret as string, shops };
+};
+
+const SKUS = ["latte-grande", "flat-white", "cappuccino-tall", "cold-brew", "matcha-latte"];
+const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)]!;
+const orderBody = (shopId: string) =>
+  JSON.stringify({
+    shop_id: shopId,
+    items: [
+      { sku: pick(SKUS), quantity: 1 + Math.floor(Math.random() * 3) },
+      { sku: "butter-croissant", quantity: 1 },
+    ],
+  });
+
+const main = async () => {
+  const args = parseBenchArgs();
+  const rounds = args.rounds ?? (args.quick ? 1 : 3);
+  const seconds = args.seconds ?? (args.quick ? 2 : 10);
+
+  const db = await createBenchDatabase();
+  onCleanup(() => db.drop());
+  log(`database ${db.name}`);
+  const adminToken = `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+  const brewcast = await spawnServer(
+    "brewcast",
+    { DATABASE_URL: db.url, BREWCAST_ADMIN_TOKEN: adminToken, LOG_LEVEL: "warn" },
+    args.serverFlags,
+  );
+  log(`brewcast pid ${brewcast.pid} on ${brewcast.url}`);
+
+  const partners: Partner[] = [];
+  for (let p = 1; p <= PARTNERS; p++) {
+    partners.push(await createPartner(brewcast.url, adminToken, `bench-p${String(p).padStart(2, "0")}`));
+  }
+  const solo = await createPartner(brewcast.url, adminToken, "bench-solo");
+  log(`created ${PARTNERS + 1} partners`);
+
+  // The peer: a table shaped like order_events (columns, keys, indexes), no trigger, autocommit.
+  const pool = new pg.Pool({ connectionString: db.url, max: CONCURRENCY });
+  onCleanup(() => pool.end());
+  await pool.query("CREATE TABLE bench_raw_events (LIKE order_events INCLUDING ALL)");
+  const rawSeq = new Array<number>(CONCURRENCY).fill(0);
+  const rawInsert = async (worker: number) => {
+    const seq = ++rawSeq[worker]!;
+    const partnerId = `raw-${worker}`;
+    const shopId = pick(["shop-1", "shop-2", "shop-3", "shop-4"]);
+    const orderId = randomUUID();
+    const now = new Date().toISOString();
+    const snapshot = {
+      id: orderId,
+      partner_id: partnerId,
+      shop_id: shopId,
+      status: "created",
+      items: JSON.parse(orderBody(shopId)).items,
+      created_at: now,
+      updated_at: now,
+      last_seq: seq,
+    };
+    await pool.query(
+      `INSERT INTO bench_raw_events (partner_id, seq, shop_id, order_id, type, occurred_at, prev_shop_seq, order_snapshot)
+       VALUES ($1, $2, $3, $4, 'order.created', now(), NULL, $5)`,
+      [partnerId, seq, shopId, orderId, JSON.stringify(snapshot)],
+    );
+  };
+
+  const postOrders = (choose: () => Partner) => () => {
+    const partner = choose();
+    return {
+      method: "POST",
+      path: "/v1/orders",
+      headers: { authorization: `Bearer ${partner.secret}`, "content-type": "application/json" },
+      body: orderBody(pick(partner.shops)),
+    };
+  };
+  const cases: BenchCase[] = [
+    {
+      name: "raw INSERT",
+      run: (s) => measureLoop({ concurrency: CONCURRENCY, seconds: s, op: rawInsert }),
+    },
+    {
+      name: `orders, ${PARTNERS} partners`,
+      peer: "raw INSERT",
+      run: (s) =>
+        measureHttp({
+          url: brewcast.url,
+          connections: CONCURRENCY,
+          seconds: s,
+          request: postOrders(() => pick(partners)),
+        }),
+    },
+    {
+      name: "orders, 1 partner",
+      peer: "raw INSERT",
+      run: (s) =>
+        measureHttp({
+          url: brewcast.url,
+          connections: CONCURRENCY,
+          seconds: s,
+          request: postOrders(() => solo),
+        }),
+    },
+  ];
+
+  await runComparison({
+    bench: "order-inserts",
+    rounds,
+    seconds,
+    warmupSeconds: args.quick ? 1 : 2,
+    cases,
+    ratios: [
+      {
+        label: `orders, ${PARTNERS} partners / raw INSERT`,
+        numerator: `orders, ${PARTNERS} partners`,
+        denominator: "raw INSERT",
+        goal: 0.5,
+      },
+      {
+        label: `orders, 1 partner / orders, ${PARTNERS} partners`,
+        numerator: "orders, 1 partner",
+        denominator: `orders, ${PARTNERS} partners`,
+      },
+    ],
+    params: {
+      concurrency: CONCURRENCY,
+      partners: PARTNERS,
+      shopsPerPartner: SHOPS_PER_PARTNER,
+      peer: "16 pg clients, autocommit single-row INSERT into a copy of order_events (LIKE … INCLUDING ALL)",
+    },
+    machine: machineNote(await postgresVersion(db.url)),
+  });
+};
+
+runBench(main);
