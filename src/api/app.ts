@@ -26,6 +26,7 @@ import adminRoutes from "./routes/admin-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 export interface ReadinessReport {
   ready: boolean;
@@ -64,8 +65,17 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
     bodyLimit: BODY_LIMIT_BYTES,
     // One line per request comes from our onResponse hook instead.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
-    requestIdHeader: "x-request-id",
-    genReqId: () => randomUUID(),
+    // A caller's X-Request-Id is kept when it is a sane token; anything else gets a fresh id,
+    // so logs and problem bodies never carry a caller's control characters or megabytes.
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const given = request.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // Errors raised before routing (a malformed URL, an over-long path parameter) are problems too.
+    frameworkErrors: (error, request, reply) => {
+      sendProblem(reply, toProblem(error, request));
+    },
     // Keep sockets from idling forever behind a load balancer.
     keepAliveTimeout: 65_000,
     routerOptions: { maxParamLength: 200 },
@@ -171,12 +181,6 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
   }
 
   if (deps.serveApi === false) return app;
-
-  // Route schemas only mention the security schemes; attach them here so every route documents its auth.
-  app.addHook("onRoute", (route) => {
-    if (route.url.startsWith("/v1")) route.schema = { ...route.schema, security: [{ partner: [] }] };
-    else if (route.url.startsWith("/admin/v1")) route.schema = { ...route.schema, security: [{ admin: [] }] };
-  });
 
   await app.register(
     async (v1) => {

@@ -184,10 +184,18 @@ export const createCredentialStore = (db: Db, options: CredentialStoreOptions = 
         );
         if (taken)
           throw new BrewcastError("CONFLICT", "this certificate is registered to another credential");
-        await tx.query("UPDATE credentials SET cert_fingerprint = $2 WHERE id = $1", [
-          credentialId,
-          normalised,
-        ]);
+        try {
+          await tx.query("UPDATE credentials SET cert_fingerprint = $2 WHERE id = $1", [
+            credentialId,
+            normalised,
+          ]);
+        } catch (error) {
+          // A concurrent registration of the same certificate won the unique index.
+          if ((error as { code?: string }).code === "23505") {
+            throw new BrewcastError("CONFLICT", "this certificate is registered to another credential");
+          }
+          throw error;
+        }
         return getRow(tx, credentialId);
       });
       cache.clear();

@@ -513,7 +513,7 @@ const query = (op: Operation, world: World): fc.Arbitrary<string> => {
  * paths are left out of the random runs and pinned by an `it.fails` test
  * below; when that test starts failing, delete both and this flag.
  */
-const KNOWN_ISSUE_FRAMEWORK_ERRORS = true;
+const KNOWN_ISSUE_FRAMEWORK_ERRORS = false;
 const MALFORMED_PATHS = ["%", "%E0%A4%A", "%ZZ", "a%"];
 const MAX_PARAM_LENGTH = 200;
 const routable = (segment: string): boolean => {
