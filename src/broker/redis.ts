@@ -22,11 +22,15 @@ export interface RedisBackend {
 export const createRedisBackend = (url: string, prefix: string): RedisBackend => {
   const redisPersistence = require("aedes-persistence-redis") as (opts: { conn: Redis }) => Closable;
   const { MQEmitterRedisPrefix } = require("mqemitter-redis") as {
-    MQEmitterRedisPrefix: new (prefix: string, opts: { connectionString: string }) => unknown;
+    MQEmitterRedisPrefix: new (prefix: string, opts: { pubConn: Redis; subConn: Redis }) => unknown;
   };
   const conn = new Redis(url, { keyPrefix: prefix, lazyConnect: false });
   const persistence = redisPersistence({ conn });
-  const mq = new MQEmitterRedisPrefix(prefix, { connectionString: url });
+  // Our own connections: the subscriber must not run a ready check (INFO is refused in subscriber mode).
+  const mq = new MQEmitterRedisPrefix(prefix, {
+    pubConn: new Redis(url, { enableAutoPipelining: true }),
+    subConn: new Redis(url, { enableReadyCheck: false, enableAutoPipelining: true }),
+  });
   let closed = false;
   return {
     persistence,
