@@ -1,0 +1,305 @@
+/**
+ * The store on both adapters (pg when DATABASE_URL is set, and always
+ * PGlite): the same tests, so the embedded database is not a second-class
+ * citizen. One database per adapter for the file (an embedded one takes
+ * seconds to start); every test uses its own partners and channels.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Order } from "../../src/domain/orders.ts";
+import { createCredentialStore } from "../../src/store/credentials.ts";
+import type { Queryable } from "../../src/store/db.ts";
+import { allocateSeq, appendEvent, readEpoch, readEvents } from "../../src/store/event-log.ts";
+import { loadMigrations, migrate } from "../../src/store/migrate.ts";
+import { createOrderStore } from "../../src/store/orders.ts";
+import { createPgDb } from "../../src/store/pg-db.ts";
+import { seedPartner, uniqueId } from "../support/fixtures.ts";
+import { runCli, waitFor } from "../support/http.ts";
+import {
+  AVAILABLE_ADAPTERS,
+  createTestDb,
+  DATABASE_URL,
+  silentLog,
+  type TestDb,
+} from "../support/test-db.ts";
+
+const item = [{ sku: "latte", quantity: 1 }];
+
+describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
+  let t: TestDb;
+  beforeAll(async () => {
+    t = await createTestDb(kind);
+  });
+  afterAll(async () => t?.cleanup());
+
+  const footprint = async (q: Queryable, partnerId: string) => {
+    const [row] = await q.query(
+      `SELECT p.head_seq,
+         (SELECT count(*)::int FROM order_events e WHERE e.partner_id = p.id) AS events,
+         (SELECT count(*)::int FROM orders o WHERE o.partner_id = p.id) AS orders,
+         (SELECT count(*)::int FROM idempotency_keys k WHERE k.partner_id = p.id) AS keys,
+         (SELECT json_agg(s.last_seq ORDER BY s.id)::text FROM shops s WHERE s.partner_id = p.id) AS shop_seqs
+       FROM partners p WHERE p.id = $1`,
+      [partnerId],
+    );
+    return row;
+  };
+
+  it("migrations are idempotent: a second run applies nothing and keeps the data and the epoch", async () => {
+    const epoch = await readEpoch(t.db);
+    const p = await seedPartner(t.db, { shops: 1 });
+    await createOrderStore(t.db).create(
+      { partnerId: p.id, shopId: null },
+      { shop_id: p.shops[0]!, items: item },
+    );
+    expect(await migrate(t.db)).toEqual([]);
+    expect(await migrate(t.db)).toEqual([]);
+    const versions = await t.db.query<{ version: number }>(
+      "SELECT version FROM schema_migrations ORDER BY version",
+    );
+    expect(versions.map((v) => v.version)).toEqual(loadMigrations().map((m) => m.version));
+    const [log] = await t.db.query<{ n: number; epoch: string }>(
+      "SELECT count(*)::int AS n, min(epoch::text) AS epoch FROM event_log",
+    );
+    expect(log).toEqual({ n: 1, epoch });
+    expect(await footprint(t.db, p.id)).toMatchObject({ head_seq: 1, events: 1, orders: 1 });
+  });
+
+  it("listen/notify: a committed notification arrives, a rolled-back one never does, unlisten stops delivery", async () => {
+    const channel = `test_${randomBytes(6).toString("hex")}`;
+    const first: string[] = [];
+    const unlisten = await t.db.listen(channel, (payload) => first.push(payload));
+    await t.db.notify(channel, "hello");
+    await waitFor("the first notification", () => first.length >= 1);
+    await expect(
+      t.db.transaction(async (tx) => {
+        await tx.query("SELECT pg_notify($1, $2)", [channel, "rolled-back"]);
+        throw new Error("roll back");
+      }),
+    ).rejects.toThrow("roll back");
+    await t.db.transaction(async (tx) => {
+      await tx.query("SELECT pg_notify($1, $2)", [channel, "committed"]);
+    });
+    await waitFor("the committed notification", () => first.length >= 2);
+    expect(first).toEqual(["hello", "committed"]);
+
+    await unlisten();
+    const second: string[] = [];
+    const unlistenSecond = await t.db.listen(channel, (payload) => second.push(payload));
+    await t.db.notify(channel, "later");
+    await waitFor("the notification to the new listener", () => second.length >= 1);
+    expect(second).toEqual(["later"]);
+    expect(first).toEqual(["hello", "committed"]);
+    await unlistenSecond();
+  });
+
+  it("a transaction that throws leaves nothing: no order, no event, no seq consumed", async () => {
+    const p = await seedPartner(t.db, { shops: 1 });
+    const before = await footprint(t.db, p.id);
+    await expect(
+      t.db.transaction(async (tx) => {
+        const seq = await allocateSeq(tx, p.id);
+        const now = new Date();
+        const order: Order = {
+          id: crypto.randomUUID(),
+          partner_id: p.id,
+          shop_id: p.shops[0]!,
+          status: "created",
+          items: item,
+          created_at: now.toISOString(),
+          updated_at: now.toISOString(),
+          last_seq: seq,
+        };
+        await tx.query(
+          `INSERT INTO orders (id, partner_id, shop_id, status, items, created_at, updated_at, last_seq)
+           VALUES ($1, $2, $3, 'created', $4, $5, $5, $6)`,
+          [order.id, p.id, order.shop_id, JSON.stringify(item), now, seq],
+        );
+        await appendEvent(tx, {
+          partnerId: p.id,
+          shopId: order.shop_id,
+          orderId: order.id,
+          type: "order.created",
+          seq,
+          occurredAt: now,
+          order,
+        });
+        expect(await footprint(tx, p.id)).toMatchObject({ head_seq: 1, events: 1, orders: 1 });
+        throw new Error("fail after writing");
+      }),
+    ).rejects.toThrow("fail after writing");
+    expect(await footprint(t.db, p.id)).toEqual(before);
+
+    // A refused create with an Idempotency-Key leaves neither the key nor a seq behind.
+    const orders = createOrderStore(t.db);
+    await expect(
+      orders.create({ partnerId: p.id, shopId: null }, { shop_id: "no-such-shop", items: item }, "key-1"),
+    ).rejects.toMatchObject({ code: "VALIDATION_FAILED" });
+    expect(await footprint(t.db, p.id)).toEqual(before);
+    const created = await orders.create(
+      { partnerId: p.id, shopId: null },
+      { shop_id: p.shops[0]!, items: item },
+      "key-1",
+    );
+    expect(created.order.last_seq).toBe(1);
+  });
+
+  it("seq is per partner, gapless, and prev_shop_seq links each shop; refusals consume no seq", async () => {
+    const a = await seedPartner(t.db, { shops: 2 });
+    const b = await seedPartner(t.db, { shops: 1 });
+    const orders = createOrderStore(t.db);
+    const scopeA = { partnerId: a.id, shopId: null };
+    const seqs: number[] = [];
+    const first = await orders.create(scopeA, { shop_id: a.shops[0]!, items: item });
+    seqs.push(first.event!.seq);
+    seqs.push(
+      (await orders.create({ partnerId: b.id, shopId: null }, { shop_id: b.shops[0]!, items: item })).event!
+        .seq,
+    );
+    seqs.push((await orders.create(scopeA, { shop_id: a.shops[1]!, items: item })).event!.seq);
+    // Same status, an illegal move, an unknown order: no event, no seq.
+    expect((await orders.setStatus(scopeA, first.order.id, "created")).event).toBeUndefined();
+    await expect(orders.setStatus(scopeA, first.order.id, "ready")).rejects.toMatchObject({
+      code: "ILLEGAL_TRANSITION",
+    });
+    await expect(orders.setStatus(scopeA, crypto.randomUUID(), "accepted")).rejects.toMatchObject({
+      code: "NOT_FOUND",
+    });
+    seqs.push((await orders.setStatus(scopeA, first.order.id, "accepted")).event!.seq);
+    seqs.push((await orders.create(scopeA, { shop_id: a.shops[1]!, items: item })).event!.seq);
+    expect(seqs).toEqual([1, 1, 2, 3, 4]);
+
+    const page = await readEvents(t.db, { partnerId: a.id, after: 0, limit: 100 });
+    expect(page.head_seq).toBe(4);
+    expect(page.events.map((e) => [e.seq, e.shop_id, e.prev_shop_seq])).toEqual([
+      [1, a.shops[0], null],
+      [2, a.shops[1], null],
+      [3, a.shops[0], 1],
+      [4, a.shops[1], 2],
+    ]);
+    const shopPage = await readEvents(t.db, { partnerId: a.id, shopId: a.shops[1]!, after: 0, limit: 100 });
+    expect(shopPage.events.map((e) => e.seq)).toEqual([2, 4]);
+    expect(shopPage.head_seq).toBe(4);
+    await expect(t.db.transaction(async (tx) => allocateSeq(tx, uniqueId("missing")))).rejects.toMatchObject({
+      code: "NOT_FOUND",
+    });
+  });
+
+  it("concurrent creates on one partner get exactly 1..n", async () => {
+    const p = await seedPartner(t.db, { shops: 3 });
+    const orders = createOrderStore(t.db);
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        orders.create({ partnerId: p.id, shopId: null }, { shop_id: p.shops[i % 3]!, items: item }),
+      ),
+    );
+    expect(results.map((r) => r.event!.seq).sort((x, y) => x - y)).toEqual(
+      Array.from({ length: 30 }, (_, i) => i + 1),
+    );
+    const page = await readEvents(t.db, { partnerId: p.id, after: 0, limit: 100 });
+    const last = new Map<string, number>();
+    for (const event of page.events) {
+      expect(event.prev_shop_seq).toBe(last.get(event.shop_id) ?? null);
+      last.set(event.shop_id, event.seq);
+    }
+  });
+
+  it("the epoch is a UUID, the same in every event and read, and survives migrations and reconnects", async () => {
+    const [row] = await t.db.query<{ epoch: string }>("SELECT epoch::text AS epoch FROM event_log");
+    const epoch = row!.epoch;
+    expect(epoch).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(await readEpoch(t.db)).toBe(epoch);
+    const p = await seedPartner(t.db, { shops: 1 });
+    const change = await createOrderStore(t.db).create(
+      { partnerId: p.id, shopId: null },
+      { shop_id: p.shops[0]!, items: item },
+    );
+    expect(change.event!.epoch).toBe(epoch);
+    await migrate(t.db);
+    const page = await readEvents(t.db, { partnerId: p.id, after: 0, limit: 10 });
+    expect(page.epoch).toBe(epoch);
+    expect(page.events[0]!.epoch).toBe(epoch);
+    if (t.url) {
+      // A second pool on the same database (another process, in effect) reads the same epoch.
+      const other = await createPgDb({ connectionString: t.url, log: silentLog, max: 1 });
+      try {
+        expect(await readEpoch(other)).toBe(epoch);
+      } finally {
+        await other.close();
+      }
+    }
+  });
+
+  it("a credential's secret is never stored in clear, anywhere in the database", async () => {
+    const p = await seedPartner(t.db, { shops: 1 });
+    const secrets = [p.backend.secret, p.devices[0]!.secret];
+    const tables = await t.db.query<{ name: string }>(
+      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public'",
+    );
+    expect(tables.map((x) => x.name)).toContain("credentials");
+    let dump = "";
+    for (const { name } of tables) {
+      const rows = await t.db.query<{ row: string }>(`SELECT t::text AS row FROM "${name}" t`);
+      dump += rows.map((r) => r.row).join("\n");
+    }
+    expect(dump).toContain(p.backend.id);
+    for (const secret of secrets) {
+      const body = secret.replace(/^bcs_/, "");
+      // Neither the secret, nor its random part, nor any long piece of it, in text or as hex bytes.
+      for (const piece of [
+        secret,
+        body,
+        body.slice(8, 24),
+        Buffer.from(body, "base64url").toString("hex").slice(0, 24),
+      ]) {
+        expect(dump).not.toContain(piece);
+      }
+    }
+    const [stored] = await t.db.query<{ secret_hash: Buffer }>(
+      "SELECT secret_hash FROM credentials WHERE id = $1",
+      [p.backend.id],
+    );
+    expect(
+      Buffer.from(stored!.secret_hash).equals(createHash("sha256").update(p.backend.secret).digest()),
+    ).toBe(true);
+    const verifier = createCredentialStore(t.db);
+    expect(await verifier.verifySecret(p.backend.id, p.backend.secret)).toMatchObject({ ok: true });
+    expect(await verifier.verifySecret(p.backend.id, `${p.backend.secret}x`)).toEqual({
+      ok: false,
+      refusal: "bad_credentials",
+    });
+  });
+});
+
+describe.runIf(DATABASE_URL)("migrations from two processes at once (pg)", () => {
+  it("both exit 0 and every migration is applied exactly once", async () => {
+    const name = `brewcast_test_mig_${randomBytes(5).toString("hex")}`;
+    const adminClient = new pg.Client({ connectionString: DATABASE_URL });
+    await adminClient.connect();
+    await adminClient.query(`CREATE DATABASE ${name}`);
+    const url = new URL(DATABASE_URL!);
+    url.pathname = `/${name}`;
+    try {
+      const env = { DATABASE_URL: url.toString(), LOG_LEVEL: "warn" };
+      const [one, two] = await Promise.all([runCli(["migrate"], env), runCli(["migrate"], env)]);
+      expect(one, one.stderr).toMatchObject({ code: 0 });
+      expect(two, two.stderr).toMatchObject({ code: 0 });
+      const check = new pg.Client({ connectionString: url.toString() });
+      await check.connect();
+      try {
+        const { rows } = await check.query<{ version: number; n: number }>(
+          "SELECT version, count(*)::int AS n FROM schema_migrations GROUP BY version ORDER BY version",
+        );
+        expect(rows).toEqual(loadMigrations().map((m) => ({ version: m.version, n: 1 })));
+        const { rows: logs } = await check.query<{ n: number }>("SELECT count(*)::int AS n FROM event_log");
+        expect(logs).toEqual([{ n: 1 }]);
+      } finally {
+        await check.end();
+      }
+    } finally {
+      await adminClient.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await adminClient.end();
+    }
+  }, 60_000);
+});
