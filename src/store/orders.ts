@@ -123,8 +123,14 @@ class Unchanged {
   constructor(readonly row: OrderRow) {}
 }
 
-const transactionTime = async (tx: Queryable): Promise<Date> => {
-  const [row] = await tx.query<{ now: Date }>("SELECT now() AS now");
+/**
+ * The event's time, read after the partner lock was granted (not `now()`, the
+ * transaction's start): a writer that waited for the lock would otherwise
+ * stamp its later seq with an earlier time. Read under the lock, occurred_at
+ * never goes backwards along a partner's seqs.
+ */
+const eventTime = async (tx: Queryable): Promise<Date> => {
+  const [row] = await tx.query<{ now: Date }>("SELECT clock_timestamp() AS now");
   return row!.now;
 };
 
@@ -173,7 +179,7 @@ export const createOrderStore = (db: Db): OrderStore => {
           ]);
         }
         const seq = await allocateSeq(tx, scope.partnerId);
-        const occurredAt = await transactionTime(tx);
+        const occurredAt = await eventTime(tx);
         const order: Order = {
           id: orderId,
           partner_id: scope.partnerId,
@@ -228,7 +234,7 @@ export const createOrderStore = (db: Db): OrderStore => {
             `order ${orderId} is ${current.status}; it can move to ${allowed.length ? allowed.join(" or ") : "nothing (final)"}, not ${status}`,
           );
         }
-        const occurredAt = await transactionTime(tx);
+        const occurredAt = await eventTime(tx);
         const [updated] = await tx.query<OrderRow>(
           `UPDATE orders SET status = $2, updated_at = $3, last_seq = $4 WHERE id = $1 RETURNING ${ORDER_COLUMNS}`,
           [orderId, status, occurredAt, seq],
