@@ -186,7 +186,7 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
     });
   });
 
-  it("concurrent creates on one partner get exactly 1..n", async () => {
+  it("concurrent creates on one partner get exactly 1..n, with occurred_at in seq order", async () => {
     const p = await seedPartner(t.db, { shops: 3 });
     const orders = createOrderStore(t.db);
     const results = await Promise.all(
@@ -203,6 +203,9 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
       expect(event.prev_shop_seq).toBe(last.get(event.shop_id) ?? null);
       last.set(event.shop_id, event.seq);
     }
+    // occurred_at is taken under the partner lock: it never goes backwards along the seqs.
+    const times = page.events.map((e) => Date.parse(e.occurred_at));
+    expect(times).toEqual([...times].sort((x, y) => x - y));
   });
 
   it("the epoch is a UUID, the same in every event and read, and survives migrations and reconnects", async () => {
