@@ -119,11 +119,14 @@ export const runMosquitto = async (
   child.stderr!.on("data", (chunk) => {
     text += chunk;
   });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  /** SIGTERM, then SIGKILL if it has not exited within 3 s. */
   const stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
     await exited;
+    clearTimeout(timer);
   };
   const deadline = Date.now() + timeoutMs;
   while (!(await accepts(port))) {
