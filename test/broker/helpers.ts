@@ -194,7 +194,8 @@ export const runMosquitto = (
   child.stderr!.on("data", (chunk: Buffer) => {
     err += chunk.toString();
   });
-  const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  // "close", not "exit": by then stdout and stderr are fully read.
+  const exit = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
   return {
     child,
     stdout,

@@ -1,0 +1,371 @@
+/**
+ * Broker benchmark: brewcast's broker against stock Aedes 1.2.0 and
+ * Mosquitto, in the same run, each broker in its own process (CPU and RSS
+ * read from /proc), driven by raw-socket MQTT 3.1.1 clients so that the
+ * client is not the bottleneck. 200-byte payloads.
+ *
+ *   node --import tsx bench/broker-bench.ts
+ *
+ * Env: BENCH_N0 (1→1 QoS 0 messages, 100000), BENCH_N1 (1→1 QoS 1, 50000),
+ * BENCH_FANOUT_MSGS (1→1000 messages, 200), BENCH_IDLE (idle connections,
+ * 10000), BENCH_BURST_MSGS (messages of the 1→1000 burst, 1000 = 1,000,000
+ * deliveries), BENCH_SETTLE_S (seconds after the burst, 60).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import net from "node:net";
+
+const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const N0 = env("BENCH_N0", 100_000);
+const N1 = env("BENCH_N1", 50_000);
+const FANOUT_SUBS = 1000;
+const FANOUT_MSGS = env("BENCH_FANOUT_MSGS", 200);
+const IDLE = env("BENCH_IDLE", 10_000);
+const BURST_MSGS = env("BENCH_BURST_MSGS", 1000);
+const SETTLE_S = env("BENCH_SETTLE_S", 60);
+
+const PUBLISHER = "cr-benchpublisheraaaaaa";
+const SUBSCRIBER = "cr-benchsubscriberaaaaa";
+const TOPIC = `partners/bench/devices/${PUBLISHER}/status`;
+const PAYLOAD = Buffer.alloc(200, 0x61);
+
+// ---- MQTT 3.1.1 frames -------------------------------------------------------------------------
+const u16 = (n: number) => Buffer.from([(n >> 8) & 0xff, n & 0xff]);
+const str = (s: string) => {
+  const b = Buffer.from(s);
+  return Buffer.concat([u16(b.length), b]);
+};
+const remaining = (n: number) => {
+  const out: number[] = [];
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    out.push(byte);
+  } while (n > 0);
+  return Buffer.from(out);
+};
+const frame = (first: number, body: Buffer) =>
+  Buffer.concat([Buffer.from([first]), remaining(body.length), body]);
+const connectFrame = (clientId: string, user: string) =>
+  frame(
+    0x10,
+    Buffer.concat([str("MQTT"), Buffer.from([4, 0xc2]), u16(600), str(clientId), str(user), str("x")]),
+  );
+const subscribeFrame = (topic: string, qos: number) =>
+  frame(0x82, Buffer.concat([u16(1), str(topic), Buffer.from([qos])]));
+const publishFrame = (qos: 0 | 1, id: number) =>
+  frame(0x30 | (qos << 1), Buffer.concat([str(TOPIC), qos ? u16(id) : Buffer.alloc(0), PAYLOAD]));
+const pubackFrame = (id: number) => Buffer.from([0x40, 2, (id >> 8) & 0xff, id & 0xff]);
+
+type OnPacket = (type: number, flags: number, body: Buffer) => void;
+
+/** Splits a byte stream into MQTT packets. */
+const packetReader = (onPacket: OnPacket) => {
+  let buf: Buffer = Buffer.alloc(0);
+  return (chunk: Buffer) => {
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    let i = 0;
+    for (;;) {
+      if (buf.length - i < 2) break;
+      let len = 0;
+      let mult = 1;
+      let j = i + 1;
+      let complete = false;
+      while (j < buf.length) {
+        const b = buf[j++]!;
+        len += (b & 0x7f) * mult;
+        mult *= 128;
+        if (!(b & 0x80)) {
+          complete = true;
+          break;
+        }
+      }
+      if (!complete || buf.length - j < len) break;
+      onPacket(buf[i]! >> 4, buf[i]! & 0x0f, buf.subarray(j, j + len));
+      i = j + len;
+    }
+    buf = buf.subarray(i);
+  };
+};
+
+interface RawClient {
+  socket: net.Socket;
+  onPublish: (qos: number) => void;
+  onPuback: () => void;
+}
+
+let clientSeq = 0;
+const rawClient = (port: number, user: string): Promise<RawClient> =>
+  new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1");
+    socket.setNoDelay(true);
+    const client: RawClient = { socket, onPublish: () => undefined, onPuback: () => undefined };
+    let acks: Buffer[] = [];
+    let ackScheduled = false;
+    const flushAcks = () => {
+      ackScheduled = false;
+      if (acks.length) socket.write(acks.length === 1 ? acks[0]! : Buffer.concat(acks));
+      acks = [];
+    };
+    socket.on(
+      "data",
+      packetReader((type, flags, body) => {
+        if (type === 2) {
+          if (body[1] !== 0) reject(new Error(`CONNACK ${body[1]}`));
+          else resolve(client);
+        } else if (type === 3) {
+          const qos = (flags >> 1) & 3;
+          if (qos > 0) {
+            const topicLen = body.readUInt16BE(0);
+            acks.push(pubackFrame(body.readUInt16BE(2 + topicLen)));
+            if (!ackScheduled) {
+              ackScheduled = true;
+              setImmediate(flushAcks);
+            }
+          }
+          client.onPublish(qos);
+        } else if (type === 4) client.onPuback();
+        else if (type === 9) subackWaiters.get(socket)?.(body[2]!);
+      }),
+    );
+    socket.once("error", reject);
+    socket.write(connectFrame(`b${clientSeq++}`, user));
+  });
+const subackWaiters = new Map<net.Socket, (granted: number) => void>();
+const subscribe = (client: RawClient, qos: number): Promise<void> =>
+  new Promise((resolve, reject) => {
+    subackWaiters.set(client.socket, (granted) => {
+      subackWaiters.delete(client.socket);
+      granted === 0x80 ? reject(new Error("subscription refused")) : resolve();
+    });
+    client.socket.write(subscribeFrame(TOPIC, qos));
+  });
+
+// ---- brokers ----------------------------------------------------------------------------------------
+interface Peer {
+  name: string;
+  port: number;
+  pid: number;
+  child: ChildProcess;
+}
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+
+const startPeer = async (name: "brewcast" | "aedes" | "mosquitto"): Promise<Peer> => {
+  if (name === "mosquitto") {
+    const port = await freePort();
+    const child = spawn("mosquitto", ["-p", String(port)], { stdio: "ignore" });
+    for (;;) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect(port, "127.0.0.1", () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once("error", () => resolve(false));
+      });
+      if (ok) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return { name, port, pid: child.pid!, child };
+  }
+  const child = spawn(process.execPath, ["--import", "tsx", "bench/broker-peer.ts", name], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const port = await new Promise<number>((resolve) => {
+    let out = "";
+    child.stdout!.on("data", (c: Buffer) => {
+      out += c.toString();
+      if (out.includes("\n")) resolve(JSON.parse(out.split("\n")[0]!).port);
+    });
+  });
+  return { name, port, pid: child.pid!, child };
+};
+
+const stopPeer = (peer: Peer): Promise<void> =>
+  new Promise((resolve) => {
+    peer.child.once("exit", () => resolve());
+    peer.child.kill("SIGKILL");
+  });
+
+const TICK_MS = 1000 / 100; // USER_HZ
+const procStat = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return { cpuMs: (Number(fields[11]) + Number(fields[12])) * TICK_MS };
+};
+const rssBytes = (pid: number): number => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m![1]) * 1024;
+};
+
+// ---- scenarios -------------------------------------------------------------------------------------
+const closeAll = async (clients: RawClient[]) => {
+  await Promise.all(
+    clients.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          c.socket.once("close", () => resolve());
+          c.socket.destroy();
+        }),
+    ),
+  );
+};
+
+/** Publishes `n` messages at `qos` (QoS 1 with up to `window` in flight); resolves when `deliveries` arrived. */
+const run = async (peer: Peer, subscribers: RawClient[], n: number, qos: 0 | 1, window = 500) => {
+  const pub = await rawClient(peer.port, PUBLISHER);
+  const deliveries = n * subscribers.length;
+  let received = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => {
+    resolveDone = resolve;
+  });
+  for (const s of subscribers) {
+    s.onPublish = () => {
+      if (++received === deliveries) resolveDone();
+    };
+  }
+  const cpu0 = procStat(peer.pid).cpuMs;
+  const t0 = process.hrtime.bigint();
+  if (qos === 0) {
+    const batch = Buffer.concat(Array.from({ length: 100 }, () => publishFrame(0, 0)));
+    for (let sent = 0; sent < n; sent += 100) {
+      if (!pub.socket.write(batch)) await new Promise((r) => pub.socket.once("drain", r));
+    }
+  } else {
+    let sent = 0;
+    let acked = 0;
+    await new Promise<void>((resolve) => {
+      const pump = () => {
+        const chunk: Buffer[] = [];
+        while (sent < n && sent - acked < window) chunk.push(publishFrame(1, (sent++ % 65535) + 1));
+        if (chunk.length) pub.socket.write(Buffer.concat(chunk));
+      };
+      pub.onPuback = () => {
+        acked++;
+        if (acked === n) resolve();
+        else if (sent - acked < window / 2) pump();
+      };
+      pump();
+    });
+  }
+  await done;
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpuMs = procStat(peer.pid).cpuMs - cpu0;
+  await closeAll([pub]);
+  return { perSecond: deliveries / seconds, cpuUsPerDelivery: (cpuMs * 1000) / deliveries };
+};
+
+const connectMany = async (peer: Peer, count: number, user: string): Promise<RawClient[]> => {
+  const clients: RawClient[] = [];
+  for (let i = 0; i < count; i += 250) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(250, count - i) }, () => rawClient(peer.port, user)),
+    );
+    clients.push(...batch);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return clients;
+};
+
+const oneToOne = async (peer: Peer, qos: 0 | 1, n: number) => {
+  const sub = await rawClient(peer.port, SUBSCRIBER);
+  await subscribe(sub, qos);
+  await run(peer, [sub], Math.min(n, 5000), qos); // warm-up
+  const result = await run(peer, [sub], n, qos);
+  await closeAll([sub]);
+  return result;
+};
+
+const fanOut = async (peer: Peer, messages: number) => {
+  const subs = await connectMany(peer, FANOUT_SUBS, SUBSCRIBER);
+  await Promise.all(subs.map((s) => subscribe(s, 1)));
+  const result = await run(peer, subs, messages, 1, 20);
+  return { subs, result };
+};
+
+const idle = async (peer: Peer) => {
+  const before = rssBytes(peer.pid);
+  const clients = await connectMany(peer, IDLE, SUBSCRIBER);
+  const after = rssBytes(peer.pid);
+  await closeAll(clients);
+  return (after - before) / IDLE;
+};
+
+const burst = async (peer: Peer) => {
+  const before = rssBytes(peer.pid);
+  let peak = before;
+  const poll = setInterval(() => {
+    peak = Math.max(peak, rssBytes(peer.pid));
+  }, 50);
+  const { subs, result } = await fanOut(peer, BURST_MSGS);
+  peak = Math.max(peak, rssBytes(peer.pid));
+  clearInterval(poll);
+  await closeAll(subs);
+  const settleStart = Date.now();
+  await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
+  return { before, peak, after: rssBytes(peer.pid), settledS: (Date.now() - settleStart) / 1000, result };
+};
+
+const MiB = 1024 * 1024;
+const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits });
+
+const main = async () => {
+  const names = ["brewcast", "aedes", "mosquitto"] as const;
+  const results: Record<string, Record<string, number>> = {};
+  for (const name of names) {
+    const peer = await startPeer(name);
+    const r: Record<string, number> = {};
+    const q0 = await oneToOne(peer, 0, N0);
+    r.q0 = q0.perSecond;
+    r.q0cpu = q0.cpuUsPerDelivery;
+    const q1 = await oneToOne(peer, 1, N1);
+    r.q1 = q1.perSecond;
+    r.q1cpu = q1.cpuUsPerDelivery;
+    const f = await fanOut(peer, FANOUT_MSGS);
+    await closeAll(f.subs);
+    r.fanout = f.result.perSecond;
+    r.idleBytes = await idle(peer);
+    await stopPeer(peer);
+    // The burst on a fresh process, so the RSS figures are its own.
+    const fresh = await startPeer(name);
+    const b = await burst(fresh);
+    r.burstBefore = b.before;
+    r.burstPeak = b.peak;
+    r.burstAfter = b.after;
+    r.burstRate = b.result.perSecond;
+    await stopPeer(fresh);
+    results[name] = r;
+    process.stderr.write(`${name}: ${JSON.stringify(r)}\n`);
+  }
+  const b = results.brewcast!;
+  const a = results.aedes!;
+  const m = results.mosquitto!;
+  const row = (label: string, key: string, unit: (v: number) => string) =>
+    `| ${label} | ${unit(b[key]!)} | ${unit(a[key]!)} | ${unit(m[key]!)} | ${(b[key]! / a[key]!).toFixed(2)}× | ${(b[key]! / m[key]!).toFixed(2)}× |`;
+  const lines = [
+    `1→1: QoS 0 ${fmt(N0)} msgs, QoS 1 ${fmt(N1)} msgs; fan-out 1→${FANOUT_SUBS} × ${FANOUT_MSGS} QoS 1; ${fmt(IDLE)} idle connections; burst 1→${FANOUT_SUBS} × ${BURST_MSGS} QoS 1, RSS ${SETTLE_S} s after.`,
+    "",
+    "| measure | brewcast | stock Aedes | Mosquitto | brewcast/Aedes | brewcast/Mosquitto |",
+    "|---|---|---|---|---|---|",
+    row("1→1 QoS 0, msgs/s", "q0", (v) => fmt(v)),
+    row("1→1 QoS 0, broker CPU µs/msg", "q0cpu", (v) => fmt(v, 1)),
+    row("1→1 QoS 1, msgs/s", "q1", (v) => fmt(v)),
+    row("1→1 QoS 1, broker CPU µs/msg", "q1cpu", (v) => fmt(v, 1)),
+    row("1→1000 QoS 1, deliveries/s", "fanout", (v) => fmt(v)),
+    row("RSS per idle connection, KiB", "idleBytes", (v) => fmt(v / 1024, 1)),
+    row("burst: RSS before, MiB", "burstBefore", (v) => fmt(v / MiB)),
+    row("burst: peak RSS, MiB", "burstPeak", (v) => fmt(v / MiB)),
+    row(`burst: RSS ${SETTLE_S} s after, MiB`, "burstAfter", (v) => fmt(v / MiB)),
+    row("burst: deliveries/s", "burstRate", (v) => fmt(v)),
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+};
+
+await main();

@@ -1,0 +1,44 @@
+/**
+ * One broker under benchmark, in its own process so that its CPU and RSS
+ * can be read from /proc: `node --import tsx bench/broker-peer.ts brewcast|aedes`.
+ * Prints one JSON line {"port": n} once listening. brewcast runs with a stub
+ * verifier (every username is a backend credential of partner "bench"), so
+ * the figures are the broker's, not the database's.
+ */
+import net from "node:net";
+import { Aedes } from "aedes";
+import pino from "pino";
+import { startBroker } from "../src/broker/index.ts";
+
+const kind = process.argv[2];
+if (kind === "brewcast") {
+  const broker = await startBroker({
+    host: "127.0.0.1",
+    mqttPort: 0,
+    maxPacketBytes: 65_536,
+    maxConnectionsPerPartner: 1_000_000,
+    drainTimeoutMs: 10_000,
+    offlineQueueMax: 10_000,
+    sessionTtlSeconds: 3600,
+    log: pino({ level: "silent" }),
+    loginFailureLimit: 1_000_000,
+    verifier: {
+      verifySecret: async (credentialId) => ({
+        ok: true,
+        principal: { credentialId, partnerId: "bench", kind: "backend", shopId: null },
+      }),
+      verifyBearer: async () => ({ ok: false, refusal: "bad_credentials" }),
+      verifyCertificate: async () => ({ ok: false, refusal: "bad_credentials" }),
+    },
+    accessChanges: { subscribe: () => () => undefined },
+  });
+  process.stdout.write(`${JSON.stringify({ port: broker.ports.mqtt })}\n`);
+} else if (kind === "aedes") {
+  const aedes = await Aedes.createBroker();
+  const server = net.createServer(aedes.handle);
+  server.listen(0, "127.0.0.1", () => {
+    process.stdout.write(`${JSON.stringify({ port: (server.address() as net.AddressInfo).port })}\n`);
+  });
+} else {
+  throw new Error("usage: broker-peer.ts brewcast|aedes");
+}
