@@ -87,16 +87,27 @@ export const startBrewcast = async (
     throw new Error("BREWCAST_MQTT_URL: required by `brewcast bridge` (the broker it publishes to)");
   }
   const db = await openMigratedDb(config, log);
-  const stops: (() => Promise<void>)[] = [() => db.close()];
+  // Shutdown order, whatever the start order: the bridge finishes its in-flight publishes and
+  // commits its cursors while the broker is still up; the broker then closes every MQTT client
+  // (WebSocket ones hold the HTTP server open); HTTP stops accepting and finishes its requests;
+  // their doorbell rings go out; the database closes last.
+  const PHASE = { bridge: 1, broker: 2, http: 3, doorbell: 4, background: 5, database: 9 } as const;
+  type Phase = keyof typeof PHASE;
+  const stops: { phase: Phase; stop: () => Promise<void> }[] = [];
+  const onStop = (phase: Phase, stop: () => Promise<void>) => stops.push({ phase, stop });
+  onStop("database", () => db.close());
   const stopAll = async () => {
-    for (const stop of stops.reverse())
-      await stop().catch((error) => log.error({ err: error }, "stop failed"));
-    stops.length = 0;
+    const ordered = stops.splice(0).sort((a, b) => PHASE[a.phase] - PHASE[b.phase]);
+    for (const { phase, stop } of ordered) {
+      const started = Date.now();
+      await stop().catch((error) => log.error({ err: error, phase }, "stop failed"));
+      log.debug({ phase, ms: Date.now() - started }, "stopped");
+    }
   };
 
   try {
     const accessFeed = await createAccessFeed(db);
-    stops.push(() => accessFeed.close());
+    onStop("background", () => accessFeed.close());
     const credentials = createCredentialStore(db, { accessChanges: accessFeed });
     const partners = createPartnerStore(db);
     const orders = createOrderStore(db);
@@ -127,7 +138,7 @@ export const startBrewcast = async (
         accessChanges: accessFeed,
       });
       const started = broker;
-      stops.push(() => started.close());
+      onStop("broker", () => started.close());
     }
 
     let bridge: Bridge | undefined;
@@ -138,7 +149,7 @@ export const startBrewcast = async (
           url: config.BREWCAST_MQTT_URL,
           log: log.child({ component: "bridge" }),
         });
-        stops.push(() => external.close());
+        onStop("broker", () => external.close());
         publisher = external;
       } else if (broker) {
         // In-process publishes are awaited one at a time per partner by the bridge's pumps
@@ -158,8 +169,7 @@ export const startBrewcast = async (
         watermarkMs: config.BREWCAST_WATERMARK_MS,
       });
       bridge = started;
-      // Stopped before the broker and the database (stops run in reverse).
-      stops.push(() => started.stop());
+      onStop("bridge", () => started.stop());
     }
 
     const readiness = async (): Promise<ReadinessReport> => {
@@ -208,7 +218,7 @@ export const startBrewcast = async (
         onTransition: ({ partnerId, from, to }) =>
           metrics.stateTransitions.inc({ partner: partnerId, from, to }),
       });
-      stops.push(async () => {
+      onStop("bridge", async () => {
         monitor.stop();
         unsubscribe();
       });
@@ -247,8 +257,20 @@ export const startBrewcast = async (
     await app.listen({ host: config.BREWCAST_HOST, port: config.BREWCAST_HTTP_PORT }).catch((error) => {
       throw portInUseError("BREWCAST_HTTP_PORT", config.BREWCAST_HOST, config.BREWCAST_HTTP_PORT, error);
     });
-    stops.push(() => app.close());
-    stops.push(() => doorbell.flush());
+    onStop("http", async () => {
+      const closing = app.close();
+      // A keep-alive connection busy when closing began turns idle once its request is answered;
+      // close those as they turn idle, and cut whatever is left after 5 s.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+      const cut = setTimeout(() => app.server.closeAllConnections(), 5_000);
+      try {
+        await closing;
+      } finally {
+        clearInterval(sweep);
+        clearTimeout(cut);
+      }
+    });
+    onStop("doorbell", () => doorbell.flush());
     const http = (app.server.address() as AddressInfo).port;
 
     await bridge?.start();
@@ -262,7 +284,7 @@ export const startBrewcast = async (
       void prune();
       const timer = setInterval(prune, RETENTION_INTERVAL_MS);
       timer.unref();
-      stops.push(async () => clearInterval(timer));
+      onStop("background", async () => clearInterval(timer));
     }
 
     const ports = { http, ...(broker ? broker.ports : {}) };
