@@ -1,7 +1,8 @@
 /**
- * The `brewcast` command: start, migrate, check-config.
+ * The `brewcast` command: start, migrate, check-config, tail.
  */
 import { parseArgs } from "node:util";
+import { createConsumer, createFileStore, ResyncRequiredError } from "./client/index.ts";
 import { ConfigError, loadConfig, redactConfig } from "./config/load-config.ts";
 import { createLogger } from "./log.ts";
 import { openMigratedDb, startBrewcast } from "./main.ts";
@@ -14,12 +15,142 @@ commands:
   bridge         run the bridge alone, publishing to BREWCAST_MQTT_URL
   migrate        apply pending database migrations and exit
   check-config   print the effective configuration (secrets redacted) and exit
+  tail           print a partner's or shop's events as JSON lines, once and in order (brewcast tail --help)
 
 Configuration is environment only; see the README's configuration table.`;
 
 const fail = (message: string): never => {
   process.stderr.write(`brewcast: ${message}\n`);
   process.exit(1);
+};
+
+const TAIL_USAGE = `usage: brewcast tail --api URL --mqtt URL --id CREDENTIAL --secret SECRET
+                     [--after SEQ] [--count N] [--shop ID] [--partner ID] [--name NAME] [--store FILE]
+
+Prints each event of the credential's scope as one JSON line on stdout, every
+event once and in seq order (MQTT push, REST catch-up and gap filling through
+the consumer SDK). With a TTY on stderr, a status line shows state, seq and lag.
+
+  --after SEQ     start after this seq (default 0; a --store position wins)
+  --count N       exit after N events
+  --shop ID       one shop only (required for a device credential)
+  --partner ID    the partner id (default: read from the history)
+  --name NAME     the persistent MQTT session's name (default "tail")
+  --store FILE    keep the position in FILE (atomic writes) to resume after a restart
+  --watermark MS  the server's BREWCAST_WATERMARK_MS (default 5000)
+
+Exit status: 0 done, 1 error, 3 resync needed (the log changed or the position expired).`;
+
+const nonNegativeInt = (flag: string, value: string | undefined): number | undefined => {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) fail(`--${flag} must be a non-negative integer`);
+  return n;
+};
+
+/** `brewcast tail`: the consumer SDK with a JSON-lines handler. */
+const tail = async (argv: string[]): Promise<void> => {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      api: { type: "string" },
+      mqtt: { type: "string" },
+      id: { type: "string" },
+      secret: { type: "string" },
+      after: { type: "string" },
+      count: { type: "string" },
+      shop: { type: "string" },
+      partner: { type: "string" },
+      name: { type: "string" },
+      store: { type: "string" },
+      watermark: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${TAIL_USAGE}\n`);
+    return;
+  }
+  for (const flag of ["api", "mqtt", "id", "secret"] as const) {
+    if (!values[flag]) fail(`tail: --${flag} is required\n${TAIL_USAGE}`);
+  }
+  const count = nonNegativeInt("count", values.count);
+  const after = nonNegativeInt("after", values.after);
+  const watermarkMs = nonNegativeInt("watermark", values.watermark);
+  const consumer = createConsumer({
+    apiUrl: values.api!,
+    mqttUrl: values.mqtt!,
+    credentialId: values.id!,
+    secret: values.secret!,
+    name: values.name ?? "tail",
+    ...(values.shop ? { shop: values.shop } : {}),
+    ...(values.partner ? { partner: values.partner } : {}),
+    ...(after !== undefined ? { after } : {}),
+    ...(watermarkMs ? { watermarkMs } : {}),
+    ...(values.store ? { store: createFileStore(values.store) } : {}),
+  });
+
+  // A live status line on stderr when it is a terminal: state, seq, lag.
+  const tty = process.stderr.isTTY;
+  let statusAt = 0;
+  const status = (force = false) => {
+    if (!tty || (!force && Date.now() - statusAt < 200)) return;
+    statusAt = Date.now();
+    const s = consumer.status();
+    const lagMs = s.lastOccurredAt ? Date.now() - Date.parse(s.lastOccurredAt) : null;
+    process.stderr.write(
+      `\r\x1b[2K[${s.phase}${s.connected ? "" : ", push down"}] seq ${s.seq} head ${s.head} lag ${s.head - s.seq} events${lagMs === null ? "" : ` / ${(lagMs / 1000).toFixed(1)} s`}`,
+    );
+  };
+  if (tty) {
+    for (const name of [
+      "connecting",
+      "connected",
+      "disconnected",
+      "live",
+      "catching-up",
+      "gap-filled",
+      "cursor",
+    ] as const)
+      consumer.on(name, () => status(true));
+    consumer.on("error", ({ error, during }) =>
+      process.stderr.write(`\r\x1b[2Kbrewcast tail: ${during}: ${error.message}\n`),
+    );
+  }
+
+  let printed = 0;
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    void consumer.stop();
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  if (count === 0) return;
+  try {
+    await consumer.run(async (event) => {
+      if (!process.stdout.write(`${JSON.stringify(event)}\n`)) {
+        await new Promise((resolve) => process.stdout.once("drain", resolve));
+      }
+      printed++;
+      status();
+      // stop() waits for this handler, so the position ends at the Nth event.
+      if (count !== undefined && printed >= count) stop();
+    });
+  } catch (error) {
+    if (tty) process.stderr.write("\n");
+    if (error instanceof ResyncRequiredError) {
+      process.stderr.write(`brewcast tail: resync needed: ${error.message}\n`);
+      process.exitCode = 3;
+    } else {
+      process.stderr.write(`brewcast tail: ${(error as Error).message}\n`);
+      process.exitCode = 1;
+    }
+  }
+  if (tty) process.stderr.write("\n");
+  // Keep-alive HTTP sockets may linger: leave once stdout is flushed.
+  process.stdout.write("", () => process.exit(process.exitCode ?? 0));
 };
 
 const readConfig = () => {
@@ -39,6 +170,7 @@ const main = async (argv: string[]): Promise<void> => {
     options: { help: { type: "boolean", short: "h" } },
   });
   const command = positionals[0];
+  if (command === "tail") return tail(argv.slice(argv.indexOf("tail") + 1));
   if (values.help || command === undefined || command === "help") {
     process.stdout.write(`${USAGE}\n`);
     return;

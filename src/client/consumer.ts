@@ -1,0 +1,871 @@
+/**
+ * The consumer: MQTT push as the trigger, the REST history as the truth, one
+ * position for both. The application gives a handler; the consumer hands it
+ * every event of its scope once, in seq order, whatever the network did.
+ *
+ * How:
+ * - A persistent MQTT session (fixed client id, clean: false, MQTT 3.1.1)
+ *   subscribed to the scope's events and its retained cursor.
+ * - On start and on every (re)connect (also a resumed session, to which
+ *   Aedes sends no retained messages) it reads `GET /v1/events?after=` page
+ *   by page until the scope's `head_seq`, then it is live.
+ * - Live, an event is handed out only when it is the next one: seq + 1 for a
+ *   partner scope, `prev_shop_seq <= position` for a shop scope. Older ones
+ *   (duplicates: MQTT redelivers without a dup flag) are dropped; later ones
+ *   wait in a bounded buffer while the gap is read from REST.
+ * - The retained cursor, re-published every watermark interval, tells it
+ *   the head (a cursor ahead of what arrived is a gap) and that the link is
+ *   alive; when it stops for `silenceIntervals` intervals the consumer
+ *   reconnects and polls REST meanwhile. Healthy, it still polls every
+ *   `pollIntervalMs`.
+ * - The position is saved after the handler finished; a handler that throws
+ *   is retried with backoff and the position does not move. The PUBACK of a
+ *   live event is held until it was handled (at most `maxAckHoldMs`).
+ * - An epoch other than the position's (the log was reset or restored), or
+ *   a position older than the retained history, stops it with a `resync`
+ *   event and a ResyncRequiredError instead of mixing two logs.
+ * - It emits typed events for its state and never logs.
+ *
+ * Imports domain code and the `mqtt` package only, so it ships on its own.
+ */
+import { EventEmitter } from "node:events";
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
+import type { Cursor, OrderEvent } from "../domain/events.ts";
+import { buildPartnerCursorTopic, buildShopCursorTopic } from "../domain/topics.ts";
+import { ApiError, createEventsApi, type EventsApi } from "./events-api.ts";
+import { createMemoryStore, type Position, type PositionStore } from "./position-store.ts";
+
+export type { OrderEvent } from "../domain/events.ts";
+
+export interface ConsumerOptions {
+  /** Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`. */
+  apiUrl: string;
+  /** The broker, e.g. `mqtt://127.0.0.1:1883`, `mqtts://…`, `ws://…/mqtt`. */
+  mqttUrl: string;
+  /** The credential id (also the MQTT username). */
+  credentialId: string;
+  secret: string;
+  /** The partner id; when absent it is read from the first event of the history. */
+  partner?: string;
+  /** Follow one shop only. Required for a device credential (its shop). */
+  shop?: string;
+  /** The subscription QoS (default 1). */
+  qos?: 0 | 1;
+  /** Where the position is kept (default: in memory). */
+  store?: PositionStore;
+  /** Start after this seq when the store holds no position (default 0: the whole history). */
+  after?: number;
+  /** Names this consumer's persistent session: client id `{credentialId}-{name}` (default "consumer"). */
+  name?: string;
+  /** REST page size, 1–1000 (default 1000). */
+  pageSize?: number;
+  /** The server's watermark interval, BREWCAST_WATERMARK_MS (default 5000). */
+  watermarkMs?: number;
+  /** Watermark intervals without any message before the link counts as dead (default 3). */
+  silenceIntervals?: number;
+  /** REST poll interval while the push link is healthy (default 60 s). */
+  pollIntervalMs?: number;
+  /** REST poll interval while the push link is down or silent (default: watermarkMs). */
+  degradedPollMs?: number;
+  /** Delay between MQTT reconnect attempts (default 1000 ms). */
+  reconnectMs?: number;
+  /** MQTT keepalive in seconds (default 30). */
+  keepaliveSeconds?: number;
+  /** The longest a PUBACK is held for an event not yet handled (default 5000 ms). */
+  maxAckHoldMs?: number;
+  /** Early MQTT arrivals kept while a gap is read from REST (default 10,000); more are dropped and read from REST. */
+  maxBuffer?: number;
+  /** Backoff of retried handlers, store saves and REST reads (default 100 ms doubling to 30 s). */
+  retry?: { initialMs?: number; maxMs?: number };
+  /** Timeout of one REST request (default 30 s). */
+  requestTimeoutMs?: number;
+  /** A fetch implementation (default: the global one). */
+  fetch?: typeof fetch;
+  /** Extra MQTT.js options (TLS material, WebSocket options); the session options are the consumer's. */
+  mqttOptions?: Partial<IClientOptions>;
+}
+
+export type EventHandler = (event: OrderEvent) => unknown;
+
+export type CatchUpReason = "start" | "connect" | "poll" | "gap" | "cursor" | "silence" | "epoch-check";
+
+export type ConsumerPhase = "idle" | "starting" | "catching-up" | "live" | "polling" | "stopped";
+
+/** The consumer's typed events. None is required; `error` is emitted only when someone listens. */
+export interface ConsumerEvents {
+  /** An MQTT connection attempt begins. */
+  connecting: [{ attempt: number }];
+  /** The broker accepted the connection; `sessionPresent` is true for a resumed session. */
+  connected: [{ sessionPresent: boolean }];
+  /** The MQTT connection closed (it is retried), or was dropped for watermark silence. */
+  disconnected: [{ reason: "closed" | "silence" }];
+  /** A REST catch-up begins: from the position to the scope's head. `count` is exact for a partner scope, null for a shop. */
+  "catching-up": [{ reason: CatchUpReason; from: number; to: number; count: number | null }];
+  /** Connected and caught up to the head learned after connecting: live events flow. */
+  live: [{ seq: number; caughtUp: number; ms: number }];
+  /** Events missed by push were read from REST and handed out (`from`, `to`: the position before and after). */
+  "gap-filled": [{ reason: CatchUpReason; from: number; to: number; count: number }];
+  /** An event was handled and the position saved. */
+  handled: [{ seq: number; source: "mqtt" | "rest"; event: OrderEvent }];
+  /** A cursor arrived (retained, or a watermark). */
+  cursor: [{ seq: number; publishedAt: string }];
+  /** The log changed (epoch) or the position is older than the retained history: the consumer stopped. */
+  resync: [
+    {
+      reason: "epoch-changed" | "cursor-expired";
+      storedEpoch: string | null;
+      epoch: string | null;
+      seq: number;
+    },
+  ];
+  /** Something failed and is retried (`retryInMs`), or stops the consumer (`fatal`). */
+  error: [
+    {
+      error: Error;
+      during: "handler" | "store" | "rest" | "mqtt" | "message" | "gap";
+      seq?: number;
+      attempt?: number;
+      retryInMs?: number;
+      fatal?: boolean;
+    },
+  ];
+  stopped: [];
+}
+
+/** Stops the consumer: its position belongs to another log (or to history that is gone). */
+export class ResyncRequiredError extends Error {
+  readonly reason: "epoch-changed" | "cursor-expired";
+  readonly storedEpoch: string | null;
+  readonly epoch: string | null;
+  readonly seq: number;
+  constructor(
+    reason: "epoch-changed" | "cursor-expired",
+    storedEpoch: string | null,
+    epoch: string | null,
+    seq: number,
+  ) {
+    super(
+      reason === "epoch-changed"
+        ? `the event log changed (epoch ${storedEpoch} → ${epoch}): reload state and start from a new position`
+        : `position ${seq} is older than the retained history: reload state and start from a new position`,
+    );
+    this.name = "ResyncRequiredError";
+    this.reason = reason;
+    this.storedEpoch = storedEpoch;
+    this.epoch = epoch;
+    this.seq = seq;
+  }
+}
+
+class StoppedError extends Error {
+  constructor() {
+    super("consumer stopped");
+    this.name = "StoppedError";
+  }
+}
+
+interface Pending {
+  event: OrderEvent;
+  ack: () => void;
+}
+
+export interface ConsumerStatus {
+  phase: ConsumerPhase;
+  /** The last handled seq. */
+  seq: number;
+  epoch: string | null;
+  /** The highest head seen (cursor or REST). */
+  head: number;
+  connected: boolean;
+  /** occurred_at of the last handled event. */
+  lastOccurredAt: string | null;
+  handled: number;
+}
+
+const noop = () => {};
+
+const looksLikeEvent = (value: unknown): value is OrderEvent => {
+  const v = value as OrderEvent;
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    Number.isSafeInteger(v.seq) &&
+    typeof v.epoch === "string" &&
+    typeof v.shop_id === "string" &&
+    (v.prev_shop_seq === null || Number.isSafeInteger(v.prev_shop_seq))
+  );
+};
+
+const looksLikeCursor = (value: unknown): value is Cursor => {
+  const v = value as Cursor;
+  return typeof v === "object" && v !== null && Number.isSafeInteger(v.seq) && typeof v.epoch === "string";
+};
+
+export class Consumer extends EventEmitter<ConsumerEvents> {
+  readonly #o: Required<
+    Omit<ConsumerOptions, "partner" | "shop" | "store" | "fetch" | "mqttOptions" | "retry">
+  > & { retryInitialMs: number; retryMaxMs: number };
+  readonly #store: PositionStore;
+  readonly #api: EventsApi;
+  readonly #shop: string | undefined;
+  #partner: string | undefined;
+  #handler: EventHandler | undefined;
+
+  #phase: ConsumerPhase = "idle";
+  #pos: Position = { seq: 0, epoch: null };
+  #head = 0;
+  #lastOccurredAt: string | null = null;
+  #handledCount = 0;
+  /** Early MQTT arrivals by seq. */
+  readonly #buffer = new Map<number, Pending>();
+  /** The seq being handled, 0 when none. */
+  #inflight = 0;
+
+  #client: MqttClient | undefined;
+  #connected = false;
+  /** Bumped when a connection closes: acks of an older connection are not sent on a newer one. */
+  #connection = 0;
+  #connectedAt = 0;
+  #liveSinceConnect = false;
+  #caughtUpSinceConnect = 0;
+  #lastSignalAt = 0;
+  #attempt = 0;
+
+  #wanted: CatchUpReason | undefined;
+  #pumping: Promise<void> | undefined;
+  #again = false;
+  #pumpFailures = 0;
+
+  #pollTimer: NodeJS.Timeout | undefined;
+  #silenceTimer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  readonly #abort = new AbortController();
+  #stopped = false;
+  #settle: { resolve: () => void; reject: (error: Error) => void } | undefined;
+
+  constructor(options: ConsumerOptions) {
+    super();
+    const watermarkMs = options.watermarkMs ?? 5_000;
+    const pageSize = options.pageSize ?? 1000;
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000)
+      throw new RangeError("pageSize must be 1 to 1000");
+    this.#o = {
+      apiUrl: options.apiUrl,
+      mqttUrl: options.mqttUrl,
+      credentialId: options.credentialId,
+      secret: options.secret,
+      qos: options.qos ?? 1,
+      after: options.after ?? 0,
+      name: options.name ?? "consumer",
+      pageSize,
+      watermarkMs,
+      silenceIntervals: options.silenceIntervals ?? 3,
+      pollIntervalMs: options.pollIntervalMs ?? 60_000,
+      degradedPollMs: options.degradedPollMs ?? watermarkMs,
+      reconnectMs: options.reconnectMs ?? 1_000,
+      keepaliveSeconds: options.keepaliveSeconds ?? 30,
+      maxAckHoldMs: options.maxAckHoldMs ?? 5_000,
+      maxBuffer: options.maxBuffer ?? 10_000,
+      requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+      retryInitialMs: options.retry?.initialMs ?? 100,
+      retryMaxMs: options.retry?.maxMs ?? 30_000,
+    };
+    this.#partner = options.partner;
+    this.#shop = options.shop;
+    // Validate ids early (the topic builders throw on a bad slug).
+    if (this.#partner !== undefined) this.#topics(this.#partner);
+    this.#store = options.store ?? createMemoryStore();
+    this.#api = createEventsApi({
+      apiUrl: options.apiUrl,
+      secret: options.secret,
+      shop: options.shop,
+      timeoutMs: this.#o.requestTimeoutMs,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    });
+    this.#mqttExtra = options.mqttOptions ?? {};
+  }
+
+  readonly #mqttExtra: Partial<IClientOptions>;
+
+  /** The MQTT client id of this consumer's persistent session. */
+  get clientId(): string {
+    return `${this.#o.credentialId}-${this.#o.name}`;
+  }
+
+  status(): ConsumerStatus {
+    return {
+      phase: this.#phase,
+      seq: this.#pos.seq,
+      epoch: this.#pos.epoch,
+      head: Math.max(this.#head, this.#pos.seq),
+      connected: this.#connected,
+      lastOccurredAt: this.#lastOccurredAt,
+      handled: this.#handledCount,
+    };
+  }
+
+  /**
+   * Starts consuming. Resolves when `stop()` was called and the handler in
+   * progress finished; rejects with ResyncRequiredError on an epoch change
+   * or an expired position, or with the error that made it give up
+   * (bad credentials, a refused subscription).
+   */
+  run(handler: EventHandler): Promise<void> {
+    if (this.#phase !== "idle") throw new Error("a consumer runs once; create another");
+    this.#handler = handler;
+    this.#phase = "starting";
+    const done = new Promise<void>((resolve, reject) => {
+      this.#settle = { resolve, reject };
+    });
+    void this.#start().catch((error) => this.#fail(error as Error));
+    return done;
+  }
+
+  /** Stops: no event is handed out after this resolves; the position is that of the last handled event. */
+  async stop(): Promise<void> {
+    if (this.#stopped) {
+      await this.#pumping?.catch(noop);
+      return;
+    }
+    await this.#shutdown();
+    this.#settle?.resolve();
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  async #start(): Promise<void> {
+    const saved = await this.#store.load();
+    this.#pos = saved ?? { seq: this.#o.after, epoch: null };
+    this.#head = this.#pos.seq;
+    if (this.#stopped) return;
+    this.#phase = "catching-up";
+    this.#want("start");
+    this.#armPoll();
+    if (this.#partner === undefined) await this.#discoverPartner();
+    if (this.#stopped) return;
+    this.#connect();
+  }
+
+  /** Reads the partner id off the history (a credential belongs to one partner). */
+  async #discoverPartner(): Promise<void> {
+    for (let attempt = 1; !this.#stopped; attempt++) {
+      try {
+        const after = Math.max(0, this.#pos.seq - 1);
+        const page = await this.#api.page(after, 1, this.#abort.signal);
+        const event = page.events[0];
+        if (event) {
+          this.#partner = event.partner_id;
+          return;
+        }
+      } catch (error) {
+        if (this.#stopped) return;
+        if (error instanceof ApiError && error.status === 401) throw error;
+        this.#emitError({ error: error as Error, during: "rest", attempt });
+      }
+      // No event yet: nothing to subscribe to can be named; REST polling covers us meanwhile.
+      await this.#sleep(this.#o.degradedPollMs);
+    }
+  }
+
+  #topics(partner: string): string[] {
+    if (this.#shop !== undefined) {
+      const cursor = buildShopCursorTopic(partner, this.#shop);
+      return [`${cursor.slice(0, -"cursor".length)}orders/+`, cursor];
+    }
+    const cursor = buildPartnerCursorTopic(partner);
+    return [`partners/${partner}/shops/+/orders/+`, cursor];
+  }
+
+  #connect(): void {
+    const partner = this.#partner!;
+    const topics = this.#topics(partner);
+    this.#attempt = 1;
+    this.emit("connecting", { attempt: this.#attempt });
+    const client = mqtt.connect(this.#o.mqttUrl, {
+      ...this.#mqttExtra,
+      protocolVersion: 4,
+      clientId: this.clientId,
+      clean: false,
+      username: this.#o.credentialId,
+      password: this.#o.secret,
+      keepalive: this.#o.keepaliveSeconds,
+      reconnectPeriod: this.#o.reconnectMs,
+      connectTimeout: Math.max(5_000, this.#o.watermarkMs),
+      reconnectOnConnackError: true,
+      resubscribe: false,
+    });
+    this.#client = client;
+    // Hold the PUBACK until the event was handled: MQTT.js acks when this callback is called.
+    client.handleMessage = (packet, callback) => this.#onPublish(packet, callback);
+    client.on("connect", (connack) => {
+      this.#connected = true;
+      this.#connectedAt = Date.now();
+      this.#lastSignalAt = Date.now();
+      this.#liveSinceConnect = false;
+      this.#caughtUpSinceConnect = 0;
+      if (this.#phase !== "stopped") this.#phase = "catching-up";
+      this.emit("connected", { sessionPresent: connack.sessionPresent });
+      // Subscribe on every connect, also when the session was resumed: a connection cut
+      // between CONNACK and SUBACK leaves a present session without the subscription.
+      // Re-subscribing replaces the subscription [MQTT-3.8.4-3] and brings the retained cursor.
+      client.subscribe(
+        Object.fromEntries(
+          topics.map((topic) => [topic, { qos: topic.endsWith("/cursor") ? 1 : this.#o.qos }] as const),
+        ),
+        (error, granted) => {
+          if (this.#stopped) return;
+          const refused = granted?.find((g) => g.qos === 128);
+          if (refused) {
+            this.#fail(
+              new Error(`subscription to ${refused.topic} refused (SUBACK 128): check partner and shop`),
+            );
+          } else if (error && this.#connected) {
+            this.#emitError({ error, during: "mqtt" });
+          }
+        },
+      );
+      this.#want("connect");
+      this.#armPoll();
+      this.#armSilence();
+    });
+    client.on("reconnect", () => {
+      this.#attempt++;
+      this.emit("connecting", { attempt: this.#attempt });
+    });
+    client.on("close", () => {
+      this.#connection++;
+      if (!this.#connected) return;
+      this.#connected = false;
+      this.#liveSinceConnect = false;
+      if (!this.#stopped && this.#phase === "live") this.#phase = "polling";
+      this.emit("disconnected", { reason: "closed" });
+      this.#armPoll();
+    });
+    client.on("error", (error) => {
+      if (this.#stopped) return;
+      const code = (error as Error & { code?: number }).code;
+      // CONNACK 4: bad user name or password; 2: client id refused. Retrying will not help.
+      if (code === 4 || code === 2) {
+        this.#fail(error);
+        return;
+      }
+      this.#emitError({ error, during: "mqtt" });
+    });
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#phase = "stopped";
+    this.#abort.abort();
+    clearTimeout(this.#pollTimer);
+    clearInterval(this.#silenceTimer);
+    clearTimeout(this.#retryTimer);
+    const client = this.#client;
+    if (client) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => client.end(true, {}, () => resolve()), 2_000);
+        client.end(false, {}, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    await this.#pumping?.catch(noop);
+    this.emit("stopped");
+  }
+
+  #fail(error: Error): void {
+    if (this.#stopped) return;
+    if (error instanceof StoppedError) return;
+    if (!(error instanceof ResyncRequiredError)) this.#emitError({ error, during: "rest", fatal: true });
+    void this.#shutdown().then(() => this.#settle?.reject(error));
+  }
+
+  #emitError(info: ConsumerEvents["error"][0]): void {
+    if (this.listenerCount("error") > 0) this.emit("error", info);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.#stopped) return resolve();
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#abort.signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  #backoff(attempt: number): number {
+    return Math.min(this.#o.retryInitialMs * 2 ** (attempt - 1), this.#o.retryMaxMs);
+  }
+
+  // ------------------------------------------------------------------ timers
+
+  #healthy(): boolean {
+    return (
+      this.#connected && Date.now() - this.#lastSignalAt <= this.#o.silenceIntervals * this.#o.watermarkMs
+    );
+  }
+
+  /** The REST poll: slow while push is healthy, fast while it is down or silent. */
+  #armPoll(): void {
+    if (this.#stopped) return;
+    clearTimeout(this.#pollTimer);
+    const ms = this.#healthy() ? this.#o.pollIntervalMs : this.#o.degradedPollMs;
+    this.#pollTimer = setTimeout(() => {
+      this.#want("poll");
+      this.#armPoll();
+    }, ms);
+    this.#pollTimer.unref?.();
+  }
+
+  #armSilence(): void {
+    if (this.#silenceTimer || this.#stopped) return;
+    const every = Math.max(50, Math.floor(this.#o.watermarkMs / 2));
+    this.#silenceTimer = setInterval(() => {
+      if (!this.#connected || this.#stopped) return;
+      if (Date.now() - this.#lastSignalAt <= this.#o.silenceIntervals * this.#o.watermarkMs) return;
+      // No watermark for several intervals: the link is dead even if TCP says otherwise.
+      this.#connected = false;
+      this.#liveSinceConnect = false;
+      if (this.#phase === "live") this.#phase = "polling";
+      this.emit("disconnected", { reason: "silence" });
+      this.#client?.stream?.destroy();
+      this.#want("silence");
+      this.#armPoll();
+    }, every);
+    this.#silenceTimer.unref?.();
+  }
+
+  // ------------------------------------------------------------------ MQTT input
+
+  #onPublish(packet: IPublishPacket, callback: (error?: Error) => void): void {
+    const connection = this.#connection;
+    let acked = false;
+    let holdTimer: NodeJS.Timeout | undefined;
+    const ack = () => {
+      if (acked) return;
+      acked = true;
+      clearTimeout(holdTimer);
+      // An ack for a closed connection must not reach the next one (its message ids are reused).
+      if (connection === this.#connection && !this.#stopped) callback();
+    };
+    if (this.#stopped) return;
+    this.#lastSignalAt = Date.now();
+    let body: unknown;
+    try {
+      body = JSON.parse(packet.payload.toString());
+    } catch (error) {
+      ack();
+      this.#emitError({ error: error as Error, during: "message" });
+      return;
+    }
+    if (packet.topic.endsWith("/cursor")) {
+      ack();
+      if (looksLikeCursor(body)) this.#onCursor(body);
+      return;
+    }
+    if (!looksLikeEvent(body)) {
+      ack();
+      this.#emitError({ error: new Error(`not an event on ${packet.topic}`), during: "message" });
+      return;
+    }
+    if (this.#shop !== undefined && body.shop_id !== this.#shop) {
+      ack();
+      return;
+    }
+    if (this.#pos.epoch !== null && body.epoch !== this.#pos.epoch) {
+      // REST decides whether the log really changed.
+      ack();
+      this.#want("epoch-check");
+      return;
+    }
+    if (body.seq <= this.#pos.seq || body.seq === this.#inflight || this.#buffer.has(body.seq)) {
+      ack();
+      return;
+    }
+    if (this.#buffer.size >= this.#o.maxBuffer) {
+      // REST has it; the buffer only saves a round trip.
+      ack();
+      this.#want("gap");
+      return;
+    }
+    this.#buffer.set(body.seq, { event: body, ack });
+    if (this.#phase === "live") {
+      holdTimer = setTimeout(ack, this.#o.maxAckHoldMs);
+      holdTimer.unref?.();
+    } else {
+      // Catching up: keep the stream flowing (a stalled reader stalls the broker's other subscribers).
+      ack();
+    }
+    this.#kick();
+  }
+
+  #onCursor(cursor: Cursor): void {
+    this.emit("cursor", { seq: cursor.seq, publishedAt: cursor.published_at });
+    if (this.#pos.epoch !== null && cursor.epoch !== this.#pos.epoch) {
+      this.#want("epoch-check");
+      return;
+    }
+    if (cursor.seq > this.#head) this.#head = cursor.seq;
+    // Events go out before the cursor that covers them, on the same connection: a cursor
+    // ahead of everything received means push lost something.
+    let highest = Math.max(this.#pos.seq, this.#inflight);
+    for (const seq of this.#buffer.keys()) if (seq > highest) highest = seq;
+    if (cursor.seq > highest) this.#want("cursor");
+  }
+
+  // ------------------------------------------------------------------ the pump
+
+  #want(reason: CatchUpReason): void {
+    if (this.#stopped) return;
+    // The first reason wins the label; any later one only asks for another read.
+    this.#wanted ??= reason;
+    this.#kick();
+  }
+
+  /** Runs the pump; one at a time, re-run when asked while running. */
+  #kick(): void {
+    if (this.#stopped) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = (async () => {
+      try {
+        do {
+          this.#again = false;
+          await this.#pumpOnce();
+        } while (this.#again && !this.#stopped);
+        this.#pumpFailures = 0;
+      } catch (error) {
+        this.#onPumpError(error as Error);
+      } finally {
+        this.#pumping = undefined;
+      }
+    })();
+  }
+
+  #onPumpError(error: Error): void {
+    if (this.#stopped || error instanceof StoppedError) return;
+    if (error instanceof ResyncRequiredError) {
+      this.emit("resync", {
+        reason: error.reason,
+        storedEpoch: error.storedEpoch,
+        epoch: error.epoch,
+        seq: error.seq,
+      });
+      this.#fail(error);
+      return;
+    }
+    if (error instanceof ApiError && error.status === 410) {
+      const resync = new ResyncRequiredError(
+        "cursor-expired",
+        this.#pos.epoch,
+        this.#pos.epoch,
+        this.#pos.seq,
+      );
+      this.emit("resync", {
+        reason: "cursor-expired",
+        storedEpoch: this.#pos.epoch,
+        epoch: null,
+        seq: this.#pos.seq,
+      });
+      this.#fail(resync);
+      return;
+    }
+    if (error instanceof ApiError && error.status === 401) {
+      this.#fail(error);
+      return;
+    }
+    this.#pumpFailures++;
+    const retryInMs = this.#backoff(this.#pumpFailures);
+    this.#emitError({ error, during: "rest", attempt: this.#pumpFailures, retryInMs });
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.#kick(), retryInMs);
+    this.#retryTimer.unref?.();
+  }
+
+  async #pumpOnce(): Promise<void> {
+    let gapReads = 0;
+    while (!this.#stopped) {
+      await this.#drain();
+      const reason = this.#wanted;
+      if (reason !== undefined) {
+        this.#wanted = undefined;
+        try {
+          await this.#catchUp(reason);
+        } catch (error) {
+          this.#wanted ??= reason;
+          throw error;
+        }
+        continue;
+      }
+      if (this.#buffer.size === 0) return;
+      // The smallest buffered event is not the next one: a gap.
+      if (gapReads === 0 || this.#lastCatchUpCount > 0) {
+        gapReads++;
+        this.#wanted = "gap";
+        continue;
+      }
+      // REST had nothing newer than our position, yet push is ahead: drop the buffer; the
+      // cursor and the poll bring these events back through REST.
+      for (const pending of this.#buffer.values()) pending.ack();
+      this.#buffer.clear();
+      this.#emitError({
+        error: new Error("buffered events beyond the REST head were dropped"),
+        during: "gap",
+      });
+      return;
+    }
+  }
+
+  #lastCatchUpCount = 0;
+
+  /** Hands out buffered events that are next, drops those already handled. */
+  async #drain(): Promise<void> {
+    while (this.#buffer.size > 0 && !this.#stopped) {
+      const seqs = [...this.#buffer.keys()].sort((a, b) => a - b);
+      let progressed = false;
+      for (const seq of seqs) {
+        const pending = this.#buffer.get(seq)!;
+        if (seq <= this.#pos.seq) {
+          this.#buffer.delete(seq);
+          pending.ack();
+          progressed = true;
+          continue;
+        }
+        if (!this.#isNext(pending.event)) break;
+        this.#checkEpoch(pending.event.epoch);
+        await this.#deliver(pending.event, "mqtt");
+        this.#buffer.delete(seq);
+        pending.ack();
+        progressed = true;
+      }
+      if (!progressed) return;
+    }
+  }
+
+  #isNext(event: OrderEvent): boolean {
+    if (event.seq <= this.#pos.seq) return false;
+    if (this.#shop === undefined) return event.seq === this.#pos.seq + 1;
+    return (event.prev_shop_seq ?? 0) <= this.#pos.seq;
+  }
+
+  #checkEpoch(epoch: string): void {
+    if (this.#pos.epoch === null) {
+      this.#pos = { seq: this.#pos.seq, epoch };
+      return;
+    }
+    if (epoch !== this.#pos.epoch) {
+      throw new ResyncRequiredError("epoch-changed", this.#pos.epoch, epoch, this.#pos.seq);
+    }
+  }
+
+  /** Reads REST from the position to the head, a page ahead, handing out each event. */
+  async #catchUp(reason: CatchUpReason): Promise<void> {
+    const from = this.#pos.seq;
+    const limit = this.#o.pageSize;
+    const signal = this.#abort.signal;
+    const read = (after: number) => {
+      const promise = this.#api.page(after, limit, signal);
+      promise.catch(noop); // awaited below; a prefetch must not become an unhandled rejection
+      return promise;
+    };
+    let next = read(from);
+    let count = 0;
+    let announced = false;
+    const connectedBefore = this.#connected;
+    const connection = this.#connection;
+    for (;;) {
+      const page = await next;
+      if (this.#stopped) throw new StoppedError();
+      this.#checkEpoch(page.epoch);
+      if (page.head_seq > this.#head) this.#head = page.head_seq;
+      if (!announced && page.head_seq > this.#pos.seq) {
+        announced = true;
+        this.emit("catching-up", {
+          reason,
+          from: this.#pos.seq,
+          to: page.head_seq,
+          count: this.#shop === undefined ? page.head_seq - this.#pos.seq : null,
+        });
+      }
+      const events = page.events;
+      const last = events.at(-1);
+      const more = last !== undefined && events.length === limit && last.seq < page.head_seq;
+      if (more) next = read(last.seq);
+      for (const event of events) {
+        if (event.seq <= this.#pos.seq) continue;
+        await this.#deliver(event, "rest");
+        count++;
+      }
+      if (!more) break;
+    }
+    this.#lastCatchUpCount = count;
+    if (count > 0 && reason !== "start" && reason !== "connect" && this.#liveSinceConnect) {
+      this.emit("gap-filled", { reason, from, to: this.#pos.seq, count });
+    }
+    // Live once caught up to a head read after the current connection was made.
+    if (connectedBefore && this.#connected && connection === this.#connection) {
+      this.#caughtUpSinceConnect += count;
+      if (!this.#liveSinceConnect) {
+        this.#liveSinceConnect = true;
+        this.#phase = "live";
+        this.#armPoll();
+        this.emit("live", {
+          seq: this.#pos.seq,
+          caughtUp: this.#caughtUpSinceConnect,
+          ms: Date.now() - this.#connectedAt,
+        });
+      }
+    } else {
+      this.#caughtUpSinceConnect += count;
+      if (!this.#connected) this.#phase = "polling";
+    }
+  }
+
+  /** Runs the handler until it succeeds, then saves the position. */
+  async #deliver(event: OrderEvent, source: "mqtt" | "rest"): Promise<void> {
+    const handler = this.#handler!;
+    this.#inflight = event.seq;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        if (this.#stopped) throw new StoppedError();
+        try {
+          await handler(event);
+          break;
+        } catch (error) {
+          if (this.#stopped) throw new StoppedError();
+          const retryInMs = this.#backoff(attempt);
+          this.#emitError({ error: error as Error, during: "handler", seq: event.seq, attempt, retryInMs });
+          await this.#sleep(retryInMs);
+        }
+      }
+      const position = { seq: event.seq, epoch: event.epoch };
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.#store.save(position);
+          break;
+        } catch (error) {
+          // The event was handled; stopping here replays it, which at-least-once allows.
+          if (this.#stopped) throw new StoppedError();
+          const retryInMs = this.#backoff(attempt);
+          this.#emitError({ error: error as Error, during: "store", seq: event.seq, attempt, retryInMs });
+          await this.#sleep(retryInMs);
+        }
+      }
+      this.#pos = position;
+      this.#lastOccurredAt = event.occurred_at;
+      this.#handledCount++;
+    } finally {
+      this.#inflight = 0;
+    }
+    if (this.listenerCount("handled") > 0) this.emit("handled", { seq: event.seq, source, event });
+  }
+}
+
+export const createConsumer = (options: ConsumerOptions): Consumer => new Consumer(options);

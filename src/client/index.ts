@@ -1,0 +1,26 @@
+/**
+ * The brewcast consumer SDK: every event of a partner or shop, once, in
+ * order, from MQTT push and the REST history under one position.
+ *
+ * Imports `src/domain/` and the `mqtt` package only (test/unit/client-imports.test.ts).
+ */
+export {
+  type CatchUpReason,
+  Consumer,
+  type ConsumerEvents,
+  type ConsumerOptions,
+  type ConsumerPhase,
+  type ConsumerStatus,
+  createConsumer,
+  type EventHandler,
+  type OrderEvent,
+  ResyncRequiredError,
+} from "./consumer.ts";
+export { ApiError, createEventsApi, type EventsApi, type EventsPage } from "./events-api.ts";
+export {
+  createFileStore,
+  createMemoryStore,
+  type FileStoreOptions,
+  type Position,
+  type PositionStore,
+} from "./position-store.ts";
