@@ -113,9 +113,13 @@ export interface OrderStore {
   ): Promise<CreatedHistoryItem[]>;
 }
 
-/** Raised inside a transaction to roll it back and answer with an earlier order. */
-class IdempotentReplay {
-  constructor(readonly orderId: string) {}
+interface CreateOrderRow extends Record<string, unknown> {
+  outcome: "created" | "replayed";
+  order_id: string;
+  seq: number | null;
+  occurred_at: Date | null;
+  prev_shop_seq: number | null;
+  request_hash: Buffer | null;
 }
 
 /** Raised inside a transaction to roll it back: the order already has the requested status. */
@@ -145,76 +149,63 @@ export const createOrderStore = (db: Db): OrderStore => {
     assertShopInScope(scope, body.shop_id);
     const requestHash = hashRequest(body);
     const epoch = await readEpoch(db);
+    const orderId = randomUUID();
+    let row: CreateOrderRow | undefined;
     try {
-      return await db.transaction(async (tx) => {
-        const orderId = randomUUID();
-        if (idempotencyKey !== undefined) {
-          // Waits for a concurrent request with the same key to finish, then sees its row.
-          const [claimed] = await tx.query(
-            `INSERT INTO idempotency_keys (partner_id, key, request_hash, order_id) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (partner_id, key) DO NOTHING RETURNING key`,
-            [scope.partnerId, idempotencyKey, requestHash, orderId],
-          );
-          if (!claimed) {
-            const [earlier] = await tx.query<{ request_hash: Buffer; order_id: string }>(
-              "SELECT request_hash, order_id FROM idempotency_keys WHERE partner_id = $1 AND key = $2",
-              [scope.partnerId, idempotencyKey],
-            );
-            if (earlier && Buffer.compare(earlier.request_hash, requestHash) === 0) {
-              throw new IdempotentReplay(earlier.order_id);
-            }
-            throw new BrewcastError(
-              "IDEMPOTENCY_KEY_REUSED",
-              "this Idempotency-Key was used with a different request body",
-            );
-          }
-        }
-        const [shop] = await tx.query("SELECT 1 FROM shops WHERE partner_id = $1 AND id = $2", [
-          scope.partnerId,
-          body.shop_id,
-        ]);
-        if (!shop) {
+      // One statement (see migration 0004): claim the key, take the seq, write order and event.
+      [row] = await db.query<CreateOrderRow>("SELECT * FROM brewcast_create_order($1, $2, $3, $4, $5, $6)", [
+        scope.partnerId,
+        body.shop_id,
+        orderId,
+        JSON.stringify(body.items),
+        idempotencyKey ?? null,
+        requestHash,
+      ]);
+    } catch (error) {
+      if ((error as { code?: string; hint?: string }).code === "P0002") {
+        if ((error as { hint?: string }).hint === "shop") {
           throw new BrewcastError("VALIDATION_FAILED", `no shop ${body.shop_id}`, [
             { field: "body.shop_id", message: "no such shop for this partner" },
           ]);
         }
-        const seq = await allocateSeq(tx, scope.partnerId);
-        const occurredAt = await eventTime(tx);
-        const order: Order = {
-          id: orderId,
-          partner_id: scope.partnerId,
-          shop_id: body.shop_id,
-          status: "created",
-          items: body.items,
-          created_at: occurredAt.toISOString(),
-          updated_at: occurredAt.toISOString(),
-          last_seq: seq,
-        };
-        await tx.query(`INSERT INTO orders (${ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, [
-          orderId,
-          scope.partnerId,
-          body.shop_id,
-          "created",
-          JSON.stringify(body.items),
-          occurredAt,
-          seq,
-        ]);
-        const event = await appendEvent(tx, {
-          partnerId: scope.partnerId,
-          shopId: body.shop_id,
-          orderId,
-          type: "order.created",
-          seq,
-          occurredAt,
-          order,
-        });
-        return { order, event: toOrderEvent(event, epoch), replayed: false };
-      });
-    } catch (error) {
-      if (!(error instanceof IdempotentReplay)) throw error;
-      const row = await loadOrder(db, { partnerId: scope.partnerId, shopId: null }, error.orderId);
-      return { order: toOrder(row), event: undefined, replayed: true };
+        throw new BrewcastError("NOT_FOUND", `no partner ${scope.partnerId}`);
+      }
+      throw error;
     }
+    if (!row) throw new Error("brewcast_create_order returned no row");
+    if (row.outcome === "replayed") {
+      if (!row.request_hash || Buffer.compare(row.request_hash, requestHash) !== 0) {
+        throw new BrewcastError(
+          "IDEMPOTENCY_KEY_REUSED",
+          "this Idempotency-Key was used with a different request body",
+        );
+      }
+      const earlier = await loadOrder(db, { partnerId: scope.partnerId, shopId: null }, row.order_id);
+      return { order: toOrder(earlier), event: undefined, replayed: true };
+    }
+    const occurredAt = row.occurred_at!.toISOString();
+    const order: Order = {
+      id: orderId,
+      partner_id: scope.partnerId,
+      shop_id: body.shop_id,
+      status: "created",
+      items: body.items,
+      created_at: occurredAt,
+      updated_at: occurredAt,
+      last_seq: row.seq!,
+    };
+    const event: OrderEvent = {
+      seq: row.seq!,
+      epoch,
+      type: "order.created",
+      partner_id: scope.partnerId,
+      shop_id: body.shop_id,
+      order_id: orderId,
+      occurred_at: occurredAt,
+      prev_shop_seq: row.prev_shop_seq,
+      order,
+    };
+    return { order, event, replayed: false };
   };
 
   const setStatus: OrderStore["setStatus"] = async (scope, orderId, status) => {
