@@ -9,7 +9,8 @@
  * Env: BENCH_N0 (1→1 QoS 0 messages, 100000), BENCH_N1 (1→1 QoS 1, 50000),
  * BENCH_FANOUT_MSGS (1→1000 messages, 200), BENCH_IDLE (idle connections,
  * 10000), BENCH_BURST_MSGS (messages of the 1→1000 burst, 1000 = 1,000,000
- * deliveries), BENCH_SETTLE_S (seconds after the burst, 60).
+ * deliveries), BENCH_SETTLE_S (seconds after the burst, 60), BENCH_BROKERS
+ * (brewcast,aedes,mosquitto).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -314,10 +315,15 @@ const burst = async (peer: Peer) => {
 };
 
 const MiB = 1024 * 1024;
-const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits });
+const fmt = (n: number | undefined, digits = 0) =>
+  n === undefined ? "–" : n.toLocaleString("en-US", { maximumFractionDigits: digits });
 
 const main = async () => {
-  const names = ["brewcast", "aedes", "mosquitto"] as const;
+  const names = (process.env.BENCH_BROKERS ?? "brewcast,aedes,mosquitto").split(",") as (
+    | "brewcast"
+    | "aedes"
+    | "mosquitto"
+  )[];
   const results: Record<string, Record<string, number>> = {};
   for (const name of names) {
     const peer = await startPeer(name);
@@ -344,9 +350,10 @@ const main = async () => {
     results[name] = r;
     process.stderr.write(`${name}: ${JSON.stringify(r)}\n`);
   }
-  const b = results.brewcast!;
-  const a = results.aedes!;
-  const m = results.mosquitto!;
+  const none = {} as Record<string, number>;
+  const b = results.brewcast ?? none;
+  const a = results.aedes ?? none;
+  const m = results.mosquitto ?? none;
   const row = (label: string, key: string, unit: (v: number) => string) =>
     `| ${label} | ${unit(b[key]!)} | ${unit(a[key]!)} | ${unit(m[key]!)} | ${(b[key]! / a[key]!).toFixed(2)}× | ${(b[key]! / m[key]!).toFixed(2)}× |`;
   const lines = [

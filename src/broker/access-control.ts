@@ -221,6 +221,15 @@ export const createAccessControl = (options: AccessControlOptions) => {
     /** Never forward above the highest QoS granted by a matching subscription [MQTT-3.8.4-6]. */
     authorizeForward(client: HookClient, packet: HookPacket): HookPacket | null {
       if (packet.qos === 0) return packet;
+      // Fast path (every delivery of a fan-out comes here): no subscription below the packet's QoS.
+      let lower = false;
+      for (const filter in client.subscriptions) {
+        if (client.subscriptions[filter]!.qos < packet.qos) {
+          lower = true;
+          break;
+        }
+      }
+      if (!lower) return packet;
       let granted = -1;
       for (const filter in client.subscriptions) {
         const sub = client.subscriptions[filter]!;
