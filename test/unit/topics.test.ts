@@ -96,8 +96,10 @@ describe("filter matching [MQTT-4.7]", () => {
   });
 
   it("validates filters", () => {
-    for (const good of ["#", "a/#", "+", "a/+/b", "partners/acme/shops/s1/#"]) expect(isValidFilter(good)).toBe(true);
-    for (const bad of ["", "a/#/b", "a#", "a/b+", "a/+b/c", "x\u0000"]) expect(isValidFilter(bad)).toBe(false);
+    for (const good of ["#", "a/#", "+", "a/+/b", "partners/acme/shops/s1/#"])
+      expect(isValidFilter(good)).toBe(true);
+    for (const bad of ["", "a/#/b", "a#", "a/b+", "a/+b/c", "x\u0000"])
+      expect(isValidFilter(bad)).toBe(false);
   });
 });
 
@@ -148,7 +150,18 @@ describe("subscribe ACL", () => {
   });
 
   it("an allowed filter never matches a topic outside the principal's scope (property)", () => {
-    const level = fc.constantFrom("partners", "acme", "other", "shops", "s1", "s2", "+", "#", "cursor", "$SYS");
+    const level = fc.constantFrom(
+      "partners",
+      "acme",
+      "other",
+      "shops",
+      "s1",
+      "s2",
+      "+",
+      "#",
+      "cursor",
+      "$SYS",
+    );
     const filter = fc.array(level, { minLength: 1, maxLength: 6 }).map((l) => l.join("/"));
     const topic = fc
       .array(fc.constantFrom("partners", "acme", "other", "shops", "s1", "s2", "cursor", "x", "$SYS"), {
