@@ -1,0 +1,907 @@
+/**
+ * Shared parts of the bridge and ops benchmarks (bench/bridge-*.ts,
+ * bench/ops-*.ts), on top of bench/harness.ts:
+ *
+ * - `spawnKid(mode)`: a child process of this file speaking a small RPC over
+ *   IPC. Modes:
+ *   - `brewcast`: `startBrewcast(config, log, BENCH_ROLE)` (role "all" by
+ *     default), plus a paced writer in the same process (the API's place)
+ *     that wakes the bridge in-process and rings the doorbell, as the API's
+ *     `onCommitted` does;
+ *   - `writer`: the same paced writer alone, ringing the doorbell (the path
+ *     of a writer in another process);
+ *   - `clients`: MQTT subscribers (mqtt.js) and REST pollers that record
+ *     when each event arrived, keyed by (partner, seq), and count wire bytes.
+ * - The write path: `bench_append()`, a plpgsql function with the statements
+ *   of `createOrderStore().create()` in the same order (partner seq under the
+ *   partner row lock, `clock_timestamp()`, the order row, the shop's last seq,
+ *   the event row with its snapshot), in one round trip, so a 2-core machine
+ *   can reach 1,000 events/s; through HTTP it does about 100 orders/s here.
+ * - Time: `process.hrtime` (CLOCK_MONOTONIC), which every process on the
+ *   machine shares, so a commit time taken in one process and a receipt time
+ *   taken in another are comparable to the microsecond.
+ */
+import { type ChildProcess, fork, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import mqtt, { type MqttClient } from "mqtt";
+import pg from "pg";
+import { onCleanup } from "./harness.ts";
+
+export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const log = (line: string) => process.stderr.write(`[bridge-kit] ${line}\n`);
+
+// ---------------------------------------------------------------- admin API
+
+export interface BenchPartner {
+  id: string;
+  shops: string[];
+  credentialId: string;
+  secret: string;
+}
+
+const adminPost = async (baseUrl: string, token: string, route: string, body: unknown) => {
+  const response = await fetch(`${baseUrl}/admin/v1${route}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (response.status !== 201) throw new Error(`POST ${route}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as Record<string, unknown>;
+};
+
+/** Partners `${prefix}-pNNN`, each with `shops` shops and one backend credential, through the admin API. */
+export const createPartners = async (
+  baseUrl: string,
+  token: string,
+  count: number,
+  shops: number,
+  prefix = "bench",
+): Promise<BenchPartner[]> => {
+  const one = async (p: number): Promise<BenchPartner> => {
+    const id = `${prefix}-p${String(p + 1).padStart(3, "0")}`;
+    await adminPost(baseUrl, token, "/partners", { id, name: `Bench partner ${p + 1}` });
+    const shopIds: string[] = [];
+    for (let s = 1; s <= shops; s++) {
+      const shopId = `shop-${s}`;
+      await adminPost(baseUrl, token, `/partners/${id}/shops`, { id: shopId, name: `Shop ${s}` });
+      shopIds.push(shopId);
+    }
+    const credential = await adminPost(baseUrl, token, `/partners/${id}/credentials`, { kind: "backend" });
+    return { id, shops: shopIds, credentialId: credential.id as string, secret: credential.secret as string };
+  };
+  const partners: BenchPartner[] = [];
+  for (let p = 0; p < count; p += 8) {
+    const batch = Array.from({ length: Math.min(8, count - p) }, (_, i) => one(p + i));
+    partners.push(...(await Promise.all(batch)));
+  }
+  return partners;
+};
+
+/**
+ * Pins partners to `normal` on the degradation ladder, so the monitor does not
+ * throttle them when a loaded machine lets the lag pass its thresholds: these
+ * benches measure delivery, not the ladder.
+ */
+export const pinNormal = async (baseUrl: string, token: string, partners: BenchPartner[]) => {
+  for (const p of partners) {
+    const response = await fetch(`${baseUrl}/admin/v1/partners/${p.id}/state`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ state: "normal", reason: "benchmark: ladder held at normal" }),
+    });
+    if (response.status !== 200) throw new Error(`pin ${p.id}: ${response.status} ${await response.text()}`);
+  }
+};
+
+/** Waits until the bridge's durable cursors reach every partner's head (or `timeoutMs` passes). */
+export const waitCaughtUp = async (url: string, timeoutMs = 60_000): Promise<number> => {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const deadline = nowMs() + timeoutMs;
+    for (;;) {
+      const { rows } = await client.query<{ lag: string }>(
+        `SELECT coalesce(sum(p.head_seq - coalesce(c.published_seq, 0)), 0) AS lag
+         FROM partners p LEFT JOIN bridge_cursors c ON c.partner_id = p.id`,
+      );
+      const lag = Number(rows[0]?.lag ?? 0);
+      if (lag === 0 || nowMs() > deadline) return lag;
+      await sleep(200);
+    }
+  } finally {
+    await client.end();
+  }
+};
+
+// ---------------------------------------------------------------- the write path
+
+/**
+ * `createOrderStore().create()` without the idempotency key, statement for
+ * statement (src/store/orders.ts, src/store/event-log.ts), as one function:
+ * one round trip per order instead of eight.
+ */
+export const APPEND_FUNCTION_SQL = `
+CREATE OR REPLACE FUNCTION bench_append(p_partner text, p_shop text, p_order uuid, p_items jsonb)
+RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE v_seq bigint; v_at timestamptz; v_prev bigint; v_ts text;
+BEGIN
+  UPDATE partners SET head_seq = head_seq + 1 WHERE id = p_partner RETURNING head_seq INTO v_seq;
+  IF v_seq IS NULL THEN RAISE EXCEPTION 'no partner %', p_partner; END IF;
+  v_at := clock_timestamp();
+  v_ts := to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
+  INSERT INTO orders (id, partner_id, shop_id, status, items, created_at, updated_at, last_seq)
+    VALUES (p_order, p_partner, p_shop, 'created', p_items, v_at, v_at, v_seq);
+  UPDATE shops s SET last_seq = v_seq FROM shops old
+    WHERE s.partner_id = p_partner AND s.id = p_shop AND old.partner_id = s.partner_id AND old.id = s.id
+    RETURNING old.last_seq INTO v_prev;
+  INSERT INTO order_events (partner_id, seq, shop_id, order_id, type, occurred_at, prev_shop_seq, order_snapshot)
+    VALUES (p_partner, v_seq, p_shop, p_order, 'order.created', v_at, v_prev,
+      jsonb_build_object('id', p_order, 'partner_id', p_partner, 'shop_id', p_shop, 'status', 'created',
+        'items', p_items, 'created_at', v_ts, 'updated_at', v_ts, 'last_seq', v_seq));
+  RETURN v_seq;
+END $fn$`;
+
+const SKUS = ["latte-grande", "flat-white", "cappuccino-tall", "cold-brew", "matcha-latte"];
+const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
+export const orderItems = () => [
+  { sku: pick(SKUS), quantity: 1 + Math.floor(Math.random() * 3) },
+  { sku: "butter-croissant", quantity: 1 },
+];
+
+export interface WriteTarget {
+  id: string;
+  shops: string[];
+}
+
+export interface WriteRequest {
+  /** Events per second, paced; 0 = as fast as `connections` allow. */
+  rate: number;
+  seconds: number;
+  targets: WriteTarget[];
+  connections: number;
+  /** brewcast mode: "inproc" = bridge.wake + doorbell (the API's onCommitted); writer mode: "doorbell"; or "none". */
+  wake: "inproc" | "doorbell" | "none";
+}
+
+/** Commit times: the moment each append's round trip returned (ms, CLOCK_MONOTONIC). */
+export interface Commits {
+  partners: string[];
+  p: number[];
+  seq: number[];
+  t: number[];
+  /** Appends that were due but had not started when the run ended (the writer fell behind). */
+  behind: number;
+  failed: number;
+  seconds: number;
+}
+
+interface Appender {
+  append(partnerId: string, shopId: string): Promise<number>;
+  committed(partnerId: string): void;
+}
+
+/** Runs appends at `rate`/s (or flat out) on up to `connections` at once, for `seconds`. */
+const runWriter = async (request: WriteRequest, appender: Appender): Promise<Commits> => {
+  const partnerIndex = new Map(request.targets.map((t, i) => [t.id, i]));
+  const commits: Commits = {
+    partners: request.targets.map((t) => t.id),
+    p: [],
+    seq: [],
+    t: [],
+    behind: 0,
+    failed: 0,
+    seconds: 0,
+  };
+  let issued = 0;
+  let inFlight = 0;
+  let firstError: unknown;
+  const start = nowMs();
+  const end = start + request.seconds * 1000;
+  const issue = () => {
+    const target = request.targets[issued % request.targets.length]!;
+    issued++;
+    inFlight++;
+    appender
+      .append(target.id, pick(target.shops))
+      .then((seq) => {
+        const t = nowMs();
+        commits.p.push(partnerIndex.get(target.id)!);
+        commits.seq.push(seq);
+        commits.t.push(t);
+        appender.committed(target.id);
+      })
+      .catch((error) => {
+        commits.failed++;
+        firstError ??= error;
+      })
+      .finally(() => {
+        inFlight--;
+        if (request.rate === 0 && nowMs() < end) issue();
+      });
+  };
+  if (request.rate === 0) {
+    for (let i = 0; i < request.connections; i++) issue();
+    while (nowMs() < end) await sleep(20);
+  } else {
+    while (nowMs() < end) {
+      const due = Math.floor(((nowMs() - start) / 1000) * request.rate);
+      while (issued < due && inFlight < request.connections) issue();
+      await sleep(1);
+    }
+    commits.behind = Math.max(0, Math.floor(request.seconds * request.rate) - issued);
+  }
+  while (inFlight > 0) await sleep(2);
+  commits.seconds = (nowMs() - start) / 1000;
+  if (firstError) log(`writer: ${commits.failed} failed, first: ${(firstError as Error).message}`);
+  return commits;
+};
+
+// ---------------------------------------------------------------- child processes
+
+interface RpcMessage {
+  rpc: number;
+  cmd: string;
+  args: unknown;
+}
+
+interface RpcReply {
+  rpc: number;
+  result?: unknown;
+  error?: string;
+}
+
+export interface Kid {
+  pid: number;
+  info: Record<string, unknown>;
+  call<T = unknown>(cmd: string, args?: unknown): Promise<T>;
+  stop(): Promise<void>;
+}
+
+const KIT_PATH = fileURLToPath(import.meta.url);
+
+/** Forks this file in `mode` with `env` added; resolves once it is ready. */
+export const spawnKid = async (
+  mode: "brewcast" | "writer" | "clients",
+  env: Record<string, string> = {},
+  nodeFlags: string[] = [],
+): Promise<Kid> => {
+  const child: ChildProcess = fork(KIT_PATH, ["--kid", mode], {
+    execArgv: ["--import", "tsx", ...nodeFlags],
+    env: { ...process.env, ...env },
+    stdio: ["ignore", 2, 2, "ipc"],
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let next = 0;
+  const info = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${mode} did not start within 60 s`)), 60_000);
+    child.once("message", (message) => {
+      clearTimeout(timer);
+      resolve((message as { ready: Record<string, unknown> }).ready);
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${mode} exited with code ${code} before it was ready`));
+    });
+  });
+  child.on("message", (message) => {
+    const reply = message as RpcReply;
+    const waiter = pending.get(reply.rpc);
+    if (!waiter) return;
+    pending.delete(reply.rpc);
+    if (reply.error !== undefined) waiter.reject(new Error(`${mode}: ${reply.error}`));
+    else waiter.resolve(reply.result);
+  });
+  child.once("exit", (code) => {
+    for (const waiter of pending.values()) waiter.reject(new Error(`${mode} exited with code ${code}`));
+    pending.clear();
+  });
+  let stopped = false;
+  const kid: Kid = {
+    pid: child.pid!,
+    info,
+    call<T>(cmd: string, args?: unknown) {
+      const rpc = ++next;
+      return new Promise<T>((resolve, reject) => {
+        pending.set(rpc, { resolve: resolve as (v: unknown) => void, reject });
+        child.send({ rpc, cmd, args } satisfies RpcMessage);
+      });
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+        await exited;
+        clearTimeout(timer);
+      }
+    },
+  };
+  onCleanup(() => kid.stop());
+  return kid;
+};
+
+// ---------------------------------------------------------------- process figures
+
+const CLOCK_TICK_MS = 10; // USER_HZ = 100
+
+/** utime + stime of a process (ms of CPU) from /proc. */
+export const cpuMsOf = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_MS;
+};
+
+/** Resident set size of a process, in MiB. */
+export const rssMibOf = (pid: number): number => {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return match ? Number(match[1]) / 1024 : Number.NaN;
+};
+
+/** Samples a process's CPU over `fn` and its RSS every second; CPU as % of one core. */
+export const watchProcess = async <T>(
+  pid: number,
+  fn: () => Promise<T>,
+): Promise<{ result: T; cpuPercent: number; rssMeanMib: number; rssMaxMib: number; seconds: number }> => {
+  const rss: number[] = [rssMibOf(pid)];
+  const timer = setInterval(() => rss.push(rssMibOf(pid)), 1000);
+  const cpu0 = cpuMsOf(pid);
+  const t0 = nowMs();
+  try {
+    const result = await fn();
+    const seconds = (nowMs() - t0) / 1000;
+    const cpuPercent = ((cpuMsOf(pid) - cpu0) / (seconds * 1000)) * 100;
+    rss.push(rssMibOf(pid));
+    return {
+      result,
+      cpuPercent,
+      rssMeanMib: rss.reduce((a, b) => a + b, 0) / rss.length,
+      rssMaxMib: Math.max(...rss),
+      seconds,
+    };
+  } finally {
+    clearInterval(timer);
+  }
+};
+
+// ---------------------------------------------------------------- mosquitto
+
+export const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+
+/** A private Mosquitto (anonymous, 127.0.0.1:port), stopped at cleanup. */
+export const startMosquitto = async (): Promise<{ port: number; pid: number; stop(): Promise<void> }> => {
+  const port = await freePort();
+  const child = spawn("mosquitto", ["-p", String(port)], { stdio: "ignore" });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  for (let i = 0; ; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (ok) break;
+    if (i > 200) throw new Error("mosquitto did not listen within 10 s");
+    await sleep(50);
+  }
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    child.kill("SIGTERM");
+    await exited;
+  };
+  onCleanup(stop);
+  return { port, pid: child.pid!, stop };
+};
+
+// ---------------------------------------------------------------- latency figures
+
+export interface LatencyReport {
+  bucket: string;
+  /** Receipts matched to a commit. */
+  received: number;
+  /** Receipts expected: commits × consumers of that partner. */
+  expected: number;
+  /** Receipts of seqs this phase did not write (earlier phases, duplicates). */
+  unmatched: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  requests: number;
+  bytes: number;
+  seconds: number;
+}
+
+export const percentile = (sorted: Float64Array | number[], q: number): number =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+
+export const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length === 0
+    ? Number.NaN
+    : sorted.length % 2
+      ? sorted[mid]!
+      : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+// ---------------------------------------------------------------- the child's side
+
+interface SubscriberSpec {
+  url: string;
+  username?: string;
+  password?: string;
+  filters: string[];
+  bucket: string;
+}
+
+interface PollerSpec {
+  baseUrl: string;
+  secret: string;
+  bucket: string;
+  intervalMs: number;
+  seconds: number;
+  limit: number;
+}
+
+/** Receipts of one consumer kind, and its wire traffic since the last reset. */
+class Bucket {
+  partners = new Map<string, number>();
+  names: string[] = [];
+  p: number[] = [];
+  seq: number[] = [];
+  t: number[] = [];
+  requests = 0;
+  bytes = 0;
+  consumersPerPartner = new Map<string, number>();
+  startedAt = nowMs();
+  firstAt = Number.POSITIVE_INFINITY;
+  lastAt = 0;
+  record(partnerId: string, seq: number, t: number) {
+    let index = this.partners.get(partnerId);
+    if (index === undefined) {
+      index = this.names.length;
+      this.partners.set(partnerId, index);
+      this.names.push(partnerId);
+    }
+    this.p.push(index);
+    this.seq.push(seq);
+    this.t.push(t);
+    if (t < this.firstAt) this.firstAt = t;
+    if (t > this.lastAt) this.lastAt = t;
+  }
+  reset() {
+    this.p = [];
+    this.seq = [];
+    this.t = [];
+    this.requests = 0;
+    this.bytes = 0;
+    this.startedAt = nowMs();
+    this.firstAt = Number.POSITIVE_INFINITY;
+    this.lastAt = 0;
+  }
+}
+
+const clientsMode = async () => {
+  const buckets = new Map<string, Bucket>();
+  const bucket = (name: string) => {
+    let b = buckets.get(name);
+    if (!b) {
+      b = new Bucket();
+      buckets.set(name, b);
+    }
+    return b;
+  };
+  const mqttClients: { client: MqttClient; bucket: Bucket; seen: number }[] = [];
+  const wireBytes = (client: MqttClient) => {
+    const stream = client.stream as unknown as { bytesRead?: number; bytesWritten?: number } | undefined;
+    return (stream?.bytesRead ?? 0) + (stream?.bytesWritten ?? 0);
+  };
+
+  const connect = async (specs: SubscriberSpec[]) => {
+    for (let i = 0; i < specs.length; i += 25) {
+      await Promise.all(
+        specs.slice(i, i + 25).map(async (spec) => {
+          const client = await mqtt.connectAsync(spec.url, {
+            protocolVersion: 4,
+            clientId: `bench-${randomUUID().slice(0, 12)}`,
+            clean: true,
+            reconnectPeriod: 0,
+            ...(spec.username !== undefined ? { username: spec.username, password: spec.password } : {}),
+          });
+          const b = bucket(spec.bucket);
+          client.on("message", (topic, payload) => {
+            if (!topic.includes("/orders/")) return;
+            const t = nowMs();
+            const event = JSON.parse(payload.toString()) as { partner_id: string; seq: number };
+            b.record(event.partner_id, event.seq, t);
+          });
+          client.on("error", (error) => log(`subscriber error: ${error.message}`));
+          await client.subscribeAsync(spec.filters, { qos: 1 });
+          const entry = { client, bucket: b, seen: wireBytes(client) };
+          mqttClients.push(entry);
+          const partner = spec.filters[0]!.split("/")[1]!;
+          b.consumersPerPartner.set(partner, (b.consumersPerPartner.get(partner) ?? 0) + 1);
+        }),
+      );
+    }
+    return { connected: mqttClients.length };
+  };
+
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1_000 });
+  const socketSeen = new WeakMap<net.Socket, number>();
+  const get = (url: string, secret: string, b: Bucket) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      let socket: net.Socket | undefined;
+      const req = http.get(url, { agent, headers: { authorization: `Bearer ${secret}` } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () => {
+          if (socket) {
+            const total = socket.bytesRead + socket.bytesWritten;
+            b.bytes += total - (socketSeen.get(socket) ?? 0);
+            socketSeen.set(socket, total);
+          }
+          b.requests++;
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() });
+        });
+        res.on("error", reject);
+      });
+      req.on("socket", (s) => {
+        socket = s;
+      });
+      req.on("error", reject);
+    });
+
+  const poll = async (spec: PollerSpec & { partnerId: string }) => {
+    const b = bucket(spec.bucket);
+    const base = `${spec.baseUrl}/v1/events`;
+    const first = await get(`${base}?after=0&limit=1`, spec.secret, b);
+    let after = (JSON.parse(first.body) as { head_seq: number }).head_seq;
+    const end = nowMs() + spec.seconds * 1000;
+    // Pollers start spread over one interval, as independent clients would be.
+    await sleep(Math.random() * spec.intervalMs);
+    let errors = 0;
+    while (nowMs() < end) {
+      const started = nowMs();
+      const response = await get(`${base}?after=${after}&limit=${spec.limit}`, spec.secret, b).catch(
+        () => undefined,
+      );
+      const t = nowMs();
+      if (response?.status === 200) {
+        const page = JSON.parse(response.body) as { events: { partner_id: string; seq: number }[] };
+        for (const event of page.events) b.record(event.partner_id, event.seq, t);
+        const last = page.events.at(-1);
+        if (last) after = last.seq;
+        if (page.events.length === spec.limit) continue; // more waiting: read on at once
+      } else errors++;
+      const wait = started + spec.intervalMs - nowMs();
+      if (wait > 0) await sleep(wait);
+    }
+    return errors;
+  };
+
+  const report = (name: string, commits: Commits | undefined): LatencyReport => {
+    const b = bucket(name);
+    for (const entry of mqttClients) {
+      if (entry.bucket !== b) continue;
+      const now = wireBytes(entry.client);
+      b.bytes += now - entry.seen;
+      entry.seen = now;
+    }
+    const seconds = (nowMs() - b.startedAt) / 1000;
+    const result: LatencyReport = {
+      bucket: name,
+      received: 0,
+      expected: 0,
+      unmatched: 0,
+      p50: Number.NaN,
+      p90: Number.NaN,
+      p99: Number.NaN,
+      max: Number.NaN,
+      requests: b.requests,
+      bytes: b.bytes,
+      seconds,
+    };
+    if (!commits) {
+      result.received = b.t.length;
+      return result;
+    }
+    // (partner, seq) → commit time
+    const committed = new Map<string, Map<number, number>>();
+    for (let i = 0; i < commits.t.length; i++) {
+      const partner = commits.partners[commits.p[i]!]!;
+      let bySeq = committed.get(partner);
+      if (!bySeq) {
+        bySeq = new Map();
+        committed.set(partner, bySeq);
+      }
+      bySeq.set(commits.seq[i]!, commits.t[i]!);
+      result.expected += b.consumersPerPartner.get(partner) ?? 0;
+    }
+    const latencies: number[] = [];
+    for (let i = 0; i < b.t.length; i++) {
+      const partner = b.names[b.p[i]!]!;
+      const at = committed.get(partner)?.get(b.seq[i]!);
+      if (at === undefined) {
+        result.unmatched++;
+        continue;
+      }
+      latencies.push(b.t[i]! - at);
+    }
+    const sorted = Float64Array.from(latencies).sort();
+    result.received = sorted.length;
+    result.p50 = percentile(sorted, 0.5);
+    result.p90 = percentile(sorted, 0.9);
+    result.p99 = percentile(sorted, 0.99);
+    result.max = sorted.length ? sorted[sorted.length - 1]! : Number.NaN;
+    return result;
+  };
+
+  serve({}, async (cmd, args) => {
+    switch (cmd) {
+      case "subscribe":
+        return connect(args as SubscriberSpec[]);
+      case "reset":
+        for (const name of args as string[]) {
+          const b = bucket(name);
+          b.reset();
+          for (const entry of mqttClients) if (entry.bucket === b) entry.seen = wireBytes(entry.client);
+        }
+        return null;
+      case "poll": {
+        const { specs } = args as { specs: (PollerSpec & { partnerId: string })[] };
+        for (const spec of specs) bucket(spec.bucket).consumersPerPartner.clear();
+        for (const spec of specs) {
+          const b = bucket(spec.bucket);
+          b.consumersPerPartner.set(spec.partnerId, (b.consumersPerPartner.get(spec.partnerId) ?? 0) + 1);
+        }
+        const errors = await Promise.all(specs.map(poll));
+        return { errors: errors.reduce((a, b) => a + b, 0) };
+      }
+      case "count": {
+        const b = bucket(args as string);
+        return { count: b.t.length, firstAt: b.firstAt, lastAt: b.lastAt };
+      }
+      case "report": {
+        const { bucket: name, commits } = args as { bucket: string; commits?: Commits };
+        return report(name, commits);
+      }
+      default:
+        throw new Error(`unknown command ${cmd}`);
+    }
+  });
+};
+
+const makeAppender = async (wake: (partnerId: string) => void) => {
+  const { openDb } = await import("../src/store/open-db.ts");
+  const { createLogger } = await import("../src/log.ts");
+  const connections = Number(process.env.BENCH_WRITER_CONNECTIONS ?? "16");
+  const db = await openDb({
+    databaseUrl: process.env.DATABASE_URL,
+    dataDir: "./data",
+    log: createLogger("warn"),
+    poolSize: connections,
+  });
+  const appender: Appender = {
+    async append(partnerId, shopId) {
+      const [row] = await db.query<{ seq: number }>("SELECT bench_append($1, $2, $3, $4) AS seq", [
+        partnerId,
+        shopId,
+        randomUUID(),
+        JSON.stringify(orderItems()),
+      ]);
+      return row!.seq;
+    },
+    committed: wake,
+  };
+  return { db, appender };
+};
+
+const brewcastMode = async () => {
+  const { loadConfig } = await import("../src/config/load-config.ts");
+  const { createLogger } = await import("../src/log.ts");
+  const { startBrewcast } = await import("../src/main.ts");
+  const { createDoorbell } = await import("../src/store/bridge-log.ts");
+  const role = (process.env.BENCH_ROLE ?? "all") as "all" | "bridge" | "broker";
+  const { config } = loadConfig({
+    BREWCAST_HTTP_PORT: "0",
+    BREWCAST_MQTT_PORT: "0",
+    LOG_LEVEL: "warn",
+    ...process.env,
+  });
+  const logger = createLogger(config.LOG_LEVEL);
+  const running = await startBrewcast(config, logger, role);
+  const doorbell = createDoorbell(running.db);
+  let writer: Awaited<ReturnType<typeof makeAppender>> | undefined;
+  let wakeMode: WriteRequest["wake"] = "inproc";
+  serve(
+    { http: running.ports.http, mqtt: running.ports.mqtt ?? null, adminToken: running.adminToken },
+    async (cmd, args) => {
+      if (cmd !== "write") throw new Error(`unknown command ${cmd}`);
+      const request = args as WriteRequest;
+      wakeMode = request.wake;
+      writer ??= await makeAppender((partnerId) => {
+        if (wakeMode === "none") return;
+        if (wakeMode === "inproc") running.bridge?.wake(partnerId);
+        doorbell.ring(partnerId);
+      });
+      return runWriter(request, writer.appender);
+    },
+    async () => {
+      await doorbell.flush();
+      await writer?.db.close();
+      await running.stop();
+    },
+  );
+};
+
+const writerMode = async () => {
+  const { createDoorbell } = await import("../src/store/bridge-log.ts");
+  let wakeMode: WriteRequest["wake"] = "doorbell";
+  let ring: (partnerId: string) => void = () => {};
+  const writer = await makeAppender((partnerId) => {
+    if (wakeMode !== "none") ring(partnerId);
+  });
+  const doorbell = createDoorbell(writer.db);
+  ring = (partnerId) => doorbell.ring(partnerId);
+  serve(
+    {},
+    async (cmd, args) => {
+      if (cmd !== "write") throw new Error(`unknown command ${cmd}`);
+      const request = args as WriteRequest;
+      wakeMode = request.wake;
+      return runWriter(request, writer.appender);
+    },
+    async () => {
+      await doorbell.flush();
+      await writer.db.close();
+    },
+  );
+};
+
+/** The child's RPC loop: one reply per request; SIGTERM or a lost parent stops it. */
+const serve = (
+  info: Record<string, unknown>,
+  handle: (cmd: string, args: unknown) => Promise<unknown>,
+  stop: () => Promise<void> = async () => {},
+) => {
+  let stopping = false;
+  const shutdown = () => {
+    if (stopping) return;
+    stopping = true;
+    void stop()
+      .catch((error) => process.stderr.write(`stop failed: ${(error as Error).message}\n`))
+      .finally(() => process.exit(0));
+  };
+  process.on("SIGTERM", shutdown);
+  process.on("SIGINT", () => {});
+  process.on("disconnect", shutdown);
+  process.on("message", (message) => {
+    const { rpc, cmd, args } = message as RpcMessage;
+    handle(cmd, args).then(
+      (result) => process.send?.({ rpc, result } satisfies RpcReply),
+      (error) => process.send?.({ rpc, error: (error as Error).stack ?? String(error) } satisfies RpcReply),
+    );
+  });
+  process.send?.({ ready: info });
+};
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (isMain) {
+  const mode = process.argv[process.argv.indexOf("--kid") + 1];
+  const modes: Record<string, () => Promise<void>> = {
+    brewcast: brewcastMode,
+    writer: writerMode,
+    clients: clientsMode,
+  };
+  const run = mode ? modes[mode] : undefined;
+  if (!run) {
+    process.stderr.write("usage: node --import tsx bench/bridge-kit.ts --kid <brewcast|writer|clients>\n");
+    process.exit(2);
+  }
+  run().catch((error) => {
+    process.stderr.write(`${mode} failed: ${(error as Error).stack ?? error}\n`);
+    process.exit(1);
+  });
+}
+
+// ---------------------------------------------------------------- the whole-process rig
+
+export interface LoadRig {
+  dbUrl: string;
+  dbName: string;
+  brewcast: Kid;
+  writer: Kid;
+  clients: Kid;
+  partners: BenchPartner[];
+  baseUrl: string;
+  /** Writes at `rate` for `seconds` from the writer process (doorbell wake-up). */
+  write(rate: number, seconds: number): Promise<Commits>;
+  /** Receipts counted by the subscribers since the last call. */
+  takeReceipts(): Promise<number>;
+}
+
+/**
+ * The whole process (role "all") with `partners` partners, one QoS 1
+ * subscriber each (a child process), and a writer in another process that
+ * appends with `bench_append()` and rings the doorbell after each commit.
+ */
+export const startLoadRig = async (options: {
+  partners: number;
+  shops: number;
+  serverFlags: string[];
+  writerConnections?: number;
+  createDatabase: () => Promise<{ name: string; url: string; drop(): Promise<void> }>;
+}): Promise<LoadRig> => {
+  const db = await options.createDatabase();
+  onCleanup(() => db.drop());
+  log(`database ${db.name}`);
+  const adminToken = `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+  const env = {
+    DATABASE_URL: db.url,
+    BREWCAST_ADMIN_TOKEN: adminToken,
+    LOG_LEVEL: "warn",
+    BENCH_WRITER_CONNECTIONS: String(options.writerConnections ?? 16),
+  };
+  const brewcast = await spawnKid("brewcast", env, options.serverFlags);
+  const baseUrl = `http://127.0.0.1:${brewcast.info.http}`;
+  const partners = await createPartners(baseUrl, adminToken, options.partners, options.shops, "load");
+  await pinNormal(baseUrl, adminToken, partners);
+  const setup = new pg.Client({ connectionString: db.url });
+  await setup.connect();
+  await setup.query(APPEND_FUNCTION_SQL);
+  await setup.end();
+  const writer = await spawnKid("writer", env);
+  const clients = await spawnKid("clients");
+  await clients.call(
+    "subscribe",
+    partners.map((p) => ({
+      url: `mqtt://127.0.0.1:${brewcast.info.mqtt}`,
+      username: p.credentialId,
+      password: p.secret,
+      filters: [`partners/${p.id}/shops/+/orders/+`, `partners/${p.id}/cursor`],
+      bucket: "load",
+    })),
+  );
+  log(
+    `brewcast pid ${brewcast.pid}, writer pid ${writer.pid}, ${partners.length} subscribers (pid ${clients.pid})`,
+  );
+  const connections = options.writerConnections ?? 16;
+  return {
+    dbUrl: db.url,
+    dbName: db.name,
+    brewcast,
+    writer,
+    clients,
+    partners,
+    baseUrl,
+    write: (rate, seconds) =>
+      writer.call<Commits>("write", {
+        rate,
+        seconds,
+        targets: partners.map((p) => ({ id: p.id, shops: p.shops })),
+        connections,
+        wake: "doorbell",
+      } satisfies WriteRequest),
+    async takeReceipts() {
+      const { count } = await clients.call<{ count: number }>("count", "load");
+      await clients.call("reset", ["load"]);
+      return count;
+    },
+  };
+};

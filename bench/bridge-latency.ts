@@ -1,0 +1,268 @@
+/**
+ * Commit-to-receive latency (issue 4): 1,000 events/s, 5 partners, 50 MQTT
+ * subscribers at QoS 1 (10 per partner), against REST polling of the same
+ * events (`GET /v1/events?after=`) by 50 pollers at 1 s and at 100 ms, in
+ * the same run, phases interleaved (the order reverses every round).
+ *
+ * Goals: MQTT p50 ≤ 2 ms, p99 ≤ 10 ms, ≥ 50× better (p50) than 1 s polling;
+ * the traffic ratio is printed (busy and idle).
+ *
+ *   npx tsx bench/bridge-latency.ts              # 2 rounds × 30 s per phase, ~4 min
+ *   npx tsx bench/bridge-latency.ts --quick      # 1 round × 5 s
+ *   npx tsx bench/bridge-latency.ts --seconds 60 --rounds 1
+ *   npx tsx bench/bridge-latency.ts --writer external   # writes from another process (doorbell path)
+ *
+ * The writer: `bench_append()` (bench/bridge-kit.ts), the statements of
+ * `createOrderStore().create()` in one round trip, paced at 1,000/s on 16
+ * connections. By default it runs inside the brewcast process (where the
+ * API runs) and, after each commit, does what the API's `onCommitted` does:
+ * `bridge.wake(partner)` and `doorbell.ring(partner)`. Latency = the time
+ * the subscriber's 'message' fired − the time the writer's round trip
+ * returned (CLOCK_MONOTONIC in both processes). The subscribers and pollers
+ * run in one child process of their own.
+ */
+import { parseArgs } from "node:util";
+import pg from "pg";
+import {
+  APPEND_FUNCTION_SQL,
+  type Commits,
+  createPartners,
+  type LatencyReport,
+  median,
+  pinNormal,
+  sleep,
+  spawnKid,
+  type WriteRequest,
+  waitCaughtUp,
+} from "./bridge-kit.ts";
+import {
+  createBenchDatabase,
+  machineNote,
+  onCleanup,
+  parseBenchArgs,
+  postgresVersion,
+  runBench,
+} from "./harness.ts";
+
+const PARTNERS = 5;
+const SHOPS = 4;
+const SUBSCRIBERS_PER_PARTNER = 10;
+const RATE = 1_000;
+const WRITER_CONNECTIONS = 16;
+const POLL_LIMIT = 1_000;
+
+const log = (line: string) => process.stderr.write(`[bridge-latency] ${line}\n`);
+
+type Phase = "mqtt" | "poll-1000ms" | "poll-100ms";
+const PHASES: Phase[] = ["mqtt", "poll-1000ms", "poll-100ms"];
+const INTERVAL: Record<Phase, number> = { mqtt: 0, "poll-1000ms": 1_000, "poll-100ms": 100 };
+
+interface PhaseResult extends LatencyReport {
+  round: number;
+  writeRate: number;
+  behind: number;
+}
+
+const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
+const perMinute = (n: number, seconds: number) => (n / seconds) * 60;
+
+const main = async () => {
+  const args = parseBenchArgs(
+    process.argv.slice(2).filter((a, i, all) => a !== "--writer" && all[i - 1] !== "--writer"),
+  );
+  const { values } = parseArgs({ options: { writer: { type: "string", default: "inproc" } }, strict: false });
+  const writerMode = values.writer === "external" ? "external" : "inproc";
+  const rounds = args.rounds ?? (args.quick ? 1 : 2);
+  const seconds = args.seconds ?? (args.quick ? 5 : 30);
+  const idleSeconds = args.quick ? 5 : 20;
+
+  const db = await createBenchDatabase();
+  onCleanup(() => db.drop());
+  log(`database ${db.name}`);
+  const adminToken = `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+  const env = {
+    DATABASE_URL: db.url,
+    BREWCAST_ADMIN_TOKEN: adminToken,
+    LOG_LEVEL: "warn",
+    BENCH_WRITER_CONNECTIONS: String(WRITER_CONNECTIONS),
+  };
+  const brewcast = await spawnKid("brewcast", env, args.serverFlags);
+  const baseUrl = `http://127.0.0.1:${brewcast.info.http}`;
+  log(`brewcast pid ${brewcast.pid}: http ${brewcast.info.http}, mqtt ${brewcast.info.mqtt}`);
+  const partners = await createPartners(baseUrl, adminToken, PARTNERS, SHOPS, "lat");
+  await pinNormal(baseUrl, adminToken, partners);
+  const setup = new pg.Client({ connectionString: db.url });
+  await setup.connect();
+  await setup.query(APPEND_FUNCTION_SQL);
+  await setup.end();
+  const writer = writerMode === "external" ? await spawnKid("writer", env) : brewcast;
+
+  const clients = await spawnKid("clients");
+  const subscribers = partners.flatMap((p) =>
+    Array.from({ length: SUBSCRIBERS_PER_PARTNER }, () => ({
+      url: `mqtt://127.0.0.1:${brewcast.info.mqtt}`,
+      username: p.credentialId,
+      password: p.secret,
+      filters: [`partners/${p.id}/shops/+/orders/+`, `partners/${p.id}/cursor`],
+      bucket: "mqtt",
+    })),
+  );
+  await clients.call("subscribe", subscribers);
+  log(`${subscribers.length} subscribers connected (clients pid ${clients.pid}), writer: ${writerMode}`);
+
+  const write = (s: number) =>
+    writer.call<Commits>("write", {
+      rate: RATE,
+      seconds: s,
+      targets: partners.map((p) => ({ id: p.id, shops: p.shops })),
+      connections: WRITER_CONNECTIONS,
+      wake: writerMode === "inproc" ? "inproc" : "doorbell",
+    } satisfies WriteRequest);
+  const pollSpecs = (phase: Phase, s: number) =>
+    partners.flatMap((p) =>
+      Array.from({ length: SUBSCRIBERS_PER_PARTNER }, () => ({
+        baseUrl,
+        secret: p.secret,
+        partnerId: p.id,
+        bucket: phase,
+        intervalMs: INTERVAL[phase],
+        seconds: s,
+        limit: POLL_LIMIT,
+      })),
+    );
+
+  const runPhase = async (phase: Phase, round: number, s: number): Promise<PhaseResult> => {
+    // Each phase starts with the bridge caught up, whatever the previous one left behind.
+    const lag = await waitCaughtUp(db.url);
+    if (lag > 0) log(`bridge still ${lag} events behind after 60 s`);
+    await clients.call("reset", [phase]);
+    const polling =
+      phase === "mqtt"
+        ? Promise.resolve()
+        : clients.call("poll", { specs: pollSpecs(phase, s + INTERVAL[phase] / 1000 + 2) });
+    const commits = await write(s);
+    if (phase === "mqtt") await sleep(1_000);
+    await polling;
+    const report = await clients.call<LatencyReport>("report", { bucket: phase, commits });
+    const writeRate = commits.t.length / commits.seconds;
+    log(
+      `round ${round} ${phase}: ${report.received}/${report.expected} receipts, p50 ${fmt(report.p50, 2)} ms, p99 ${fmt(report.p99, 2)} ms, max ${fmt(report.max)} ms; wrote ${writeRate.toFixed(0)}/s (behind ${commits.behind}, failed ${commits.failed})`,
+    );
+    return { ...report, round, writeRate, behind: commits.behind };
+  };
+
+  log("warm-up");
+  await runPhase("mqtt", 0, 2);
+  const results: PhaseResult[] = [];
+  for (let r = 1; r <= rounds; r++) {
+    const order = r % 2 === 1 ? PHASES : [...PHASES].reverse();
+    for (const phase of order) results.push(await runPhase(phase, r, seconds));
+  }
+
+  // Idle: no writes; every consumer on at once, traffic only.
+  log(`idle ${idleSeconds} s`);
+  await waitCaughtUp(db.url);
+  await clients.call("reset", PHASES);
+  await Promise.all([
+    clients.call("poll", { specs: pollSpecs("poll-1000ms", idleSeconds) }),
+    clients.call("poll", { specs: pollSpecs("poll-100ms", idleSeconds) }),
+  ]);
+  const idle = new Map<Phase, LatencyReport>();
+  for (const phase of PHASES) idle.set(phase, await clients.call<LatencyReport>("report", { bucket: phase }));
+
+  const summary = PHASES.map((phase) => {
+    const rs = results.filter((r) => r.bucket === phase);
+    const idleReport = idle.get(phase)!;
+    return {
+      phase,
+      p50: median(rs.map((r) => r.p50)),
+      p90: median(rs.map((r) => r.p90)),
+      p99: median(rs.map((r) => r.p99)),
+      max: Math.max(...rs.map((r) => r.max)),
+      perRoundP50: rs.map((r) => Number(r.p50.toFixed(2))),
+      received: rs.reduce((a, r) => a + r.received, 0),
+      expected: rs.reduce((a, r) => a + r.expected, 0),
+      writeRate: median(rs.map((r) => r.writeRate)),
+      busyRequestsPerMin: median(rs.map((r) => perMinute(r.requests, r.seconds))),
+      busyBytesPerMin: median(rs.map((r) => perMinute(r.bytes, r.seconds))),
+      idleRequestsPerMin: perMinute(idleReport.requests, idleReport.seconds),
+      idleBytesPerMin: perMinute(idleReport.bytes, idleReport.seconds),
+    };
+  });
+  const by = (phase: Phase) => summary.find((s) => s.phase === phase)!;
+  const mqttS = by("mqtt");
+  const pollS = by("poll-1000ms");
+  const poll100S = by("poll-100ms");
+  // Per-round ratios (same round, minutes apart), then the median.
+  const perRound = (phase: Phase, key: "p50" | "p99") =>
+    median(
+      results
+        .filter((r) => r.bucket === phase)
+        .map((r) => r[key] / results.find((m) => m.bucket === "mqtt" && m.round === r.round)![key]),
+    );
+  const ratios = [
+    { label: "1 s polling p50 / MQTT p50", value: perRound("poll-1000ms", "p50"), goal: 50 },
+    { label: "1 s polling p99 / MQTT p99", value: perRound("poll-1000ms", "p99") },
+    { label: "100 ms polling p50 / MQTT p50", value: perRound("poll-100ms", "p50") },
+    { label: "bytes/min busy: 1 s polling / MQTT", value: pollS.busyBytesPerMin / mqttS.busyBytesPerMin },
+    {
+      label: "bytes/min busy: 100 ms polling / MQTT",
+      value: poll100S.busyBytesPerMin / mqttS.busyBytesPerMin,
+    },
+    { label: "bytes/min idle: 1 s polling / MQTT", value: pollS.idleBytesPerMin / mqttS.idleBytesPerMin },
+    {
+      label: "bytes/min idle: 100 ms polling / MQTT",
+      value: poll100S.idleBytesPerMin / mqttS.idleBytesPerMin,
+    },
+  ].map((r) => ({ ...r, met: r.goal === undefined ? null : r.value >= r.goal }));
+  const goals = [
+    { label: "MQTT p50 ≤ 2 ms", value: mqttS.p50, met: mqttS.p50 <= 2 },
+    { label: "MQTT p99 ≤ 10 ms", value: mqttS.p99, met: mqttS.p99 <= 10 },
+  ];
+
+  const machine = machineNote(await postgresVersion(db.url));
+  const lines = [
+    "",
+    `bridge-latency — ${new Date().toISOString()}`,
+    `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+    `params: ${RATE} events/s, ${PARTNERS} partners × ${SHOPS} shops, ${SUBSCRIBERS_PER_PARTNER} consumers per partner, writer ${writerMode}, ${rounds} rounds × ${seconds} s, idle ${idleSeconds} s`,
+    "",
+    "consumer          p50 ms   p90 ms   p99 ms   max ms  p50/round       received/expected  wrote/s  busy req/min  busy kB/min  idle req/min  idle kB/min",
+  ];
+  for (const s of summary) {
+    lines.push(
+      `${s.phase.padEnd(16)} ${fmt(s.p50, 2).padStart(7)} ${fmt(s.p90, 2).padStart(8)} ${fmt(s.p99, 2).padStart(8)} ${fmt(s.max).padStart(8)}  ${s.perRoundP50.join(" ").padEnd(14)} ${`${s.received}/${s.expected}`.padStart(18)} ${fmt(s.writeRate, 0).padStart(8)} ${fmt(s.busyRequestsPerMin, 0).padStart(13)} ${fmt(s.busyBytesPerMin / 1024, 0).padStart(12)} ${fmt(s.idleRequestsPerMin, 0).padStart(13)} ${fmt(s.idleBytesPerMin / 1024, 1).padStart(12)}`,
+    );
+  }
+  lines.push("");
+  for (const g of goals)
+    lines.push(`${g.label.padEnd(40)} ${fmt(g.value, 2).padStart(9)}  ${g.met ? "met" : "MISSED"}`);
+  for (const r of ratios)
+    lines.push(
+      `${r.label.padEnd(40)} ${fmt(r.value, 2).padStart(9)}  ${r.goal === undefined ? "" : `≥ ${r.goal} ${r.met ? "met" : "MISSED"}`}`,
+    );
+  process.stdout.write(`${lines.join("\n")}\n\n`);
+  process.stdout.write(
+    `BENCH_JSON ${JSON.stringify({
+      bench: "bridge-latency",
+      date: new Date().toISOString(),
+      machine,
+      params: {
+        rate: RATE,
+        partners: PARTNERS,
+        shops: SHOPS,
+        consumersPerPartner: SUBSCRIBERS_PER_PARTNER,
+        writer: writerMode,
+        rounds,
+        seconds,
+        idleSeconds,
+      },
+      summary,
+      rounds: results,
+      goals,
+      ratios,
+    })}\n`,
+  );
+};
+
+runBench(main);
