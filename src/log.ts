@@ -25,3 +25,14 @@ export const createLogger = (level: string, destination?: pino.DestinationStream
     },
     destination,
   );
+
+/** A URL fit for a log line: its password, if any, replaced. */
+export const redactUrl = (value: string): string => {
+  try {
+    const url = new URL(value);
+    if (url.password) url.password = "***";
+    return url.toString();
+  } catch {
+    return "***";
+  }
+};

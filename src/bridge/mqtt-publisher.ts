@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
+import { redactUrl } from "../log.ts";
 import type { OutgoingMessage, Publisher } from "./ports.ts";
 
 export interface MqttPublisher extends Publisher {
@@ -35,16 +36,16 @@ export const createMqttPublisher = async (options: MqttPublisherOptions): Promis
     ...(options.password !== undefined ? { password: options.password } : {}),
   });
   client.on("connect", () =>
-    options.log.info({ url: redact(options.url) }, "bridge connected to MQTT broker"),
+    options.log.info({ url: redactUrl(options.url) }, "bridge connected to MQTT broker"),
   );
   client.on("offline", () =>
-    options.log.warn({ url: redact(options.url) }, "bridge lost its MQTT broker; reconnecting"),
+    options.log.warn({ url: redactUrl(options.url) }, "bridge lost its MQTT broker; reconnecting"),
   );
   client.on("error", (error) => options.log.warn({ err: error }, "bridge MQTT client error"));
 
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`BREWCAST_MQTT_URL=${redact(options.url)}: no CONNACK within 10 s`)),
+      () => reject(new Error(`BREWCAST_MQTT_URL=${redactUrl(options.url)}: no CONNACK within 10 s`)),
       10_000,
     );
     client.once("connect", () => {
@@ -68,14 +69,4 @@ export const createMqttPublisher = async (options: MqttPublisherOptions): Promis
       await client.endAsync();
     },
   };
-};
-
-const redact = (url: string): string => {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "***";
-  }
 };

@@ -2,6 +2,7 @@
  * Validates the environment once and freezes the result. A bad value stops
  * the start with one message naming every bad variable.
  */
+import { redactUrl } from "../log.ts";
 import { CONFIG_FIELDS, type Config, configSchema, SECRET_FIELDS } from "./schema.ts";
 
 export class ConfigError extends Error {
@@ -69,16 +70,6 @@ export const loadConfig = (env: NodeJS.ProcessEnv): LoadedConfig => {
   if (!config.BREWCAST_ADMIN_TOKEN)
     warnings.push("BREWCAST_ADMIN_TOKEN is not set: a one-time admin token is generated");
   return { config, unknownVariables, warnings };
-};
-
-const redactUrl = (value: string): string => {
-  try {
-    const url = new URL(value);
-    if (url.password) url.password = "***";
-    return url.toString();
-  } catch {
-    return "***";
-  }
 };
 
 /** The effective config with secrets hidden: tokens fully, URL passwords only. */

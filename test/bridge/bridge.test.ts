@@ -3,11 +3,12 @@
  * watermark, a held transaction, failure isolation, and embedded vs
  * external (Mosquitto) giving the same result.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Bridge } from "../../src/bridge/bridge.ts";
 import type { Publisher } from "../../src/bridge/ports.ts";
 import { allocateSeq, appendEvent } from "../../src/store/event-log.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
+import { useCleanups } from "../support/cleanups.ts";
 import { seedPartner } from "../support/fixtures.ts";
 import { createTestDb, DATABASE_URL, type TestDb } from "../support/test-db.ts";
 import {
@@ -22,19 +23,15 @@ import {
   until,
 } from "./helpers.ts";
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-  cleanups.length = 0;
-});
+const onCleanup = useCleanups();
 
 const setup = async (target: "embedded" | "mosquitto", options: Parameters<typeof startBridge>[2] = {}) => {
   const t: TestDb = await createTestDb();
-  cleanups.push(() => t.cleanup());
+  onCleanup(() => t.cleanup());
   const broker: BrokerTarget = target === "embedded" ? await embeddedTarget(t.db) : await mosquittoTarget();
-  cleanups.push(() => broker.close());
+  onCleanup(() => broker.close());
   const bridge: Bridge = await startBridge(t.db, broker.publisher, options);
-  cleanups.push(() => bridge.stop());
+  onCleanup(() => bridge.stop());
   return { t, broker, bridge };
 };
 
@@ -44,7 +41,7 @@ const subscribe = async (
 ): Promise<SeqRecorder> => {
   const credentials = broker.broker ? { username: partner.backend.id, password: partner.backend.secret } : {};
   const recorder = await recordPartner(broker.url, partner.id, credentials);
-  cleanups.push(() => recorder.close());
+  onCleanup(() => recorder.close());
   return recorder;
 };
 
@@ -97,9 +94,9 @@ describe.each(["embedded", "mosquitto"] as const)("bridge → %s broker", (targe
 describe("bridge: failure isolation", () => {
   it("a partner whose publishes fail backs off alone while the others keep flowing, then catches up in order", async () => {
     const t = await createTestDb();
-    cleanups.push(() => t.cleanup());
+    onCleanup(() => t.cleanup());
     const broker = await embeddedTarget(t.db);
-    cleanups.push(() => broker.close());
+    onCleanup(() => broker.close());
     const sick = await seedPartner(t.db, { shops: 1 });
     const healthy = await seedPartner(t.db, { shops: 1 });
     // A fault layer in front of the real broker: the sick partner's messages are refused until healed.
@@ -115,7 +112,7 @@ describe("bridge: failure isolation", () => {
       },
     };
     const bridge = await startBridge(t.db, faulty, { backoffInitialMs: 20, backoffMaxMs: 200 });
-    cleanups.push(() => bridge.stop());
+    onCleanup(() => bridge.stop());
     const errors: string[] = [];
     bridge.on("partner-error", (e) => errors.push(e.partnerId));
     const sickRecorder = await subscribe(broker, sick);

@@ -7,27 +7,24 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createMqttPublisher } from "../../src/bridge/mqtt-publisher.ts";
+import { useCleanups } from "../support/cleanups.ts";
 import { seedPartner } from "../support/fixtures.ts";
 import { createTestDb, silentLog } from "../support/test-db.ts";
 import { createOrders, range, recordPartner, startBridge, until } from "./helpers.ts";
 import { privateMosquitto } from "./processes.ts";
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-  cleanups.length = 0;
-});
+const onCleanup = useCleanups();
 
 describe("bridge across a broker restart", () => {
   it("publishes every event exactly in order once the broker is back", async () => {
     const dir = mkdtempSync(join(tmpdir(), "brewcast-mosquitto-"));
-    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    onCleanup(async () => rmSync(dir, { recursive: true, force: true }));
     const mosquitto = await privateMosquitto(dir);
-    cleanups.push(() => mosquitto.stop());
+    onCleanup(() => mosquitto.stop());
     const t = await createTestDb();
-    cleanups.push(() => t.cleanup());
+    onCleanup(() => t.cleanup());
     const partner = await seedPartner(t.db, { shops: 2 });
 
     const recorder = await recordPartner(mosquitto.url, partner.id, {
@@ -36,15 +33,15 @@ describe("bridge across a broker restart", () => {
     });
     // The subscriber reconnects by itself and resumes its persistent session.
     recorder.client.options.reconnectPeriod = 100;
-    cleanups.push(() => recorder.close());
+    onCleanup(() => recorder.close());
     const publisher = await createMqttPublisher({ url: mosquitto.url, log: silentLog });
-    cleanups.push(() => publisher.close());
+    onCleanup(() => publisher.close());
     const bridge = await startBridge(t.db, publisher, {
       backoffInitialMs: 50,
       backoffMaxMs: 500,
       publishTimeoutMs: 2_000,
     });
-    cleanups.push(() => bridge.stop());
+    onCleanup(() => bridge.stop());
     const failures: string[] = [];
     bridge.on("partner-error", (e) => failures.push(e.error.message));
 

@@ -6,18 +6,15 @@
  * Needs Postgres (several processes share one database).
  */
 import { randomBytes } from "node:crypto";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createOrderStore } from "../../src/store/orders.ts";
+import { useCleanups } from "../support/cleanups.ts";
 import { type SeededPartner, seedPartner } from "../support/fixtures.ts";
 import { createTestDb, DATABASE_URL, type TestDb } from "../support/test-db.ts";
 import { MOSQUITTO_URL, range, recordPartner, type SeqRecorder, until } from "./helpers.ts";
 import { type BridgeProcess, randomMoment, spawnBridge } from "./processes.ts";
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-  cleanups.length = 0;
-});
+const onCleanup = useCleanups();
 
 const kill = async (bridge: BridgeProcess, signal: NodeJS.Signals = "SIGKILL") => {
   if (bridge.child.exitCode === null && bridge.child.signalCode === null) bridge.child.kill(signal);
@@ -29,7 +26,7 @@ const persistentSubscriber = async (partner: SeededPartner): Promise<SeqRecorder
     clientId: `crash-${partner.id}-${randomBytes(3).toString("hex")}`,
     clean: false,
   });
-  cleanups.push(async () => {
+  onCleanup(async () => {
     await recorder.client.unsubscribeAsync(`partners/${partner.id}/#`).catch(() => undefined);
     await recorder.close();
   });
@@ -61,14 +58,14 @@ const steadyLoad = (t: TestDb, partners: SeededPartner[], perPartner: number, du
 describe.skipIf(!DATABASE_URL)("bridge process crashes (Postgres, Mosquitto)", () => {
   it("SIGKILLed 10 times under load: every partner's subscriber sees 1..N in order, no gap", async () => {
     const t = await createTestDb();
-    cleanups.push(() => t.cleanup());
+    onCleanup(() => t.cleanup());
     const partners = await Promise.all(range(1, 5).map(() => seedPartner(t.db, { shops: 2 })));
     const recorders = await Promise.all(partners.map(persistentSubscriber));
     const perPartner = 1_000;
     const load = steadyLoad(t, partners, perPartner, 15_000);
 
     let current: BridgeProcess | undefined;
-    cleanups.push(async () => current && kill(current));
+    onCleanup(async () => current && kill(current));
     for (let kills = 0; kills < 10; kills++) {
       current = spawnBridge(t.url!, MOSQUITTO_URL);
       await randomMoment(400, 1_800);
@@ -90,12 +87,12 @@ describe.skipIf(!DATABASE_URL)("bridge process crashes (Postgres, Mosquitto)", (
 
   it("two bridges: one leads, the other stands by and takes over within 5 s of a SIGKILL, with no gap", async () => {
     const t = await createTestDb();
-    cleanups.push(() => t.cleanup());
+    onCleanup(() => t.cleanup());
     const partners = await Promise.all(range(1, 2).map(() => seedPartner(t.db, { shops: 2 })));
     const recorders = await Promise.all(partners.map(persistentSubscriber));
     const a = spawnBridge(t.url!, MOSQUITTO_URL);
     const b = spawnBridge(t.url!, MOSQUITTO_URL);
-    cleanups.push(async () => Promise.all([kill(a), kill(b)]));
+    onCleanup(async () => Promise.all([kill(a), kill(b)]));
     await until(() => a.roles.length > 0 && b.roles.length > 0, 20_000, "both bridges to choose a role");
     const [leader, standby] = a.roles.at(-1) === "leader" ? [a, b] : [b, a];
     expect(leader.roles.at(-1)).toBe("leader");

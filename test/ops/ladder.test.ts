@@ -8,28 +8,25 @@
  * sick partner's order-event publishes, as a subscriber that stops
  * acknowledging would hold Aedes's delivery.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Publisher } from "../../src/bridge/ports.ts";
 import { startPartnerMonitor } from "../../src/ops/partner-monitor.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
 import { createOrders, embeddedTarget, range, recordPartner, startBridge, until } from "../bridge/helpers.ts";
+import { useCleanups } from "../support/cleanups.ts";
 import { seedPartner } from "../support/fixtures.ts";
 import { createTestDb, silentLog } from "../support/test-db.ts";
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-  cleanups.length = 0;
-});
+const onCleanup = useCleanups();
 
 describe("degradation ladder", () => {
   it("throttles, then stops pushing to, a stalled partner; others flow; it returns when healthy", async () => {
     const t = await createTestDb();
-    cleanups.push(() => t.cleanup());
+    onCleanup(() => t.cleanup());
     const broker = await embeddedTarget(t.db);
-    cleanups.push(() => broker.close());
+    onCleanup(() => broker.close());
     const sick = await seedPartner(t.db, { shops: 1 });
     const healthy = await seedPartner(t.db, { shops: 1 });
 
@@ -48,9 +45,9 @@ describe("degradation ladder", () => {
       backoffMaxMs: 200,
       throttleRatePerSecond: 20,
     });
-    cleanups.push(() => bridge.stop());
+    onCleanup(() => bridge.stop());
     const accessFeed = await createAccessFeed(t.db);
-    cleanups.push(() => accessFeed.close());
+    onCleanup(() => accessFeed.close());
     accessFeed.subscribe((change) => {
       if (change.type === "partner_state_changed") bridge.setPartnerState(change.partnerId, change.state);
     });
@@ -69,7 +66,7 @@ describe("degradation ladder", () => {
       },
       intervalMs: 100,
     });
-    cleanups.push(async () => monitor.stop());
+    onCleanup(async () => monitor.stop());
 
     const sickRecorder = await recordPartner(broker.url, sick.id, {
       username: sick.backend.id,
@@ -79,25 +76,29 @@ describe("degradation ladder", () => {
       username: healthy.backend.id,
       password: healthy.backend.secret,
     });
-    cleanups.push(() => sickRecorder.close());
-    cleanups.push(() => healthyRecorder.close());
+    onCleanup(() => sickRecorder.close());
+    onCleanup(() => healthyRecorder.close());
     const stateOf = async (id: string) => (await partners.get(id)).state;
+    /** Polls the stored state until it is `wanted`. */
+    const untilState = async (id: string, wanted: string) => {
+      let state = "";
+      await until(
+        () => {
+          void stateOf(id).then((current) => {
+            state = current;
+          });
+          return state === wanted;
+        },
+        15_000,
+        `${id} to reach ${wanted}`,
+      );
+    };
 
     await createOrders(t.db, sick.id, sick.shops, 10);
     await createOrders(t.db, healthy.id, healthy.shops, 10);
     await until(() => healthyRecorder.seqs.length >= 10, 10_000, "the healthy partner's events");
 
-    let sickState = "normal";
-    await until(
-      () => {
-        void stateOf(sick.id).then((state) => {
-          sickState = state;
-        });
-        return sickState === "poll_only";
-      },
-      15_000,
-      "the stalled partner to reach poll_only",
-    );
+    await untilState(sick.id, "poll_only");
     const moves = (await partners.audit(sick.id, 10)).reverse();
     expect(moves.slice(0, 2).map((m) => [m.from, m.to, m.actor])).toEqual([
       ["normal", "throttled", "monitor"],
@@ -113,16 +114,7 @@ describe("degradation ladder", () => {
 
     // Healed: it climbs back to normal and new events are pushed again.
     stalled = false;
-    await until(
-      () => {
-        void stateOf(sick.id).then((state) => {
-          sickState = state;
-        });
-        return sickState === "normal";
-      },
-      15_000,
-      "the partner to recover",
-    );
+    await untilState(sick.id, "normal");
     await createOrders(t.db, sick.id, sick.shops, 5);
     await until(() => sickRecorder.seqs.some((seq) => seq >= 15), 10_000, "events pushed again");
     expect(sickRecorder.seqs.filter((seq) => seq > 10)).toEqual(range(11, 15));
@@ -133,7 +125,7 @@ describe("degradation ladder", () => {
 
   it("leaves a pinned partner alone", async () => {
     const t = await createTestDb();
-    cleanups.push(() => t.cleanup());
+    onCleanup(() => t.cleanup());
     const partner = await seedPartner(t.db, { shops: 1 });
     const partners = createPartnerStore(t.db);
     await partners.setState(partner.id, "throttled", {
@@ -149,7 +141,7 @@ describe("degradation ladder", () => {
       policy: { recoverAfterSeconds: 0 },
       intervalMs: 60_000,
     });
-    cleanups.push(async () => monitor.stop());
+    onCleanup(async () => monitor.stop());
     await monitor.evaluate();
     await monitor.evaluate();
     expect((await partners.get(partner.id)).state).toBe("throttled");

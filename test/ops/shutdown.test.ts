@@ -6,23 +6,20 @@
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createOrders, embeddedTarget, range, recordPartner, startBridge, until } from "../bridge/helpers.ts";
+import { useCleanups } from "../support/cleanups.ts";
 import { createTestDb, DATABASE_URL } from "../support/test-db.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/brewcast.js", import.meta.url));
 const ADMIN = "shutdown-test-admin-token";
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-  cleanups.length = 0;
-});
+const onCleanup = useCleanups();
 
 describe.skipIf(!DATABASE_URL)("graceful shutdown", () => {
   it("exits 0 within 10 s of SIGTERM under load, and the next bridge start leaves no gap", async () => {
     const t = await createTestDb();
-    cleanups.push(() => t.cleanup());
+    onCleanup(() => t.cleanup());
     const child = spawn(process.execPath, [BIN, "start"], {
       env: {
         PATH: process.env.PATH,
@@ -35,7 +32,7 @@ describe.skipIf(!DATABASE_URL)("graceful shutdown", () => {
       stdio: ["ignore", "pipe", "pipe"],
     });
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    cleanups.push(async () => {
+    onCleanup(async () => {
       if (child.exitCode === null) child.kill("SIGKILL");
       await exited;
     });
@@ -115,14 +112,14 @@ describe.skipIf(!DATABASE_URL)("graceful shutdown", () => {
 
     // A following bridge publishes the rest, from the durable cursor on.
     const broker = await embeddedTarget(t.db);
-    cleanups.push(() => broker.close());
+    onCleanup(() => broker.close());
     const second = await recordPartner(broker.url, "shut", {
       username: backend.id,
       password: backend.secret,
     });
-    cleanups.push(() => second.close());
+    onCleanup(() => second.close());
     const bridge = await startBridge(t.db, broker.publisher);
-    cleanups.push(() => bridge.stop());
+    onCleanup(() => bridge.stop());
     await createOrders(t.db, "shut", ["s1"], 1);
     await until(() => second.seqs.includes(head + 1), 20_000, "the next bridge to reach the new head");
     const seen = new Set([...first.seqs, ...second.seqs]);

@@ -9,9 +9,10 @@
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createOrders, embeddedTarget, range, recordPartner, startBridge, until } from "../bridge/helpers.ts";
+import { useCleanups } from "../support/cleanups.ts";
 import { seedPartner } from "../support/fixtures.ts";
 import { createTestDb, DATABASE_URL } from "../support/test-db.ts";
 
@@ -28,26 +29,22 @@ const restartPostgres = () => {
   });
 };
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-  cleanups.length = 0;
-});
+const onCleanup = useCleanups({ ignoreErrors: true });
 
 describe.skipIf(!mayRestart)("bridge across a Postgres restart", () => {
   it("continues from the durable cursor with no gap", async () => {
     const t = await createTestDb();
-    cleanups.push(() => t.cleanup());
+    onCleanup(() => t.cleanup());
     const partner = await seedPartner(t.db, { shops: 2 });
     const broker = await embeddedTarget(t.db);
-    cleanups.push(() => broker.close());
+    onCleanup(() => broker.close());
     const recorder = await recordPartner(broker.url, partner.id, {
       username: partner.backend.id,
       password: partner.backend.secret,
     });
-    cleanups.push(() => recorder.close());
+    onCleanup(() => recorder.close());
     const bridge = await startBridge(t.db, broker.publisher, { backoffInitialMs: 50, backoffMaxMs: 1_000 });
-    cleanups.push(() => bridge.stop());
+    onCleanup(() => bridge.stop());
     const roles: string[] = [];
     bridge.on("role", (role) => roles.push(role));
 
