@@ -57,17 +57,21 @@ describe.each(["embedded", "mosquitto"] as const)("bridge → %s broker", (targe
       expect(recorder.seqs).toEqual(range(1, 120));
       expect(recorder.events.every((e) => e.partner_id === partners[i]!.id)).toBe(true);
       // The partner cursor reaches the head, and is retained for late subscribers.
-      await until(() =>
-        recorder.cursors.some((c) => c.topic.endsWith(`${partners[i]!.id}/cursor`) && c.seq === 120),
+      await until(
+        () => recorder.cursors.some((c) => c.topic.endsWith(`${partners[i]!.id}/cursor`) && c.seq === 120),
+        15_000,
       );
     }
     const late = await subscribe(broker, partners[0]!);
-    await until(() => late.cursors.some((c) => c.retain && c.topic === `partners/${partners[0]!.id}/cursor`));
+    await until(
+      () => late.cursors.some((c) => c.retain && c.topic === `partners/${partners[0]!.id}/cursor`),
+      15_000,
+    );
     const retained = late.cursors.find((c) => c.topic === `partners/${partners[0]!.id}/cursor`)!;
     expect(retained.seq).toBe(120);
     // Each shop cursor names that shop's latest seq.
     for (const [index, shopId] of partners[0]!.shops.entries()) {
-      await until(() => late.cursors.some((c) => c.topic.endsWith(`/shops/${shopId}/cursor`)));
+      await until(() => late.cursors.some((c) => c.topic.endsWith(`/shops/${shopId}/cursor`)), 15_000);
       const shopCursor = late.cursors.find((c) => c.topic.endsWith(`/shops/${shopId}/cursor`))!;
       const lastOfShop = Math.max(...range(1, 120).filter((seq) => (seq - 1) % 3 === index));
       expect(shopCursor.seq).toBe(lastOfShop);
