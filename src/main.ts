@@ -16,7 +16,7 @@ import { buildHttpApp, type ReadinessReport } from "./api/app.ts";
 import { Bridge } from "./bridge/bridge.ts";
 import { createMqttPublisher } from "./bridge/mqtt-publisher.ts";
 import type { Publisher } from "./bridge/ports.ts";
-import { type Broker, startBroker } from "./broker/index.ts";
+import { BRIDGE_USERNAME, type Broker, startBroker } from "./broker/index.ts";
 import type { Config } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./ops/metrics.ts";
@@ -136,6 +136,7 @@ export const startBrewcast = async (
         log: log.child({ component: "broker" }),
         verifier: credentials,
         accessChanges: accessFeed,
+        ...(config.BREWCAST_BRIDGE_SECRET ? { bridgeSecret: config.BREWCAST_BRIDGE_SECRET } : {}),
       });
       const started = broker;
       onStop("broker", () => started.close());
@@ -147,6 +148,10 @@ export const startBrewcast = async (
       if (config.BREWCAST_MQTT_URL) {
         const external = await createMqttPublisher({
           url: config.BREWCAST_MQTT_URL,
+          // A brewcast broker cluster knows the bridge by its internal identity; other brokers by the URL.
+          ...(config.BREWCAST_BRIDGE_SECRET
+            ? { username: BRIDGE_USERNAME, password: config.BREWCAST_BRIDGE_SECRET }
+            : {}),
           log: log.child({ component: "bridge" }),
         });
         onStop("broker", () => external.close());

@@ -13,10 +13,11 @@
  *  - Forwarding: never above the QoS the matching subscriptions granted [MQTT-3.8.4-6].
  *  - Revocation and suspension close live connections at once.
  */
+import { timingSafeEqual } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import type { AccessChange, CredentialVerifier, LoginResult } from "../domain/access.ts";
 import type { CredentialKind, Principal } from "../domain/partners.ts";
-import { canPublish, canSubscribe, parseTopic, topicMatchesFilter } from "../domain/topics.ts";
+import { canPublish, canSubscribe, isBridgeTopic, parseTopic, topicMatchesFilter } from "../domain/topics.ts";
 import type { Logger } from "../log.ts";
 import { createLoginThrottle } from "./login-throttle.ts";
 
@@ -67,11 +68,27 @@ export interface AccessControlOptions {
   loginFailureLimit: number;
   loginFailureWindowMs: number;
   info(client: HookClient): ConnectionInfo | undefined;
+  /**
+   * The secret of the bridge's internal identity (username `brewcast-bridge`): the
+   * one login allowed to publish events, cursors and partner status. Unset: no
+   * such login (the bridge then publishes in-process only).
+   */
+  bridgeSecret?: string;
 }
+
+/** Username of the bridge's internal identity, for a bridge in another process. */
+export const BRIDGE_USERNAME = "brewcast-bridge";
+
+const sameSecret = (given: Buffer, expected: string): boolean => {
+  const wanted = Buffer.from(expected, "utf8");
+  return given.length === wanted.length && timingSafeEqual(given, wanted);
+};
 
 export const createAccessControl = (options: AccessControlOptions) => {
   const { verifier, log } = options;
   const principals = new WeakMap<HookClient, Principal>();
+  /** Connections logged in as the bridge's internal identity. */
+  const bridges = new WeakSet<HookClient>();
   const byPartner = new Map<string, Set<HookClient>>();
   const throttle = createLoginThrottle(options.loginFailureLimit, options.loginFailureWindowMs);
   const stats = { authFailures: 0, throttledConnects: 0, subscribeDenied: 0, publishDenied: 0 };
@@ -108,6 +125,18 @@ export const createAccessControl = (options: AccessControlOptions) => {
 
   const authenticate = async (client: HookClient, username?: string, password?: Buffer): Promise<void> => {
     const remote = options.info(client)?.remoteAddress ?? "unknown";
+    if (username === BRIDGE_USERNAME) {
+      if (!options.bridgeSecret || !password || !sameSecret(password, options.bridgeSecret) || client._will) {
+        stats.authFailures++;
+        throttle.fail(remote);
+        log.warn({ remote }, "mqtt bridge login refused");
+        throw refuse(4, "bad_credentials");
+      }
+      bridges.add(client);
+      client.id = `${BRIDGE_USERNAME}/${client.id}`;
+      log.info({ remote, clientId: client.id }, "bridge connected");
+      return;
+    }
     let result: LoginResult;
     for (;;) {
       const epoch = accessEpoch;
@@ -192,6 +221,7 @@ export const createAccessControl = (options: AccessControlOptions) => {
       cb: (err: Error | null, sub: unknown) => void,
     ): void {
       const principal = principals.get(client);
+      // The bridge identity has no principal: it publishes only, and subscribes to nothing.
       if (principal && canSubscribe(principal, sub.topic)) {
         cb(null, sub);
         return;
@@ -205,6 +235,10 @@ export const createAccessControl = (options: AccessControlOptions) => {
       if (client === null) {
         // A will left by a broker node that died: validated at its CONNECT; still only status topics.
         cb(parseTopic(packet.topic)?.type === "device_status" ? null : new Error("not allowed"));
+        return;
+      }
+      if (bridges.has(client) && isBridgeTopic(packet.topic)) {
+        cb(null);
         return;
       }
       const principal = principals.get(client);

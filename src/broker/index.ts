@@ -49,6 +49,8 @@ export interface BrokerOptions {
   log: Logger;
   verifier: CredentialVerifier;
   accessChanges: AccessChanges;
+  /** Secret of the bridge's internal identity (username `brewcast-bridge`) for a bridge in another process. */
+  bridgeSecret?: string;
   /** Failed logins per source address before its connections are refused (default 20 per minute). */
   loginFailureLimit?: number;
   loginFailureWindowMs?: number;
@@ -122,6 +124,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
 
   const access = createAccessControl({
     verifier: options.verifier,
+    ...(options.bridgeSecret ? { bridgeSecret: options.bridgeSecret } : {}),
     log,
     maxConnectionsPerPartner: options.maxConnectionsPerPartner,
     loginFailureLimit: options.loginFailureLimit ?? 20,
@@ -320,3 +323,4 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     },
   };
 }
+export { BRIDGE_USERNAME } from "./access-control.ts";

@@ -56,6 +56,13 @@ export const CONFIG_FIELDS = {
   BREWCAST_MQTT_URL: url(/^(mqtts?|wss?|tcp):\/\//, "mqtt://broker:1883").describe(
     "External MQTT broker the bridge publishes to. Unset: the embedded broker of this process.",
   ),
+  BREWCAST_BRIDGE_SECRET: optionalString
+    .refine((value) => value === undefined || value.length >= 16, {
+      message: "must be at least 16 characters",
+    })
+    .describe(
+      "Secret of the bridge's internal MQTT identity (username brewcast-bridge), shared by `brewcast broker` nodes and a `brewcast bridge` publishing to them. Unset: brokers accept no bridge login.",
+    ),
   BREWCAST_ADMIN_TOKEN: optionalString
     .refine((value) => value === undefined || value.length >= 16, {
       message: "must be at least 16 characters",
@@ -100,6 +107,7 @@ export type Config = Readonly<z.infer<typeof configSchema>>;
 
 /** Fields never printed in full. */
 export const SECRET_FIELDS = new Set<keyof Config>([
+  "BREWCAST_BRIDGE_SECRET",
   "BREWCAST_ADMIN_TOKEN",
   "DATABASE_URL",
   "REDIS_URL",

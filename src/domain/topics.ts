@@ -5,6 +5,7 @@
  *   partners/{p}/shops/{s}/orders/{kind}   one event (bridge only)
  *   partners/{p}/cursor                    retained partner cursor (bridge only)
  *   partners/{p}/shops/{s}/cursor          retained shop cursor (bridge only)
+ *   partners/{p}/status                    retained ladder state of the partner (bridge only)
  *   partners/{p}/devices/{cred}/status     a client's own presence (the only client publish)
  *
  * Invariant: a filter is allowed only if EVERY topic it could match lies
@@ -43,6 +44,7 @@ export const buildDeviceStatusTopic = (partnerId: string, credentialId: string):
 export type ParsedTopic =
   | { type: "order_event"; partnerId: string; shopId: string; kind: OrderEventKind }
   | { type: "partner_cursor"; partnerId: string }
+  | { type: "partner_status"; partnerId: string }
   | { type: "shop_cursor"; partnerId: string; shopId: string }
   | { type: "device_status"; partnerId: string; credentialId: string };
 
@@ -55,6 +57,7 @@ export const parseTopic = (topic: string): ParsedTopic | null => {
   const [root, partnerId, a, b, c, d] = levels;
   if (root !== "partners" || !isSlug(partnerId)) return null;
   if (levels.length === 3 && a === "cursor") return { type: "partner_cursor", partnerId };
+  if (levels.length === 3 && a === "status") return { type: "partner_status", partnerId };
   if (a === "shops" && isSlug(b)) {
     if (levels.length === 5 && c === "cursor") return { type: "shop_cursor", partnerId, shopId: b };
     if (levels.length === 6 && c === "orders" && (ORDER_EVENT_KINDS as readonly string[]).includes(d!)) {
@@ -129,4 +132,10 @@ export const canPublish = (principal: Principal, topic: string): boolean => {
     parsed.partnerId === principal.partnerId &&
     parsed.credentialId === principal.credentialId
   );
+};
+
+/** Topics only the bridge's internal identity may publish to: events, cursors, partner status. */
+export const isBridgeTopic = (topic: string): boolean => {
+  const parsed = parseTopic(topic);
+  return parsed !== null && parsed.type !== "device_status";
 };
