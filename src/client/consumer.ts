@@ -32,7 +32,7 @@ import { EventEmitter } from "node:events";
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from "mqtt";
 import type { Cursor, OrderEvent } from "../domain/events.ts";
 import { buildPartnerCursorTopic, buildShopCursorTopic } from "../domain/topics.ts";
-import { ApiError, createEventsApi, type EventsApi } from "./events-api.ts";
+import { ApiError, createEventsApi, type EventsApi, type EventsPage } from "./events-api.ts";
 import { createMemoryStore, type Position, type PositionStore } from "./position-store.ts";
 
 export type { OrderEvent } from "../domain/events.ts";
@@ -59,6 +59,8 @@ export interface ConsumerOptions {
   name?: string;
   /** REST page size, 1–1000 (default 1000). */
   pageSize?: number;
+  /** REST pages requested ahead while catching up a partner scope (default 2). */
+  prefetch?: number;
   /** The server's watermark interval, BREWCAST_WATERMARK_MS (default 5000). */
   watermarkMs?: number;
   /** Watermark intervals without any message before the link counts as dead (default 3). */
@@ -258,6 +260,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       after: options.after ?? 0,
       name: options.name ?? "consumer",
       pageSize,
+      prefetch: Math.max(1, options.prefetch ?? 2),
       watermarkMs,
       silenceIntervals: options.silenceIntervals ?? 3,
       pollIntervalMs: options.pollIntervalMs ?? 60_000,
@@ -775,13 +778,24 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       promise.catch(noop); // awaited below; a prefetch must not become an unhandled rejection
       return promise;
     };
-    let next = read(from);
+    // Pages in flight, oldest first. A partner's seq is gapless, so the page after a full page
+    // starts `limit` further on: up to `prefetch` pages are requested ahead (the server's query
+    // and our parsing overlap). A shop's pages are chained on the last seq, one ahead.
+    const inFlight: { after: number; page: Promise<EventsPage> }[] = [{ after: from, page: read(from) }];
+    const depth = this.#shop === undefined ? this.#o.prefetch : 1;
     let count = 0;
     let announced = false;
     const connectedBefore = this.#connected;
     const connection = this.#connection;
-    for (;;) {
-      const page = await next;
+    while (inFlight.length > 0) {
+      const { after, page: pending } = inFlight.shift()!;
+      if (after !== this.#pos.seq && after > this.#pos.seq) {
+        // A guessed page does not start where we are (a short page before it): guess again.
+        inFlight.length = 0;
+        inFlight.push({ after: this.#pos.seq, page: read(this.#pos.seq) });
+        continue;
+      }
+      const page = await pending;
       if (this.#stopped) throw new StoppedError();
       this.#checkEpoch(page.epoch);
       if (page.head_seq > this.#head) this.#head = page.head_seq;
@@ -797,13 +811,20 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       const events = page.events;
       const last = events.at(-1);
       const more = last !== undefined && events.length === limit && last.seq < page.head_seq;
-      if (more) next = read(last.seq);
+      if (!more) inFlight.length = 0;
+      else {
+        let nextAfter = inFlight.at(-1)?.after ?? last.seq;
+        if (inFlight.length === 0) inFlight.push({ after: nextAfter, page: read(nextAfter) });
+        while (inFlight.length < depth && nextAfter + limit < page.head_seq) {
+          nextAfter += limit;
+          inFlight.push({ after: nextAfter, page: read(nextAfter) });
+        }
+      }
       for (const event of events) {
         if (event.seq <= this.#pos.seq) continue;
         await this.#deliver(event, "rest");
         count++;
       }
-      if (!more) break;
     }
     this.#lastCatchUpCount = count;
     if (count > 0 && reason !== "start" && reason !== "connect" && this.#liveSinceConnect) {
