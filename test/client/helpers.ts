@@ -25,11 +25,13 @@ export interface System {
   close(): Promise<void>;
 }
 
-export const startSystem = async (options: { watermarkMs?: number } = {}): Promise<System> => {
+export const startSystem = async (
+  options: { watermarkMs?: number; ports?: { http: number; mqtt: number } } = {},
+): Promise<System> => {
   let testDb: TestDb | undefined;
   const env: Record<string, string> = {
-    BREWCAST_HTTP_PORT: "0",
-    BREWCAST_MQTT_PORT: "0",
+    BREWCAST_HTTP_PORT: String(options.ports?.http ?? 0),
+    BREWCAST_MQTT_PORT: String(options.ports?.mqtt ?? 0),
     BREWCAST_ADMIN_TOKEN: "client-tests-admin-token-0123456789",
     BREWCAST_WATERMARK_MS: String(options.watermarkMs ?? 200),
     LOG_LEVEL: "silent",
