@@ -13,10 +13,16 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import pino from "pino";
+import { stringify as toYaml } from "yaml";
+import { z } from "zod";
 import { buildHttpApp, type HttpAppDeps } from "../src/api/app.ts";
+import { cursorSchema, orderEventSchema } from "../src/domain/events.ts";
+import { orderSchema } from "../src/domain/orders.ts";
+import { PARTNER_STATES } from "../src/domain/partners.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const OPENAPI_PATH = join(ROOT, "schemas", "openapi.json");
+export const ASYNCAPI_PATH = join(ROOT, "schemas", "asyncapi.yaml");
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
@@ -150,9 +156,272 @@ export const generateOpenApi = async (): Promise<JsonObject> => {
   }
 };
 
-/** Every generated file, path → content. The AsyncAPI document joins here later. */
+/**
+ * The retained `partners/{p}/status` payload the bridge publishes (`{ state, since }`).
+ * The bridge builds it without a zod schema, so the contract's schema lives here.
+ */
+export const partnerStatusSchema = z
+  .object({
+    state: z
+      .enum(PARTNER_STATES)
+      .describe("The partner's state on the degradation ladder; `poll_only` means: poll `GET /v1/events`."),
+    since: z.iso.datetime({ offset: true }).describe("RFC 3339: when the partner entered this state."),
+  })
+  .meta({ id: "PartnerStatus" });
+
+/** The shapes of the MQTT payloads as JSON Schema draft-07 (the AsyncAPI schema format), keyed by name. */
+export const asyncApiSchemas = (): JsonObject => {
+  const registry = z.registry<{ id: string }>();
+  registry.add(orderEventSchema, { id: "OrderEvent" });
+  registry.add(orderSchema, { id: "Order" });
+  registry.add(cursorSchema, { id: "Cursor" });
+  registry.add(partnerStatusSchema, { id: "PartnerStatus" });
+  const generated = z.toJSONSchema(registry, {
+    target: "draft-7",
+    io: "output",
+    uri: (id) => `#/components/schemas/${id}`,
+  }) as unknown as { schemas: Record<string, JsonObject> };
+  const schemas: JsonObject = {};
+  for (const name of Object.keys(generated.schemas).sort(byName)) {
+    const { $schema: _dialect, $id: _id, ...schema } = generated.schemas[name]!;
+    schemas[name] = schema;
+  }
+  return schemas;
+};
+
+const ref = (section: string, name: string): JsonObject => ({ $ref: `#/components/${section}/${name}` });
+const MQTT_BINDING_VERSION = "0.2.0";
+const mqttOperation = (qos: 0 | 1 | 2, retain: boolean): JsonObject => ({
+  mqtt: { qos, retain, bindingVersion: MQTT_BINDING_VERSION },
+});
+
+/** The AsyncAPI 3.0 document of the MQTT contract, from brewcast's side: it sends events, cursors, status. */
+export const generateAsyncApi = (): JsonObject => {
+  const credentials = [ref("securitySchemes", "credential"), ref("securitySchemes", "clientCertificate")];
+  const message = (name: string, title: string, summary: string, payload: JsonObject): JsonObject => ({
+    name,
+    title,
+    summary,
+    contentType: "application/json",
+    payload,
+  });
+  return {
+    asyncapi: "3.0.0",
+    info: {
+      title: "brewcast MQTT",
+      version: "0.1.0",
+      description:
+        "Order events pushed to partners over MQTT 3.1.1. Push is the trigger, the ordered history " +
+        "(`GET /v1/events`, see openapi.json) is the truth: dedupe by (partner, `seq`), detect gaps with " +
+        "`seq` (per partner) and `prev_shop_seq` (per shop), and read the history after the last seq you " +
+        "processed when you see one. Only brewcast publishes under `partners/…`, except a client's own " +
+        "device status topic. Packets are at most BREWCAST_MAX_PACKET_BYTES (64 KiB by default).",
+    },
+    defaultContentType: "application/json",
+    servers: {
+      mqtt: {
+        host: "{host}:{port}",
+        protocol: "mqtt",
+        protocolVersion: "3.1.1",
+        description:
+          "MQTT over TCP (BREWCAST_MQTT_PORT). MQTT 3.1 and 3.1.1 only: an MQTT 5 CONNECT gets return code 1.",
+        variables: {
+          host: { default: "127.0.0.1", description: "BREWCAST_HOST, or the address of your deployment." },
+          port: { default: "1883", description: "BREWCAST_MQTT_PORT." },
+        },
+        security: credentials.slice(0, 1),
+      },
+      mqtts: {
+        host: "{host}:{port}",
+        protocol: "mqtts",
+        protocolVersion: "3.1.1",
+        description:
+          "MQTT over TLS (BREWCAST_MQTTS_PORT, when set). With BREWCAST_TLS_CA set, a registered client certificate logs in too.",
+        variables: {
+          host: { default: "127.0.0.1", description: "BREWCAST_HOST, or the address of your deployment." },
+          port: {
+            default: "8883",
+            description: "BREWCAST_MQTTS_PORT (no default: unset means no TLS listener).",
+          },
+        },
+        security: credentials,
+      },
+      websocket: {
+        host: "{host}:{port}",
+        pathname: "/mqtt",
+        protocol: "ws",
+        description: "MQTT 3.1.1 over WebSocket on the HTTP port (BREWCAST_HTTP_PORT).",
+        variables: {
+          host: { default: "127.0.0.1", description: "BREWCAST_HOST, or the address of your deployment." },
+          port: { default: "8080", description: "BREWCAST_HTTP_PORT." },
+        },
+        security: credentials.slice(0, 1),
+      },
+    },
+    channels: {
+      orderEvents: {
+        address: "partners/{partner}/shops/{shop}/orders/{kind}",
+        title: "Order events of one shop",
+        description:
+          "One event per message, the same JSON object as in `GET /v1/events`. Per partner in `seq` order, at least once; not retained.",
+        parameters: {
+          partner: ref("parameters", "partner"),
+          shop: ref("parameters", "shop"),
+          kind: ref("parameters", "kind"),
+        },
+        messages: {
+          orderCreated: ref("messages", "orderCreated"),
+          orderStatusChanged: ref("messages", "orderStatusChanged"),
+        },
+      },
+      partnerCursor: {
+        address: "partners/{partner}/cursor",
+        title: "The partner's cursor",
+        description:
+          "Retained: the latest seq published for the partner. Re-published every BREWCAST_WATERMARK_MS (5 s) with a fresh `published_at`.",
+        parameters: { partner: ref("parameters", "partner") },
+        messages: { cursor: ref("messages", "cursor") },
+      },
+      shopCursor: {
+        address: "partners/{partner}/shops/{shop}/cursor",
+        title: "A shop's cursor",
+        description:
+          "Retained: the latest seq published for events of this shop (a partner seq). Re-published as a watermark like the partner cursor.",
+        parameters: { partner: ref("parameters", "partner"), shop: ref("parameters", "shop") },
+        messages: { cursor: ref("messages", "cursor") },
+      },
+      partnerStatus: {
+        address: "partners/{partner}/status",
+        title: "The partner's state on the degradation ladder",
+        description:
+          "Retained `{ state, since }`. In `poll_only` events are not pushed (the cursors still move): poll `GET /v1/events`.",
+        parameters: { partner: ref("parameters", "partner") },
+        messages: { partnerStatus: ref("messages", "partnerStatus") },
+      },
+      deviceStatus: {
+        address: "partners/{partner}/devices/{credential}/status",
+        title: "A client's own presence",
+        description:
+          "The only topic a client may publish to: its own credential's, usually retained and as its will message. Any other publish closes the connection.",
+        parameters: { partner: ref("parameters", "partner"), credential: ref("parameters", "credential") },
+        messages: { deviceStatus: ref("messages", "deviceStatus") },
+      },
+    },
+    operations: {
+      sendOrderEvent: {
+        action: "send",
+        channel: { $ref: "#/channels/orderEvents" },
+        title: "Publish an order event",
+        summary:
+          "Published by the bridge only, at the partner's QoS (1 unless configured 0 or 2), never retained.",
+        messages: [
+          { $ref: "#/channels/orderEvents/messages/orderCreated" },
+          { $ref: "#/channels/orderEvents/messages/orderStatusChanged" },
+        ],
+        bindings: mqttOperation(1, false),
+      },
+      sendPartnerCursor: {
+        action: "send",
+        channel: { $ref: "#/channels/partnerCursor" },
+        summary: "Published by the bridge after the events it covers, and as a watermark.",
+        messages: [{ $ref: "#/channels/partnerCursor/messages/cursor" }],
+        bindings: mqttOperation(1, true),
+      },
+      sendShopCursor: {
+        action: "send",
+        channel: { $ref: "#/channels/shopCursor" },
+        summary: "Published by the bridge after the events it covers, and as a watermark.",
+        messages: [{ $ref: "#/channels/shopCursor/messages/cursor" }],
+        bindings: mqttOperation(1, true),
+      },
+      sendPartnerStatus: {
+        action: "send",
+        channel: { $ref: "#/channels/partnerStatus" },
+        summary:
+          "Published by the bridge when the partner's ladder state changes (and when the bridge takes the lead).",
+        messages: [{ $ref: "#/channels/partnerStatus/messages/partnerStatus" }],
+        bindings: mqttOperation(1, true),
+      },
+      receiveDeviceStatus: {
+        action: "receive",
+        channel: { $ref: "#/channels/deviceStatus" },
+        summary: "A client publishes its own presence, usually retained and as its will message.",
+        messages: [{ $ref: "#/channels/deviceStatus/messages/deviceStatus" }],
+        bindings: mqttOperation(1, true),
+      },
+    },
+    components: {
+      schemas: asyncApiSchemas(),
+      messages: {
+        orderCreated: message(
+          "order.created",
+          "Order created",
+          "An order was created.",
+          ref("schemas", "OrderEvent"),
+        ),
+        orderStatusChanged: message(
+          "order.status_changed",
+          "Order status changed",
+          "An order moved to another status.",
+          ref("schemas", "OrderEvent"),
+        ),
+        cursor: message(
+          "cursor",
+          "Cursor",
+          "The latest seq published for a scope.",
+          ref("schemas", "Cursor"),
+        ),
+        partnerStatus: message(
+          "partner.status",
+          "Partner status",
+          "The partner's state on the degradation ladder.",
+          ref("schemas", "PartnerStatus"),
+        ),
+        deviceStatus: {
+          name: "device.status",
+          title: "Device status",
+          summary:
+            "Whatever the client publishes about itself (for example `online` / `offline`); brewcast does not read it.",
+          payload: { type: "string" },
+        },
+      },
+      parameters: {
+        partner: { description: "Partner id, `[a-z0-9-]{1,64}`." },
+        shop: { description: "Shop id, `[a-z0-9-]{1,64}`, unique within its partner." },
+        kind: {
+          enum: ["created", "status_changed"],
+          description: "`created` for order.created, `status_changed` for order.status_changed.",
+        },
+        credential: {
+          description:
+            "The publishing client's own credential id (its MQTT username), `cr-` and 20 characters of `[a-z2-7]`.",
+        },
+      },
+      securitySchemes: {
+        credential: {
+          type: "userPassword",
+          description:
+            "Username = credential id, password = its secret. Bad credentials: CONNACK 4; revoked or suspended partner: CONNACK 5.",
+        },
+        clientCertificate: {
+          type: "X509",
+          description:
+            "A TLS client certificate whose SHA-256 fingerprint is registered to a credential (MQTT over TLS with BREWCAST_TLS_CA).",
+        },
+      },
+    },
+  };
+};
+
+export const serialiseYaml = (document: unknown): string =>
+  toYaml(document, { lineWidth: 0, aliasDuplicateObjects: false, sortMapEntries: false });
+
+/** Every generated file, path → content. */
 export const generateSchemaFiles = async (): Promise<Map<string, string>> =>
-  new Map([[OPENAPI_PATH, serialise(await generateOpenApi())]]);
+  new Map([
+    [OPENAPI_PATH, serialise(await generateOpenApi())],
+    [ASYNCAPI_PATH, serialiseYaml(generateAsyncApi())],
+  ]);
 
 const readOrNull = async (path: string): Promise<string | null> => {
   try {
