@@ -2,10 +2,14 @@
  * The log behind a running consumer is replaced: brewcast is stopped and a
  * second one starts on the same ports with a fresh database (a new epoch)
  * holding the same partner and credential. The consumer must stop with a
- * resync signal instead of mixing the two logs.
+ * resync signal instead of mixing the two logs. While the second one is
+ * being set up, a TCP proxy (MQTT) and a gate in front of fetch (REST) keep
+ * the consumer out, as a load balancer would: an unknown credential would
+ * rightly stop it with 401 / CONNACK 4 instead.
  */
 import { afterAll, expect, it } from "vitest";
 import { createConsumer, type OrderEvent, ResyncRequiredError } from "../../src/client/index.ts";
+import { startChaosProxy } from "./chaos-proxy.ts";
 import { appendEvents, nextEvent, type System, startSystem } from "./helpers.ts";
 
 const systems: System[] = [];
@@ -30,9 +34,17 @@ it("stops with a resync signal when brewcast comes back with another log on the 
     ),
   };
 
+  const proxy = await startChaosProxy({ host: "127.0.0.1", port: first.mqttPort });
+  let gate: Promise<void> = Promise.resolve();
+  let openGate = () => {};
+  const gatedFetch: typeof fetch = async (input, init) => {
+    await gate;
+    return fetch(input, init);
+  };
   const consumer = createConsumer({
     apiUrl: first.apiUrl,
-    mqttUrl: first.mqttUrl,
+    mqttUrl: proxy.url,
+    fetch: gatedFetch,
     credentialId: partner.backend.id,
     secret: partner.backend.secret,
     partner: partner.id,
@@ -46,6 +58,8 @@ it("stops with a resync signal when brewcast comes back with another log on the 
     handled.push(event);
   });
   done.catch(() => undefined);
+  if (process.env.EPOCH_DEBUG)
+    consumer.on("error", (e) => process.stdout.write(`consumer error ${e.during} ${e.error.message}\n`));
   await nextEvent(consumer, "live");
   expect(handled.length).toBe(30);
   const firstEpoch = consumer.status().epoch;
@@ -56,6 +70,10 @@ it("stops with a resync signal when brewcast comes back with another log on the 
     () => true,
     40_000,
   );
+  gate = new Promise<void>((resolve) => {
+    openGate = resolve;
+  });
+  proxy.setRefusing(true);
   await first.close();
   systems.length = 0;
   const second = await startSystem({
@@ -82,6 +100,8 @@ it("stops with a resync signal when brewcast comes back with another log on the 
     );
   }
   await appendEvents(second, partner.id, partner.shops, 40);
+  proxy.setRefusing(false);
+  openGate();
 
   const signal = await resync;
   expect(signal.reason).toBe("epoch-changed");
@@ -91,4 +111,5 @@ it("stops with a resync signal when brewcast comes back with another log on the 
   // Nothing of the second log was handed out.
   expect(handled.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
   expect(new Set(handled.map((e) => e.epoch))).toEqual(new Set([firstEpoch]));
+  await proxy.close();
 }, 120_000);
