@@ -29,7 +29,7 @@ beforeAll(async () => {
       random: seededRandom(SEED),
     },
   );
-});
+}, 120_000);
 
 afterAll(async () => {
   await proxy?.close();
@@ -120,4 +120,4 @@ it(`hands out ${EVENTS} events once and in order through drops, duplicates, reor
   expect(p.sources.mqtt).toBeGreaterThan(0);
   expect(s.sources.mqtt).toBeGreaterThan(0);
   expect(p.gapFills.length + s.gapFills.length).toBeGreaterThan(0);
-}, 90_000);
+}, 180_000);

@@ -25,7 +25,7 @@ let tmp: string;
 beforeAll(async () => {
   system = await startSystem({ watermarkMs: 200 });
   tmp = mkdtempSync(path.join(os.tmpdir(), "brewcast-consumer-"));
-});
+}, 120_000);
 
 afterAll(async () => {
   await system?.close();

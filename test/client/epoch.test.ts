@@ -112,4 +112,4 @@ it("stops with a resync signal when brewcast comes back with another log on the 
   expect(handled.map((e) => e.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
   expect(new Set(handled.map((e) => e.epoch))).toEqual(new Set([firstEpoch]));
   await proxy.close();
-}, 120_000);
+}, 240_000);

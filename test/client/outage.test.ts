@@ -18,7 +18,7 @@ let proxy: ChaosProxy;
 beforeAll(async () => {
   system = await startSystem({ watermarkMs: WATERMARK_MS });
   proxy = await startChaosProxy({ host: "127.0.0.1", port: system.mqttPort });
-});
+}, 120_000);
 
 afterEach(() => {
   proxy.setRefusing(false);

@@ -17,7 +17,7 @@ let tmp: string;
 beforeAll(async () => {
   system = await startSystem({ watermarkMs: 200 });
   tmp = mkdtempSync(path.join(os.tmpdir(), "brewcast-tail-"));
-});
+}, 120_000);
 
 afterAll(async () => {
   await system?.close();
