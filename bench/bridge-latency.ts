@@ -11,6 +11,7 @@
  *   npx tsx bench/bridge-latency.ts --quick      # 1 round × 5 s
  *   npx tsx bench/bridge-latency.ts --seconds 60 --rounds 1
  *   npx tsx bench/bridge-latency.ts --writer external   # writes from another process (doorbell path)
+ *   npx tsx bench/bridge-latency.ts --rate 100          # the path's latency without the queueing
  *
  * The writer: `bench_append()` (bench/bridge-kit.ts), the statements of
  * `createOrderStore().create()` in one round trip, paced at 1,000/s on 16
@@ -47,7 +48,7 @@ import {
 const PARTNERS = 5;
 const SHOPS = 4;
 const SUBSCRIBERS_PER_PARTNER = 10;
-const RATE = 1_000;
+const DEFAULT_RATE = 1_000;
 const WRITER_CONNECTIONS = 16;
 const POLL_LIMIT = 1_000;
 
@@ -67,11 +68,21 @@ const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) :
 const perMinute = (n: number, seconds: number) => (n / seconds) * 60;
 
 const main = async () => {
+  // This bench's own flags: --writer inproc|external, --rate N (events/s, default 1,000).
+  const own = new Set(["--writer", "--rate"]);
   const args = parseBenchArgs(
-    process.argv.slice(2).filter((a, i, all) => a !== "--writer" && all[i - 1] !== "--writer"),
+    process.argv.slice(2).filter((a, i, all) => !own.has(a) && !own.has(all[i - 1]!)),
   );
-  const { values } = parseArgs({ options: { writer: { type: "string", default: "inproc" } }, strict: false });
+  const { values } = parseArgs({
+    options: {
+      writer: { type: "string", default: "inproc" },
+      rate: { type: "string", default: String(DEFAULT_RATE) },
+    },
+    strict: false,
+  });
   const writerMode = values.writer === "external" ? "external" : "inproc";
+  const RATE = Number(values.rate);
+  if (!Number.isInteger(RATE) || RATE < 1) throw new Error("--rate must be a positive integer");
   const rounds = args.rounds ?? (args.quick ? 1 : 2);
   const seconds = args.seconds ?? (args.quick ? 5 : 30);
   const idleSeconds = args.quick ? 5 : 20;

@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 
 interface ProfileNode {
   id: number;
+  children?: number[];
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
 }
@@ -53,6 +54,23 @@ for (const file of positionals) {
     }
   };
   process.stdout.write(`${file}: ${(total / 1e6).toFixed(1)} s sampled\n`);
+  // Inclusive time of our own functions (src/): each sample counts once for every distinct
+  // src/ function on its stack.
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const inclusive = new Map<string, number>();
+  for (const [id, us] of self) {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const { functionName, url, lineNumber } = byId.get(at)!.callFrame;
+      if (!url.includes("/src/")) continue;
+      const fn = `${functionName || "(anonymous)"} ${url.replace(/.*\/src\//, "src/")}:${lineNumber + 1}`;
+      if (seen.has(fn)) continue;
+      seen.add(fn);
+      inclusive.set(fn, (inclusive.get(fn) ?? 0) + us);
+    }
+  }
   print("by package / file (self time)", groups);
   print("by function (self time)", fns);
+  print("src/ functions (inclusive time)", inclusive);
 }
