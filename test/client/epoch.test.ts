@@ -68,7 +68,7 @@ it("stops with a resync signal when brewcast comes back with another log on the 
     consumer,
     "resync",
     () => true,
-    40_000,
+    120_000,
   );
   gate = new Promise<void>((resolve) => {
     openGate = resolve;
