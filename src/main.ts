@@ -240,9 +240,10 @@ export const startBrewcast = async (
       readEvents: (input) => readEvents(db, input),
       readiness,
       onCommitted: (partnerId) => {
-        bridge?.wake(partnerId);
-        // Other processes' bridges (a standby that takes over, a separate `brewcast bridge`).
-        doorbell.ring(partnerId);
+        // Our own leading bridge is woken in-process; only a bridge leading in another
+        // process (a separate `brewcast bridge`, a standby that took over) needs the doorbell.
+        if (bridge?.role === "leader") bridge.wake(partnerId);
+        else doorbell.ring(partnerId);
       },
       deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
       connectedClients: (partnerId) => {

@@ -255,8 +255,10 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   }
 
   const webSocketServers: WebSocketServer[] = [];
-  // One in-process publish at a time: mixed-QoS publishes not awaited lose messages (aedes#994).
-  let publishChain: Promise<void> = Promise.resolve();
+  // In-process publishes one at a time per partner: mixed-QoS publishes not awaited lose
+  // messages for a subscriber matching both (aedes#994). Partners run side by side: the ACLs
+  // never give one subscriber two partners' topics, and one stuck partner must not hold the rest.
+  const publishChains = new Map<string, Promise<void>>();
   let closed: Promise<void> | null = null;
 
   return {
@@ -280,7 +282,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       });
     },
     publish(packet) {
-      const next = publishChain.then(
+      const scope = packet.topic.split("/", 2).join("/");
+      const next = (publishChains.get(scope) ?? Promise.resolve()).then(
         () =>
           new Promise<void>((resolve, reject) => {
             aedes.publish(
@@ -296,7 +299,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
             );
           }),
       );
-      publishChain = next.catch(() => undefined);
+      const settled = next.catch(() => undefined);
+      publishChains.set(scope, settled);
+      // Forget an idle partner's chain, so the map holds only partners with publishes in flight.
+      void settled.then(() => {
+        if (publishChains.get(scope) === settled) publishChains.delete(scope);
+      });
       return next;
     },
     stats() {
