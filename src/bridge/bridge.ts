@@ -80,7 +80,19 @@ interface PartnerPump {
   /** Throttled partners: tokens left and when they were last refilled. */
   tokens: number;
   refilledAt: number;
+  /** Shops whose cursor moved since the retained cursors were last published. */
+  cursorsDue: boolean;
+  unpublishedShops: Set<string>;
+  cursorsPublishedAt: number;
+  /** The durable cursor trails the published one: committed off the hot path, one commit in flight. */
+  committedSeq: number;
+  uncommittedShops: Map<string, ScopeCursor>;
+  committing: Promise<void> | undefined;
+  commitAgain: boolean;
 }
+
+/** During a long drain, the retained cursors go out at most this often (and always when it ends). */
+const CURSOR_COALESCE_MS = 100;
 
 /** States in which events are not pushed: clients are told to poll REST (the cursors still move). */
 const PUSH_OFF: ReadonlySet<PartnerState> = new Set(["poll_only", "suspended"]);
@@ -229,6 +241,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     await unlisten?.().catch(() => undefined);
     // Let in-flight batches finish (they stop at their next message) before declaring standby.
     if (this.#active > 0) await new Promise<void>((resolve) => this.#idleWaiters.add(resolve));
+    await this.#flushCommits();
     this.#pumps.clear();
     if (this.#role === "leader") this.#setRole("standby");
   }
@@ -245,6 +258,13 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       retryTimer: undefined,
       tokens: this.#options.throttleRatePerSecond,
       refilledAt: Date.now(),
+      cursorsDue: false,
+      unpublishedShops: new Set(),
+      cursorsPublishedAt: 0,
+      committedSeq: cursors.published.seq,
+      uncommittedShops: new Map(),
+      committing: undefined,
+      commitAgain: false,
     };
   }
 
@@ -377,11 +397,17 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           if (pump.cursors.state === "throttled") pump.tokens += allowed - events.length;
           if (events.length === 0) break;
           await this.#publishBatch(pump, events, term);
-          if (events.length < allowed) break;
+          const drained = events.length < allowed;
+          if (drained || Date.now() - pump.cursorsPublishedAt >= CURSOR_COALESCE_MS) {
+            await this.#publishPendingCursors(pump, term);
+          }
+          if (drained) break;
         }
       }
+      if (pump.cursorsDue && term === this.#term) await this.#publishPendingCursors(pump, term);
       if (pump.watermarkDue && term === this.#term) {
         pump.watermarkDue = false;
+        if (pump.committedSeq < pump.cursors.published.seq && !pump.committing) this.#commitSoon(pump);
         await this.#publishCursors(pump, [...pump.cursors.shops.keys()], term);
         this.emit("watermark", { partnerId, seq: pump.cursors.published.seq });
       }
@@ -433,17 +459,21 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     }
     if (!last) return;
     const previous = pump.cursors.published.seq;
-    const partnerCursor = { seq: last.seq, occurredAt: last.occurred_at };
-    // Retained cursors go out after the events they cover; then the durable cursor moves.
-    const next: PartnerCursors = {
+    // Every event of the batch was accepted: the cursors move now, in memory. Their retained
+    // copies follow (coalesced), and the durable cursor is committed off the hot path: a
+    // durable cursor that trails only means re-publishing after a crash, never a gap.
+    pump.cursors = {
       ...pump.cursors,
       headSeq: Math.max(pump.cursors.headSeq, last.seq),
-      published: partnerCursor,
+      published: { seq: last.seq, occurredAt: last.occurred_at },
       shops: new Map([...pump.cursors.shops, ...shops]),
     };
-    await this.#publishCursors({ ...pump, cursors: next }, [...shops.keys()], term);
-    await this.deps.source.commitCursors(partnerId, partnerCursor, shops);
-    pump.cursors = next;
+    for (const [shopId, cursor] of shops) {
+      pump.unpublishedShops.add(shopId);
+      pump.uncommittedShops.set(shopId, cursor);
+    }
+    pump.cursorsDue = true;
+    this.#commitSoon(pump);
     this.emit("published", {
       partnerId,
       fromSeq: previous + 1,
@@ -451,6 +481,58 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       count: events.length,
       pushed: push,
     });
+  }
+
+  async #publishPendingCursors(pump: PartnerPump, term: number): Promise<void> {
+    const shopIds = [...pump.unpublishedShops];
+    pump.unpublishedShops.clear();
+    pump.cursorsDue = false;
+    pump.cursorsPublishedAt = Date.now();
+    try {
+      await this.#publishCursors(pump, shopIds, term);
+    } catch (error) {
+      for (const shopId of shopIds) pump.unpublishedShops.add(shopId);
+      pump.cursorsDue = true;
+      throw error;
+    }
+  }
+
+  /** Starts a commit of the pump's cursors, or asks for one after the commit in flight. */
+  #commitSoon(pump: PartnerPump): void {
+    if (pump.committing) {
+      pump.commitAgain = true;
+      return;
+    }
+    const partner = pump.cursors.published;
+    const shops = pump.uncommittedShops;
+    pump.uncommittedShops = new Map();
+    pump.commitAgain = false;
+    pump.committing = this.deps.source.commitCursors(pump.cursors.partnerId, partner, shops).then(
+      () => {
+        pump.committedSeq = Math.max(pump.committedSeq, partner.seq);
+        pump.committing = undefined;
+        if (pump.commitAgain) this.#commitSoon(pump);
+      },
+      (error: unknown) => {
+        // Put them back; the next batch, the watermark or the final flush commits them.
+        for (const [shopId, cursor] of shops) {
+          if (!pump.uncommittedShops.has(shopId)) pump.uncommittedShops.set(shopId, cursor);
+        }
+        pump.committing = undefined;
+        this.deps.log.warn({ err: error, partner: pump.cursors.partnerId }, "bridge cursor commit failed");
+      },
+    );
+  }
+
+  /** Commits every cursor that trails what the broker accepted (shutdown, loss of leadership). */
+  async #flushCommits(): Promise<void> {
+    for (const pump of this.#pumps.values()) {
+      while (pump.committing) await pump.committing;
+      if (pump.committedSeq < pump.cursors.published.seq || pump.uncommittedShops.size > 0) {
+        this.#commitSoon(pump);
+        await pump.committing;
+      }
+    }
   }
 
   async #publishCursors(pump: PartnerPump, shopIds: string[], term: number): Promise<void> {
