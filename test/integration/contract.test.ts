@@ -78,7 +78,7 @@ describe("the running system matches the published contract", { timeout: 120_000
     }
     running = await startBrewcast(loadConfig(env).config, silentLog, "all");
     base = `http://127.0.0.1:${running.ports.http}`;
-  });
+  }, 120_000); // PGlite start and migrations on a loaded two-core machine
 
   afterAll(async () => {
     await running?.stop();

@@ -118,7 +118,7 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
       kind: "device",
       shop_id: "downtown",
     });
-  });
+  }, 120_000); // PGlite start and migrations on a loaded two-core machine
 
   afterAll(async () => {
     await running?.stop();
