@@ -16,9 +16,8 @@ import pino from "pino";
 import { stringify as toYaml } from "yaml";
 import { z } from "zod";
 import { buildHttpApp, type HttpAppDeps } from "../src/api/app.ts";
-import { cursorSchema, orderEventSchema } from "../src/domain/events.ts";
+import { cursorSchema, orderEventSchema, partnerStatusSchema } from "../src/domain/events.ts";
 import { orderSchema } from "../src/domain/orders.ts";
-import { PARTNER_STATES } from "../src/domain/partners.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const OPENAPI_PATH = join(ROOT, "schemas", "openapi.json");
@@ -155,19 +154,6 @@ export const generateOpenApi = async (): Promise<JsonObject> => {
     await app.close();
   }
 };
-
-/**
- * The retained `partners/{p}/status` payload the bridge publishes (`{ state, since }`).
- * The bridge builds it without a zod schema, so the contract's schema lives here.
- */
-export const partnerStatusSchema = z
-  .object({
-    state: z
-      .enum(PARTNER_STATES)
-      .describe("The partner's state on the degradation ladder; `poll_only` means: poll `GET /v1/events`."),
-    since: z.iso.datetime({ offset: true }).describe("RFC 3339: when the partner entered this state."),
-  })
-  .meta({ id: "PartnerStatus" });
 
 /** The shapes of the MQTT payloads as JSON Schema draft-07 (the AsyncAPI schema format), keyed by name. */
 export const asyncApiSchemas = (): JsonObject => {

@@ -16,7 +16,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
-import type { Cursor, OrderEvent } from "../domain/events.ts";
+import type { Cursor, OrderEvent, PartnerStatus } from "../domain/events.ts";
 import { EVENT_KIND } from "../domain/events.ts";
 import type { PartnerState } from "../domain/partners.ts";
 import {
@@ -377,7 +377,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         pump.statusDue = false;
         await this.#publish({
           topic: buildPartnerStatusTopic(partnerId),
-          payload: JSON.stringify({ state: pump.cursors.state, since: pump.stateSince }),
+          payload: JSON.stringify({
+            state: pump.cursors.state,
+            since: pump.stateSince,
+          } satisfies PartnerStatus),
           qos: 1,
           retain: true,
         });

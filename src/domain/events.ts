@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { orderIdSchema, partnerIdSchema, shopIdSchema } from "./ids.ts";
 import { orderSchema } from "./orders.ts";
+import { PARTNER_STATES } from "./partners.ts";
 
 export const EVENT_TYPES = ["order.created", "order.status_changed"] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -48,3 +49,14 @@ export const cursorSchema = z
   })
   .meta({ id: "Cursor" });
 export type Cursor = z.infer<typeof cursorSchema>;
+
+/** Retained on `partners/{p}/status` by the bridge: the partner's place on the degradation ladder. */
+export const partnerStatusSchema = z
+  .object({
+    state: z
+      .enum(PARTNER_STATES)
+      .describe("The partner's state on the degradation ladder; `poll_only` means: poll `GET /v1/events`."),
+    since: z.iso.datetime({ offset: true }).describe("RFC 3339: when the partner entered this state."),
+  })
+  .meta({ id: "PartnerStatus" });
+export type PartnerStatus = z.infer<typeof partnerStatusSchema>;

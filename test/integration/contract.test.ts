@@ -420,11 +420,9 @@ describe("the running system matches the published contract", { timeout: 120_000
     }
   });
 
-  // KNOWN CONTRACT BUG, reported: POST /v1/orders answers 404 NOT_FOUND for a shop the credential
-  // cannot see (an unknown shop, or another shop for a device), but its OpenAPI responses omit 404
-  // (src/api/routes/orders-routes.ts declares problemResponses(400, 401, 403, 413, 415, 422, 429,
-  // 503)). When that is fixed, this test fails: turn `it.fails` into `it`.
-  it.fails("POST /v1/orders documents its 404 (a shop the credential cannot see)", async () => {
+  // POST /v1/orders answers 404 for a shop the credential cannot see (an unknown shop, or another
+  // shop for a device): the document must say so.
+  it("POST /v1/orders documents its 404 (a shop the credential cannot see)", async () => {
     expect(device).toBeDefined();
     await call("POST", "/v1/orders", {
       token: device.secret,

@@ -67,7 +67,7 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
         response: {
           201: orderSchema,
           200: orderSchema.describe("Replay of an earlier request with the same Idempotency-Key and body."),
-          ...problemResponses(400, ...AUTH_ERRORS, 413, 415, 422, 429, 503),
+          ...problemResponses(400, ...AUTH_ERRORS, 404, 413, 415, 422, 429, 503),
         },
       },
     },
