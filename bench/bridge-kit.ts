@@ -29,7 +29,7 @@ import net from "node:net";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import mqtt, { type MqttClient } from "mqtt";
 import pg from "pg";
-import { onCleanup } from "./harness.ts";
+import { adminPost, onCleanup } from "./harness.ts";
 
 export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -43,16 +43,6 @@ export interface BenchPartner {
   credentialId: string;
   secret: string;
 }
-
-const adminPost = async (baseUrl: string, token: string, route: string, body: unknown) => {
-  const response = await fetch(`${baseUrl}/admin/v1${route}`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  if (response.status !== 201) throw new Error(`POST ${route}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as Record<string, unknown>;
-};
 
 /** Partners `${prefix}-pNNN`, each with `shops` shops and one backend credential, through the admin API. */
 export const createPartners = async (

@@ -26,6 +26,7 @@ import net from "node:net";
 import pg from "pg";
 import { createConsumer, createMemoryStore } from "../src/client/index.ts";
 import {
+  adminPost,
   type BenchCase,
   createBenchDatabase,
   type Measurement,
@@ -53,16 +54,6 @@ const freePort = (): Promise<number> =>
       server.close(() => resolve(port));
     });
   });
-
-const adminPost = async (baseUrl: string, token: string, route: string, body: unknown) => {
-  const response = await fetch(`${baseUrl}/admin/v1${route}`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  if (response.status !== 201) throw new Error(`POST ${route}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as Record<string, unknown>;
-};
 
 /** Event s of the partner belongs to order (s-1)/4, in shop order % 20 (see bench/events-read.ts). */
 const SEED_EVENTS_SQL = `

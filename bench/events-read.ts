@@ -20,6 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import {
+  adminPost,
   type BenchCase,
   createBenchDatabase,
   type HttpRequest,
@@ -45,16 +46,6 @@ interface Partner {
   id: string;
   secret: string;
 }
-
-const adminPost = async (baseUrl: string, token: string, route: string, body: unknown) => {
-  const response = await fetch(`${baseUrl}/admin/v1${route}`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  if (response.status !== 201) throw new Error(`POST ${route}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as Record<string, unknown>;
-};
 
 /** Partners, shops and backend credentials through the admin API (secrets are hashed there). */
 const createPartners = async (baseUrl: string, token: string, count: number): Promise<Partner[]> => {

@@ -638,3 +638,14 @@ if (isMain) {
     process.exit(1);
   });
 }
+
+/** POST to the admin API of a brewcast under test; throws unless 201. */
+export const adminPost = async (baseUrl: string, token: string, route: string, body: unknown) => {
+  const response = await fetch(`${baseUrl}/admin/v1${route}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (response.status !== 201) throw new Error(`POST ${route}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as Record<string, unknown>;
+};

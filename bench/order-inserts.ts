@@ -19,6 +19,7 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import {
+  adminPost,
   type BenchCase,
   createBenchDatabase,
   machineNote,
@@ -43,16 +44,6 @@ interface Partner {
   secret: string;
   shops: string[];
 }
-
-const adminPost = async (baseUrl: string, token: string, route: string, body: unknown) => {
-  const response = await fetch(`${baseUrl}/admin/v1${route}`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  if (response.status !== 201) throw new Error(`POST ${route}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as Record<string, unknown>;
-};
 
 const createPartner = async (baseUrl: string, token: string, id: string): Promise<Partner> => {
   await adminPost(baseUrl, token, "/partners", { id, name: `Bench ${id}` });
