@@ -1,0 +1,97 @@
+/**
+ * /metrics on a running brewcast: the values move as events flow.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config/load-config.ts";
+import { type RunningBrewcast, startBrewcast } from "../../src/main.ts";
+import { connect, until } from "../broker/helpers.ts";
+import { DATABASE_URL, silentLog } from "../support/test-db.ts";
+
+const ADMIN = "metrics-test-admin-token";
+
+/** The value of one series in Prometheus text, or undefined. */
+const sample = (text: string, series: string): number | undefined => {
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+};
+
+describe("metrics", () => {
+  let running: RunningBrewcast;
+  let api: string;
+  beforeAll(async () => {
+    const { config } = loadConfig({
+      ...(DATABASE_URL ? { DATABASE_URL } : { BREWCAST_DATA_DIR: "memory://" }),
+      BREWCAST_HTTP_PORT: "0",
+      BREWCAST_MQTT_PORT: "0",
+      BREWCAST_ADMIN_TOKEN: ADMIN,
+    });
+    running = await startBrewcast(config, silentLog);
+    api = `http://127.0.0.1:${running.ports.http}`;
+  }, 120_000);
+  afterAll(async () => running?.stop());
+
+  const post = async (path: string, token: string, body: unknown) => {
+    const response = await fetch(`${api}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, string> };
+  };
+  const scrape = async () => (await fetch(`${api}/metrics`)).text();
+
+  it("counts orders, deliveries, lag, clients and auth failures", async () => {
+    const partner = `m-${Date.now().toString(36)}`;
+    await post("/admin/v1/partners", ADMIN, { id: partner, name: "Metrics" });
+    await post(`/admin/v1/partners/${partner}/shops`, ADMIN, { id: "s1", name: "One" });
+    const backend = (await post(`/admin/v1/partners/${partner}/credentials`, ADMIN, { kind: "backend" }))
+      .body;
+
+    const client = await connect(`mqtt://127.0.0.1:${running.ports.mqtt}`, {
+      username: backend.id!,
+      password: backend.secret!,
+    });
+    try {
+      await client.subscribeAsync(`partners/${partner}/#`, { qos: 1 });
+      const before = await scrape();
+      expect(sample(before, `brewcast_mqtt_connected_clients{partner="${partner}",kind="backend"}`)).toBe(1);
+      expect(sample(before, "brewcast_bridge_leader")).toBe(1);
+      expect(sample(before, `brewcast_partner_head_seq{partner="${partner}"}`)).toBe(0);
+
+      for (let i = 0; i < 5; i++) {
+        const created = await post("/v1/orders", backend.secret!, {
+          shop_id: "s1",
+          items: [{ sku: "latte", quantity: 1 }],
+        });
+        expect(created.status).toBe(201);
+      }
+      const refused = await fetch(`${api}/v1/events`, { headers: { authorization: "Bearer not-a-secret" } });
+      expect(refused.status).toBe(401);
+
+      let text = "";
+      await until(
+        () => {
+          void scrape().then((t) => {
+            text = t;
+          });
+          return sample(text, `brewcast_partner_published_seq{partner="${partner}"}`) === 5;
+        },
+        15_000,
+        "the published seq to reach 5",
+      );
+      expect(sample(text, `brewcast_partner_head_seq{partner="${partner}"}`)).toBe(5);
+      expect(sample(text, `brewcast_partner_lag_events{partner="${partner}"}`)).toBe(0);
+      expect(sample(text, `brewcast_deliveries_total{partner="${partner}"}`)).toBe(5);
+      expect(sample(text, `brewcast_partner_state{partner="${partner}",state="normal"}`)).toBe(1);
+      expect(
+        sample(
+          text,
+          `brewcast_http_requests_total{route="/v1/orders",method="POST",status="201",partner="${partner}"}`,
+        ),
+      ).toBe(5);
+      expect(sample(text, `brewcast_auth_failures_total{transport="http"}`)).toBeGreaterThanOrEqual(1);
+    } finally {
+      await client.endAsync();
+    }
+  });
+});
