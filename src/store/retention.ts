@@ -1,6 +1,6 @@
 /**
  * Retention: events older than the configured days are removed per partner
- * as a seq prefix, and the partner remembers how far it was pruned, so a
+ * as a seq prefix, never past the bridge's durable cursor, and the partner remembers how far it was pruned, so a
  * cursor behind that point gets CURSOR_EXPIRED instead of a silent gap.
  * Idempotency keys are kept for a day.
  */
@@ -18,7 +18,10 @@ export const pruneHistory = async (db: Db, retentionDays: number, now = new Date
   return db.transaction(async (tx) => {
     const deleted = await tx.query<{ n: number }>(
       `WITH cut AS (
-         SELECT partner_id, max(seq) AS through FROM order_events WHERE occurred_at < $1 GROUP BY partner_id
+         -- Never past what the bridge has published: an event still owed to MQTT subscribers stays.
+         SELECT e.partner_id, max(e.seq) AS through FROM order_events e
+         JOIN bridge_cursors c ON c.partner_id = e.partner_id AND e.seq <= c.published_seq
+         WHERE e.occurred_at < $1 GROUP BY e.partner_id
        ), moved AS (
          UPDATE partners p SET pruned_through_seq = greatest(p.pruned_through_seq, cut.through)
          FROM cut WHERE p.id = cut.partner_id RETURNING p.id

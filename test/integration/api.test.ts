@@ -809,6 +809,8 @@ describe("retention", () => {
     }>();
     expect(stateBefore.as_of_seq).toBe(5);
 
+    // As if the bridge had published everything: retention never prunes past its cursor.
+    await t.db.query("INSERT INTO bridge_cursors (partner_id, published_seq) VALUES ($1, 5)", [p.id]);
     const pruned = await pruneHistory(t.db, 1, new Date(Date.now() + 3 * 86_400_000));
     expect(pruned.eventsDeleted).toBeGreaterThanOrEqual(5);
 
