@@ -7,56 +7,11 @@
  */
 import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
-import { loadConfig } from "../../src/config/load-config.ts";
 import type { OrderEvent } from "../../src/domain/events.ts";
-import { type RunningBrewcast, startBrewcast } from "../../src/main.ts";
 import { allocateSeq, appendEvent } from "../../src/store/event-log.ts";
-import { type SeededPartner, seedPartner } from "../support/fixtures.ts";
-import { createTestDb, silentLog, type TestDb } from "../support/test-db.ts";
+import type { System } from "../support/system.ts";
 
-export interface System {
-  running: RunningBrewcast;
-  apiUrl: string;
-  mqttUrl: string;
-  mqttPort: number;
-  /** Where the database lives, for a second process (tail). */
-  env: Record<string, string>;
-  seed(shops?: number): Promise<SeededPartner>;
-  close(): Promise<void>;
-}
-
-export const startSystem = async (
-  options: { watermarkMs?: number; ports?: { http: number; mqtt: number } } = {},
-): Promise<System> => {
-  let testDb: TestDb | undefined;
-  const env: Record<string, string> = {
-    BREWCAST_HTTP_PORT: String(options.ports?.http ?? 0),
-    BREWCAST_MQTT_PORT: String(options.ports?.mqtt ?? 0),
-    BREWCAST_ADMIN_TOKEN: "client-tests-admin-token-0123456789",
-    BREWCAST_WATERMARK_MS: String(options.watermarkMs ?? 200),
-    LOG_LEVEL: "silent",
-  };
-  if (process.env.DATABASE_URL) {
-    testDb = await createTestDb("pg");
-    env.DATABASE_URL = testDb.url!;
-  } else {
-    env.BREWCAST_DATA_DIR = "memory://";
-  }
-  const { config } = loadConfig(env);
-  const running = await startBrewcast(config, silentLog, "all");
-  return {
-    running,
-    apiUrl: `http://127.0.0.1:${running.ports.http}`,
-    mqttUrl: `mqtt://127.0.0.1:${running.ports.mqtt}`,
-    mqttPort: running.ports.mqtt!,
-    env,
-    seed: (shops = 2) => seedPartner(running.db, { shops }),
-    async close() {
-      await running.stop();
-      await testDb?.cleanup();
-    },
-  };
-};
+export { type System, startSystem } from "../support/system.ts";
 
 /** Creates `count` orders through POST /v1/orders, round robin over `shops`, `concurrency` at a time. */
 export const createOrders = async (

@@ -18,9 +18,8 @@ import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { ROOT } from "../../scripts/generate-schemas.ts";
-import { loadConfig } from "../../src/config/load-config.ts";
-import { type RunningBrewcast, startBrewcast } from "../../src/main.ts";
-import { createTestDb, silentLog, type TestDb } from "../support/test-db.ts";
+import type { RunningBrewcast } from "../../src/main.ts";
+import { type System, startSystem } from "../support/system.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: the test walks untyped JSON documents
 type Json = any;
@@ -38,7 +37,7 @@ interface Captured {
 }
 
 describe("the running system matches the published contract", { timeout: 120_000 }, () => {
-  let testDb: TestDb | undefined;
+  let system: System | undefined;
   let running: RunningBrewcast;
   let base: string;
   let openapi: Json;
@@ -63,26 +62,13 @@ describe("the running system matches the published contract", { timeout: 120_000
       components: { schemas: asyncapi.components.schemas },
     });
 
-    const env: Record<string, string> = {
-      BREWCAST_HTTP_PORT: "0",
-      BREWCAST_MQTT_PORT: "0",
-      BREWCAST_ADMIN_TOKEN: ADMIN_TOKEN,
-      BREWCAST_WATERMARK_MS: "200",
-      LOG_LEVEL: "silent",
-    };
-    if (process.env.DATABASE_URL) {
-      testDb = await createTestDb("pg");
-      env.DATABASE_URL = testDb.url!;
-    } else {
-      env.BREWCAST_DATA_DIR = "memory://";
-    }
-    running = await startBrewcast(loadConfig(env).config, silentLog, "all");
+    system = await startSystem({ adminToken: ADMIN_TOKEN });
+    running = system.running;
     base = `http://127.0.0.1:${running.ports.http}`;
   }, 120_000); // PGlite start and migrations on a loaded two-core machine
 
   afterAll(async () => {
-    await running?.stop();
-    await testDb?.cleanup();
+    await system?.close();
   });
 
   const validator = (ajv: Ajv | Ajv2020, ref: string): ValidateFunction => {

@@ -12,9 +12,8 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/generate-schemas.ts";
-import { loadConfig } from "../../src/config/load-config.ts";
-import { type RunningBrewcast, startBrewcast } from "../../src/main.ts";
-import { createTestDb, silentLog, type TestDb } from "../support/test-db.ts";
+import type { RunningBrewcast } from "../../src/main.ts";
+import { type System, startSystem } from "../support/system.ts";
 
 const ADMIN_TOKEN = `readme-admin-${randomBytes(8).toString("hex")}`;
 const TSX = join(ROOT, "node_modules", "tsx", "dist", "cli.mjs");
@@ -58,7 +57,7 @@ const waitFor = async (what: string, check: () => boolean, output: () => string,
 };
 
 describe("the README's code examples", { timeout: 120_000 }, () => {
-  let testDb: TestDb | undefined;
+  let system: System | undefined;
   let running: RunningBrewcast;
   let api: string;
   let scratch: string;
@@ -92,20 +91,8 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
   beforeAll(async () => {
     ({ examples } = await readmeExamples());
     scratch = await mkdtemp(join(tmpdir(), "brewcast-readme-"));
-    const env: Record<string, string> = {
-      BREWCAST_HTTP_PORT: "0",
-      BREWCAST_MQTT_PORT: "0",
-      BREWCAST_ADMIN_TOKEN: ADMIN_TOKEN,
-      BREWCAST_WATERMARK_MS: "200",
-      LOG_LEVEL: "silent",
-    };
-    if (process.env.DATABASE_URL) {
-      testDb = await createTestDb("pg");
-      env.DATABASE_URL = testDb.url!;
-    } else {
-      env.BREWCAST_DATA_DIR = "memory://";
-    }
-    running = await startBrewcast(loadConfig(env).config, silentLog, "all");
+    system = await startSystem({ adminToken: ADMIN_TOKEN });
+    running = system.running;
     api = `http://127.0.0.1:${running.ports.http}`;
     await request("POST", "/admin/v1/partners", ADMIN_TOKEN, { id: partner, name: "Readme" });
     for (const shop of ["downtown", "uptown"]) {
@@ -121,8 +108,7 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
   }, 120_000); // PGlite start and migrations on a loaded two-core machine
 
   afterAll(async () => {
-    await running?.stop();
-    await testDb?.cleanup();
+    await system?.close();
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 

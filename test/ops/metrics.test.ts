@@ -2,10 +2,9 @@
  * /metrics on a running brewcast: the values move as events flow.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/config/load-config.ts";
-import { type RunningBrewcast, startBrewcast } from "../../src/main.ts";
+import type { RunningBrewcast } from "../../src/main.ts";
 import { connect, until } from "../broker/helpers.ts";
-import { DATABASE_URL, silentLog } from "../support/test-db.ts";
+import { type System, startSystem } from "../support/system.ts";
 
 const ADMIN = "metrics-test-admin-token";
 
@@ -16,19 +15,15 @@ const sample = (text: string, series: string): number | undefined => {
 };
 
 describe("metrics", () => {
+  let system: System;
   let running: RunningBrewcast;
   let api: string;
   beforeAll(async () => {
-    const { config } = loadConfig({
-      ...(DATABASE_URL ? { DATABASE_URL } : { BREWCAST_DATA_DIR: "memory://" }),
-      BREWCAST_HTTP_PORT: "0",
-      BREWCAST_MQTT_PORT: "0",
-      BREWCAST_ADMIN_TOKEN: ADMIN,
-    });
-    running = await startBrewcast(config, silentLog);
-    api = `http://127.0.0.1:${running.ports.http}`;
+    system = await startSystem({ adminToken: ADMIN });
+    running = system.running;
+    api = system.apiUrl;
   }, 120_000);
-  afterAll(async () => running?.stop());
+  afterAll(async () => system?.close());
 
   const post = async (path: string, token: string, body: unknown) => {
     const response = await fetch(`${api}${path}`, {

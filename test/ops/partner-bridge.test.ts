@@ -7,10 +7,9 @@
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/config/load-config.ts";
-import { type RunningBrewcast, startBrewcast } from "../../src/main.ts";
+import type { RunningBrewcast } from "../../src/main.ts";
 import { uniqueId } from "../support/fixtures.ts";
-import { createTestDb, silentLog, type TestDb } from "../support/test-db.ts";
+import { type System, startSystem } from "../support/system.ts";
 import {
   EDIT_MARKERS,
   freePort,
@@ -101,7 +100,7 @@ describe.skipIf(missing.length > 0)(
   "a partner's Mosquitto bridging brewcast with partner-bridge.conf",
   () => {
     const ADMIN_TOKEN = "partner-bridge-test-admin-token";
-    let testDb: TestDb | undefined;
+    let system: System | undefined;
     let brewcast: RunningBrewcast;
     let base: string;
     let scratch: ReturnType<typeof scratchDir>;
@@ -127,23 +126,8 @@ describe.skipIf(missing.length > 0)(
     };
 
     beforeAll(async () => {
-      // A database of this file's own on the Postgres server when there is one.
-      let databaseUrl: string | undefined;
-      if (process.env.DATABASE_URL) {
-        testDb = await createTestDb("pg");
-        databaseUrl = testDb.url;
-      }
-      const { config } = loadConfig({
-        BREWCAST_DATA_DIR: "memory://",
-        ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
-        BREWCAST_HOST: "127.0.0.1",
-        BREWCAST_HTTP_PORT: "0",
-        BREWCAST_MQTT_PORT: "0",
-        BREWCAST_ADMIN_TOKEN: ADMIN_TOKEN,
-        BREWCAST_WATERMARK_MS: "300",
-        LOG_LEVEL: "silent",
-      });
-      brewcast = await startBrewcast(config, silentLog, "all");
+      system = await startSystem({ adminToken: ADMIN_TOKEN, watermarkMs: 300 });
+      brewcast = system.running;
       base = `http://127.0.0.1:${brewcast.ports.http}`;
 
       await call("POST", "/admin/v1/partners", ADMIN_TOKEN, { id: partner, name: "Acme Coffee" });
@@ -187,8 +171,7 @@ describe.skipIf(missing.length > 0)(
     afterAll(async () => {
       for (const sub of subs) await sub.stop();
       await mosquitto?.stop();
-      await brewcast?.stop();
-      await testDb?.cleanup();
+      await system?.close();
       scratch?.remove();
     });
 
