@@ -211,6 +211,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const partners = await this.deps.source.loadPartners();
     if (term !== this.#term) return;
     this.#pumps.clear();
+    // A new term starts with an empty queue: an id left there by the last term would block its partner.
+    this.#ready.length = 0;
     for (const cursors of partners) this.#pumps.set(cursors.partnerId, this.#newPump(cursors));
     this.#unlistenDoorbell = await this.deps.source.onDoorbell((ids) => {
       if (ids === "all") void this.#sweep();
@@ -232,6 +234,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   async #stepDown(): Promise<void> {
     this.#term++;
+    // No longer leading from this moment: nothing new starts while in-flight work finishes.
+    if (this.#role === "leader") this.#setRole("standby");
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers = [];
     for (const pump of this.#pumps.values()) clearTimeout(pump.retryTimer);
@@ -243,7 +247,6 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     if (this.#active > 0) await new Promise<void>((resolve) => this.#idleWaiters.add(resolve));
     await this.#flushCommits();
     this.#pumps.clear();
-    if (this.#role === "leader") this.#setRole("standby");
   }
 
   #newPump(cursors: PartnerCursors): PartnerPump {
