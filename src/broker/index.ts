@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import type { Server as HttpServer, IncomingMessage } from "node:http";
 import net from "node:net";
-import type { Duplex } from "node:stream";
+import type { Duplex, Writable } from "node:stream";
 import tls from "node:tls";
 import { Aedes } from "aedes";
 import aedesPersistence from "aedes-persistence";
@@ -29,8 +29,10 @@ import {
   type HookClient,
 } from "./access-control.ts";
 import { capOfflineQueues, type OutgoingPersistence } from "./offline-queue.ts";
+import { createOrderedPublisher, type OrderedAedes } from "./ordered-publish.ts";
 import { guardClientParser } from "./packet-guard.ts";
 import { createRedisBackend } from "./redis.ts";
+import { createWriteCoalescer } from "./write-coalescing.ts";
 
 export interface BrokerOptions {
   host: string;
@@ -144,6 +146,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     (clientId) => clientId in connectedIds,
   );
 
+  const holdWrites = createWriteCoalescer();
   const aedes = await Aedes.createBroker({
     persistence: persistence as never,
     ...(redis ? { mq: redis.mq } : {}),
@@ -152,7 +155,14 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     authenticate: access.authenticate as never,
     authorizeSubscribe: access.authorizeSubscribe as never,
     authorizePublish: access.authorizePublish as never,
-    authorizeForward: access.authorizeForward as never,
+    authorizeForward: ((
+      client: HookClient & { conn: Writable },
+      packet: Parameters<typeof access.authorizeForward>[1],
+    ) => {
+      const forwarded = access.authorizeForward(client, packet);
+      if (forwarded) holdWrites(client.conn);
+      return forwarded;
+    }) as never,
   });
   const drained = new WeakSet<object>();
   connectedIds = (aedes as unknown as { clients: Record<string, unknown> }).clients;
@@ -255,10 +265,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   }
 
   const webSocketServers: WebSocketServer[] = [];
-  // In-process publishes one at a time per partner: mixed-QoS publishes not awaited lose
-  // messages for a subscriber matching both (aedes#994). Partners run side by side: the ACLs
-  // never give one subscriber two partners' topics, and one stuck partner must not hold the rest.
-  const publishChains = new Map<string, Promise<void>>();
+  const publishInOrder = createOrderedPublisher(aedes as unknown as OrderedAedes);
   let closed: Promise<void> | null = null;
 
   return {
@@ -281,32 +288,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         });
       });
     },
-    publish(packet) {
-      const scope = packet.topic.split("/", 2).join("/");
-      const next = (publishChains.get(scope) ?? Promise.resolve()).then(
-        () =>
-          new Promise<void>((resolve, reject) => {
-            aedes.publish(
-              {
-                cmd: "publish",
-                topic: packet.topic,
-                payload: typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload,
-                qos: packet.qos,
-                retain: packet.retain,
-                dup: false,
-              },
-              (error?: Error) => (error ? reject(error) : resolve()),
-            );
-          }),
-      );
-      const settled = next.catch(() => undefined);
-      publishChains.set(scope, settled);
-      // Forget an idle partner's chain, so the map holds only partners with publishes in flight.
-      void settled.then(() => {
-        if (publishChains.get(scope) === settled) publishChains.delete(scope);
-      });
-      return next;
-    },
+    publish: publishInOrder,
     stats() {
       const stats = access.stats();
       return {
