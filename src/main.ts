@@ -18,6 +18,7 @@ import { createMqttPublisher } from "./bridge/mqtt-publisher.ts";
 import type { Publisher } from "./bridge/ports.ts";
 import { BRIDGE_USERNAME, type Broker, startBroker } from "./broker/index.ts";
 import type { Config } from "./config/schema.ts";
+import type { OrderEvent } from "./domain/events.ts";
 import type { Logger } from "./log.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { startPartnerMonitor } from "./ops/partner-monitor.ts";
@@ -39,6 +40,8 @@ export interface RunningBrewcast {
   ports: { http: number; mqtt?: number; mqtts?: number };
   adminToken: string;
   db: Db;
+  /** What the API does after each commit; for writers in this process that bypass HTTP (benchmarks). */
+  committed(event: OrderEvent): void;
   broker: Broker | undefined;
   bridge: Bridge | undefined;
   stop(): Promise<void>;
@@ -157,10 +160,8 @@ export const startBrewcast = async (
         onStop("broker", () => external.close());
         publisher = external;
       } else if (broker) {
-        // In-process publishes are awaited one at a time per partner by the bridge's pumps
-        // (Aedes loses QoS 1 messages when in-process publishes of mixed QoS overlap for a
-        // subscriber matching both: aedes#994). Partners may overlap: the ACLs give no
-        // subscriber two partners' topics, and a stuck partner must not hold the others.
+        // The broker orders a partner's in-process publishes itself (aedes#994: see
+        // src/broker/ordered-publish.ts), so the bridge may hand it a whole batch at once.
         const embedded = broker;
         publisher = { publish: (message) => embedded.publish(message) };
       } else {
@@ -230,6 +231,12 @@ export const startBrewcast = async (
     }
 
     const doorbell = createDoorbell(db, (error) => log.warn({ err: error }, "doorbell ring failed"));
+    const committed = (event: OrderEvent): void => {
+      // Our own leading bridge is handed the event in-process; only a bridge leading in another
+      // process (a separate `brewcast bridge`, a standby that took over) needs the doorbell.
+      if (bridge?.role === "leader") bridge.committed(event);
+      else doorbell.ring(event.partner_id);
+    };
     const app = await buildHttpApp({
       log,
       adminToken,
@@ -239,12 +246,7 @@ export const startBrewcast = async (
       credentials,
       readEvents: (input) => readEvents(db, input),
       readiness,
-      onCommitted: (partnerId) => {
-        // Our own leading bridge is woken in-process; only a bridge leading in another
-        // process (a separate `brewcast bridge`, a standby that took over) needs the doorbell.
-        if (bridge?.role === "leader") bridge.wake(partnerId);
-        else doorbell.ring(partnerId);
-      },
+      onCommitted: committed,
       deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
       connectedClients: (partnerId) => {
         if (!broker) return null;
@@ -295,7 +297,7 @@ export const startBrewcast = async (
 
     const ports = { http, ...(broker ? broker.ports : {}) };
     log.info({ ...ports, host: config.BREWCAST_HOST, role, database: db.kind }, "listening");
-    return { ports, adminToken, db, broker, bridge, stop: stopAll };
+    return { ports, adminToken, db, broker, bridge, committed, stop: stopAll };
   } catch (error) {
     await stopAll();
     throw error;

@@ -15,6 +15,7 @@ import {
 import type { Logger } from "pino";
 import { z } from "zod";
 import type { CredentialVerifier } from "../domain/access.ts";
+import type { OrderEvent } from "../domain/events.ts";
 import type { CredentialStore } from "../store/credentials.ts";
 import type { DeliveryStatus } from "../store/delivery-status.ts";
 import type { EventPage, ReadEventsInput } from "../store/event-log.ts";
@@ -42,7 +43,7 @@ export interface HttpAppDeps {
   credentials: CredentialStore;
   readEvents(input: ReadEventsInput): Promise<EventPage>;
   readiness(): Promise<ReadinessReport>;
-  onCommitted?(partnerId: string): void;
+  onCommitted?(event: OrderEvent): void;
   deliveryStatus(partnerId: string): Promise<DeliveryStatus | undefined>;
   connectedClients?(partnerId: string): { backend: number; device: number } | null;
   version?: string;

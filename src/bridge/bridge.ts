@@ -77,6 +77,13 @@ interface PartnerPump {
   stateSince: string;
   failures: number;
   retryTimer: NodeJS.Timeout | undefined;
+  /**
+   * Events committed in this process and handed over by their writer, by seq: the next batch
+   * is taken from here when it continues the published cursor, without reading it back.
+   */
+  handed: Map<number, OrderEvent>;
+  /** The highest seq known to be committed (handed over or read). */
+  knownHeadSeq: number;
   /** Throttled partners: tokens left and when they were last refilled. */
   tokens: number;
   refilledAt: number;
@@ -84,22 +91,47 @@ interface PartnerPump {
   cursorsDue: boolean;
   unpublishedShops: Set<string>;
   cursorsPublishedAt: number;
+  /** Brings the pump back when the retained cursors it held back are due. */
+  cursorTimer: NodeJS.Timeout | undefined;
   /** The durable cursor trails the published one: committed off the hot path, one commit in flight. */
   committedSeq: number;
   uncommittedShops: Map<string, ScopeCursor>;
   committing: Promise<void> | undefined;
   commitAgain: boolean;
+  /** When the last commit started, and the timer of a commit held back until the interval passed. */
+  commitStartedAt: number;
+  commitTimer: NodeJS.Timeout | undefined;
 }
 
-/** During a long drain, the retained cursors go out at most this often (and always when it ends). */
+/**
+ * The retained cursors go out at most this often per partner (and this long after the last
+ * batch at the latest). Publishing them after every batch, at a steady trickle of events,
+ * doubled each event's latency; a cursor that trails by 100 ms only tells a device a little
+ * late that it missed nothing.
+ */
 const CURSOR_COALESCE_MS = 100;
+
+/**
+ * A partner's durable cursor is committed at most this often. It trails what the broker
+ * accepted by up to this long, which after a crash costs re-publishing (duplicates), never
+ * a gap; committing after every small batch cost a database round trip per batch.
+ */
+const COMMIT_INTERVAL_MS = 100;
+
+/** Events held per partner for the in-process handover; past it, the pump reads them from the log. */
+const HANDED_MAX = 2_000;
 
 /** States in which events are not pushed: clients are told to poll REST (the cursors still move). */
 const PUSH_OFF: ReadonlySet<PartnerState> = new Set(["poll_only", "suspended"]);
 
 class PublishTimeoutError extends Error {
-  constructor(topic: string, ms: number) {
-    super(`broker did not accept a message on ${topic} within ${ms} ms`);
+  constructor(messages: OutgoingMessage[], ms: number) {
+    const first = messages[0]?.topic;
+    super(
+      messages.length === 1
+        ? `broker did not accept a message on ${first} within ${ms} ms`
+        : `broker did not accept ${messages.length} messages (first on ${first}) within ${ms} ms`,
+    );
     this.name = "PublishTimeoutError";
   }
 }
@@ -150,7 +182,25 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     await this.#tryLead();
   }
 
-  /** In-process doorbell: a writer in this process committed events for this partner. */
+  /**
+   * A writer in this process committed `event`: wakes its partner's pump and hands the event
+   * over, so the pump need not read it back from the log when it is next in line.
+   */
+  committed(event: OrderEvent): void {
+    if (this.#role !== "leader") return;
+    const pump = this.#pumps.get(event.partner_id);
+    if (!pump) {
+      void this.#discover([event.partner_id]);
+      return;
+    }
+    pump.knownHeadSeq = Math.max(pump.knownHeadSeq, event.seq);
+    if (event.seq > pump.cursors.published.seq && pump.handed.size < HANDED_MAX) {
+      pump.handed.set(event.seq, event);
+    }
+    this.#markDirty(pump);
+  }
+
+  /** In-process doorbell: events were committed for this partner (read them from the log). */
   wake(partnerId: string): void {
     if (this.#role !== "leader") return;
     const pump = this.#pumps.get(partnerId);
@@ -238,7 +288,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     if (this.#role === "leader") this.#setRole("standby");
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers = [];
-    for (const pump of this.#pumps.values()) clearTimeout(pump.retryTimer);
+    for (const pump of this.#pumps.values()) {
+      clearTimeout(pump.retryTimer);
+      clearTimeout(pump.cursorTimer);
+    }
     this.#ready.length = 0;
     const unlisten = this.#unlistenDoorbell;
     this.#unlistenDoorbell = undefined;
@@ -259,15 +312,20 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       stateSince: new Date().toISOString(),
       failures: 0,
       retryTimer: undefined,
+      handed: new Map(),
+      knownHeadSeq: cursors.headSeq,
       tokens: this.#options.throttleRatePerSecond,
       refilledAt: Date.now(),
       cursorsDue: false,
       unpublishedShops: new Set(),
       cursorsPublishedAt: 0,
+      cursorTimer: undefined,
       committedSeq: cursors.published.seq,
       uncommittedShops: new Map(),
       committing: undefined,
       commitAgain: false,
+      commitStartedAt: 0,
+      commitTimer: undefined,
     };
   }
 
@@ -378,15 +436,17 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     try {
       if (pump.statusDue && term === this.#term) {
         pump.statusDue = false;
-        await this.#publish({
-          topic: buildPartnerStatusTopic(partnerId),
-          payload: JSON.stringify({
-            state: pump.cursors.state,
-            since: pump.stateSince,
-          } satisfies PartnerStatus),
-          qos: 1,
-          retain: true,
-        });
+        await this.#publishAll([
+          {
+            topic: buildPartnerStatusTopic(partnerId),
+            payload: JSON.stringify({
+              state: pump.cursors.state,
+              since: pump.stateSince,
+            } satisfies PartnerStatus),
+            qos: 1,
+            retain: true,
+          },
+        ]);
       }
       while (pump.dirty && term === this.#term) {
         pump.dirty = false;
@@ -398,19 +458,29 @@ export class Bridge extends EventEmitter<BridgeEvents> {
             this.#retryLater(pump, term, Math.ceil(1_000 / this.#options.throttleRatePerSecond));
             return;
           }
-          const events = await this.deps.source.readBatch(partnerId, pump.cursors.published.seq, allowed);
+          const handed = this.#takeHanded(pump, allowed);
+          const events =
+            handed.length > 0
+              ? handed
+              : await this.deps.source.readBatch(partnerId, pump.cursors.published.seq, allowed);
           // Unused tokens go back to a throttled partner's bucket.
           if (pump.cursors.state === "throttled") pump.tokens += allowed - events.length;
           if (events.length === 0) break;
           await this.#publishBatch(pump, events, term);
-          const drained = events.length < allowed;
-          if (drained || Date.now() - pump.cursorsPublishedAt >= CURSOR_COALESCE_MS) {
+          if (Date.now() - pump.cursorsPublishedAt >= CURSOR_COALESCE_MS) {
             await this.#publishPendingCursors(pump, term);
           }
+          // A short batch from the log means drained; from the handover, only if nothing later is known.
+          const drained =
+            handed.length > 0 ? pump.cursors.published.seq >= pump.knownHeadSeq : events.length < allowed;
           if (drained) break;
         }
       }
-      if (pump.cursorsDue && term === this.#term) await this.#publishPendingCursors(pump, term);
+      if (pump.cursorsDue && term === this.#term) {
+        const wait = pump.cursorsPublishedAt + CURSOR_COALESCE_MS - Date.now();
+        if (wait <= 0) await this.#publishPendingCursors(pump, term);
+        else this.#publishCursorsLater(pump, term, wait);
+      }
       if (pump.watermarkDue && term === this.#term) {
         pump.watermarkDue = false;
         if (pump.committedSeq < pump.cursors.published.seq && !pump.committing) this.#commitSoon(pump);
@@ -435,6 +505,34 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     }
   }
 
+  #publishCursorsLater(pump: PartnerPump, term: number, delayMs: number): void {
+    if (pump.cursorTimer !== undefined) return;
+    pump.cursorTimer = setTimeout(() => {
+      pump.cursorTimer = undefined;
+      if (term === this.#term && pump.retryTimer === undefined) this.#enqueue(pump);
+    }, delayMs);
+    pump.cursorTimer.unref();
+  }
+
+  /**
+   * The handed-over events that continue the published cursor without a gap, up to `limit`.
+   * Anything else (a seq committed by another process, a handover that arrives late) is read
+   * from the log: the handover only saves a read, it never decides what is published.
+   */
+  #takeHanded(pump: PartnerPump, limit: number): OrderEvent[] {
+    const batch: OrderEvent[] = [];
+    const published = pump.cursors.published.seq;
+    for (let seq = published + 1; batch.length < limit; seq++) {
+      const event = pump.handed.get(seq);
+      if (!event) break;
+      batch.push(event);
+    }
+    for (const seq of pump.handed.keys()) {
+      if (seq <= published + batch.length) pump.handed.delete(seq);
+    }
+    return batch;
+  }
+
   #retryLater(pump: PartnerPump, term: number, delayMs: number): void {
     clearTimeout(pump.retryTimer);
     pump.retryTimer = setTimeout(() => {
@@ -450,16 +548,18 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const shops = new Map<string, ScopeCursor>();
     let last: OrderEvent | undefined;
     const push = !PUSH_OFF.has(pump.cursors.state);
-    for (const event of events) {
-      if (term !== this.#term) throw new Error("leadership changed mid-batch");
-      // Poll-only: the event is not pushed, but the cursors move so clients see the head and poll.
-      if (push)
-        await this.#publish({
+    if (term !== this.#term) throw new Error("leadership changed before the batch");
+    // Poll-only: the events are not pushed, but the cursors move so clients see the head and poll.
+    if (push)
+      await this.#publishAll(
+        events.map((event) => ({
           topic: buildOrderEventTopic(partnerId, event.shop_id, EVENT_KIND[event.type]),
           payload: JSON.stringify(event),
           qos,
           retain: false,
-        });
+        })),
+      );
+    for (const event of events) {
       shops.set(event.shop_id, { seq: event.seq, occurredAt: event.occurred_at });
       last = event;
     }
@@ -503,12 +603,28 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     }
   }
 
-  /** Starts a commit of the pump's cursors, or asks for one after the commit in flight. */
+  /** Commits the pump's cursors now, or after the commit in flight, or once the interval has passed. */
   #commitSoon(pump: PartnerPump): void {
     if (pump.committing) {
       pump.commitAgain = true;
       return;
     }
+    if (pump.commitTimer !== undefined) return;
+    const wait = pump.commitStartedAt + COMMIT_INTERVAL_MS - Date.now();
+    if (wait <= 0) {
+      this.#commitNow(pump);
+      return;
+    }
+    pump.commitTimer = setTimeout(() => {
+      pump.commitTimer = undefined;
+      if (!pump.committing) this.#commitNow(pump);
+      else pump.commitAgain = true;
+    }, wait);
+    pump.commitTimer.unref();
+  }
+
+  #commitNow(pump: PartnerPump): void {
+    pump.commitStartedAt = Date.now();
     const partner = pump.cursors.published;
     const shops = pump.uncommittedShops;
     pump.uncommittedShops = new Map();
@@ -533,9 +649,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   /** Commits every cursor that trails what the broker accepted (shutdown, loss of leadership). */
   async #flushCommits(): Promise<void> {
     for (const pump of this.#pumps.values()) {
+      clearTimeout(pump.commitTimer);
+      pump.commitTimer = undefined;
       while (pump.committing) await pump.committing;
       if (pump.committedSeq < pump.cursors.published.seq || pump.uncommittedShops.size > 0) {
-        this.#commitSoon(pump);
+        this.#commitNow(pump);
         await pump.committing;
       }
     }
@@ -552,32 +670,31 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         published_at: publishedAt,
       } satisfies Cursor);
     if (term !== this.#term) return;
-    await this.#publish({
-      topic: buildPartnerCursorTopic(partnerId),
-      payload: payload(published),
-      qos: 1,
-      retain: true,
-    });
-    for (const shopId of shopIds) {
-      if (term !== this.#term) return;
-      const cursor = shops.get(shopId) ?? { seq: 0, occurredAt: null };
-      await this.#publish({
+    await this.#publishAll([
+      { topic: buildPartnerCursorTopic(partnerId), payload: payload(published), qos: 1, retain: true },
+      ...shopIds.map((shopId) => ({
         topic: buildShopCursorTopic(partnerId, shopId),
-        payload: payload(cursor),
-        qos: 1,
+        payload: payload(shops.get(shopId) ?? { seq: 0, occurredAt: null }),
+        qos: 1 as const,
         retain: true,
-      });
-    }
+      })),
+    ]);
   }
 
-  async #publish(message: OutgoingMessage): Promise<void> {
+  /**
+   * Hands every message to the publisher at once (it keeps their order) and resolves when the
+   * broker accepted them all: waiting for each before the next would cost a round trip per
+   * message, and a batch is accepted or retried as a whole anyway.
+   */
+  async #publishAll(messages: OutgoingMessage[]): Promise<void> {
+    if (messages.length === 0) return;
     const ms = this.#options.publishTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        this.deps.publisher.publish(message),
+        Promise.all(messages.map((message) => this.deps.publisher.publish(message))),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new PublishTimeoutError(message.topic, ms)), ms);
+          timer = setTimeout(() => reject(new PublishTimeoutError(messages, ms)), ms);
         }),
       ]);
     } finally {

@@ -119,24 +119,30 @@ export const createBridgeLog = async (db: Db): Promise<BridgeLog> => {
       return rows.map((row) => toOrderEvent(row, epoch));
     },
     async commitCursors(partnerId, partner, shops) {
-      await db.transaction(async (tx) => {
-        await tx.query(
-          `INSERT INTO bridge_cursors (partner_id, published_seq, occurred_at, updated_at) VALUES ($1, $2, $3, now())
+      // One statement, one round trip: the partner's cursor and every shop's, never moved back.
+      const shopIds: string[] = [];
+      const seqs: number[] = [];
+      const times: (string | null)[] = [];
+      for (const [shopId, cursor] of shops) {
+        shopIds.push(shopId);
+        seqs.push(cursor.seq);
+        times.push(cursor.occurredAt);
+      }
+      await db.query(
+        `WITH partner_cursor AS (
+           INSERT INTO bridge_cursors (partner_id, published_seq, occurred_at, updated_at) VALUES ($1, $2, $3, now())
            ON CONFLICT (partner_id) DO UPDATE SET published_seq = excluded.published_seq,
              occurred_at = excluded.occurred_at, updated_at = now()
-           WHERE bridge_cursors.published_seq < excluded.published_seq`,
-          [partnerId, partner.seq, partner.occurredAt],
-        );
-        for (const [shopId, cursor] of shops) {
-          await tx.query(
-            `INSERT INTO bridge_shop_cursors (partner_id, shop_id, published_seq, occurred_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (partner_id, shop_id) DO UPDATE SET published_seq = excluded.published_seq,
-               occurred_at = excluded.occurred_at
-             WHERE bridge_shop_cursors.published_seq < excluded.published_seq`,
-            [partnerId, shopId, cursor.seq, cursor.occurredAt],
-          );
-        }
-      });
+           WHERE bridge_cursors.published_seq < excluded.published_seq
+         )
+         INSERT INTO bridge_shop_cursors (partner_id, shop_id, published_seq, occurred_at)
+         SELECT $1, shop.id, shop.seq, shop.occurred_at
+         FROM unnest($4::text[], $5::bigint[], $6::timestamptz[]) AS shop (id, seq, occurred_at)
+         ON CONFLICT (partner_id, shop_id) DO UPDATE SET published_seq = excluded.published_seq,
+           occurred_at = excluded.occurred_at
+         WHERE bridge_shop_cursors.published_seq < excluded.published_seq`,
+        [partnerId, partner.seq, partner.occurredAt, shopIds, seqs, times],
+      );
     },
     async onDoorbell(wake) {
       return db.listen(

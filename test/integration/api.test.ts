@@ -440,6 +440,21 @@ describe("the status machine", () => {
     }
   });
 
+  it("hands the bridge exactly the events the log holds, one per change, none for a replay or a no-op", async () => {
+    const p = await seedPartner(t.db, { shops: 2 });
+    const mine = () => t.committed.filter((event) => event.partner_id === p.id);
+    const order = await newOrder(p, 1);
+    expect((await createOrder(p, 0, { "Idempotency-Key": "handover-0001" })).statusCode).toBe(201);
+    expect((await createOrder(p, 0, { "Idempotency-Key": "handover-0001" })).statusCode).toBe(200);
+    for (const status of ["accepted", "accepted", "preparing"]) {
+      expect((await patchStatus(p, order.id, status)).statusCode).toBe(200);
+    }
+    // The bridge publishes a handed-over event instead of reading it back: it must be the log's, field for field.
+    const logged = await readEvents(p.backend.secret);
+    expect(logged.map((event) => event.seq)).toEqual([1, 2, 3, 4]);
+    expect(mine()).toEqual(logged);
+  });
+
   it("refuses a bad status, a bad id and an unknown order, naming the field, writing nothing", async () => {
     const p = await seedPartner(t.db, { shops: 1 });
     const order = await newOrder(p);

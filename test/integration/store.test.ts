@@ -8,6 +8,7 @@ import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Order } from "../../src/domain/orders.ts";
+import { createBridgeLog } from "../../src/store/bridge-log.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import type { Queryable } from "../../src/store/db.ts";
 import { allocateSeq, appendEvent, readEpoch, readEvents } from "../../src/store/event-log.ts";
@@ -206,6 +207,51 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
     // occurred_at is taken under the partner lock: it never goes backwards along the seqs.
     const times = page.events.map((e) => Date.parse(e.occurred_at));
     expect(times).toEqual([...times].sort((x, y) => x - y));
+  });
+
+  it("the bridge's durable cursors move forward in one statement and never back", async () => {
+    const p = await seedPartner(t.db, { shops: 3 });
+    const [a, b, c] = p.shops as [string, string, string];
+    const bridgeLog = await createBridgeLog(t.db);
+    const at = (second: number) => `2026-11-29T10:00:0${second}.000Z`;
+    const cursors = async () => {
+      const [partner] = (await bridgeLog.loadPartners()).filter((cursor) => cursor.partnerId === p.id);
+      return { published: partner!.published, shops: Object.fromEntries(partner!.shops) };
+    };
+    const none = { seq: 0, occurredAt: null };
+
+    await bridgeLog.commitCursors(
+      p.id,
+      { seq: 5, occurredAt: at(5) },
+      new Map([
+        [a, { seq: 4, occurredAt: at(4) }],
+        [b, { seq: 5, occurredAt: at(5) }],
+      ]),
+    );
+    expect(await cursors()).toEqual({
+      published: { seq: 5, occurredAt: at(5) },
+      shops: { [a]: { seq: 4, occurredAt: at(4) }, [b]: { seq: 5, occurredAt: at(5) }, [c]: none },
+    });
+    // A late commit of older cursors (and no shops at all) moves nothing back; a newer shop cursor moves.
+    await bridgeLog.commitCursors(
+      p.id,
+      { seq: 3, occurredAt: at(3) },
+      new Map([[a, { seq: 3, occurredAt: at(3) }]]),
+    );
+    await bridgeLog.commitCursors(p.id, { seq: 2, occurredAt: at(2) }, new Map());
+    await bridgeLog.commitCursors(
+      p.id,
+      { seq: 7, occurredAt: at(7) },
+      new Map([[c, { seq: 7, occurredAt: at(7) }]]),
+    );
+    expect(await cursors()).toEqual({
+      published: { seq: 7, occurredAt: at(7) },
+      shops: {
+        [a]: { seq: 4, occurredAt: at(4) },
+        [b]: { seq: 5, occurredAt: at(5) },
+        [c]: { seq: 7, occurredAt: at(7) },
+      },
+    });
   });
 
   it("the epoch is a UUID, the same in every event and read, and survives migrations and reconnects", async () => {

@@ -3,6 +3,7 @@
  * for `inject()` tests (no socket) or `listen({ port: 0 })` tests.
  */
 import { buildHttpApp, type HttpApp } from "../../src/api/app.ts";
+import type { OrderEvent } from "../../src/domain/events.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
@@ -15,8 +16,8 @@ export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789";
 
 export interface TestApp extends TestDb {
   app: HttpApp;
-  /** Partner ids told to the in-process doorbell, in order. */
-  committed: string[];
+  /** Events handed to `onCommitted`, in call order. */
+  committed: OrderEvent[];
   close(): Promise<void>;
 }
 
@@ -25,7 +26,7 @@ export const createTestApp = async (kind: AdapterKind = DEFAULT_ADAPTER): Promis
   const { db } = testDb;
   const accessFeed = await createAccessFeed(db);
   const credentials = createCredentialStore(db, { accessChanges: accessFeed });
-  const committed: string[] = [];
+  const committed: OrderEvent[] = [];
   const app = await buildHttpApp({
     log: silentLog,
     adminToken: TEST_ADMIN_TOKEN,
@@ -36,7 +37,7 @@ export const createTestApp = async (kind: AdapterKind = DEFAULT_ADAPTER): Promis
     readEvents: (input) => readEvents(db, input),
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
     readiness: async () => ({ ready: true, checks: { database: "ok" } }),
-    onCommitted: (partnerId) => committed.push(partnerId),
+    onCommitted: (event) => committed.push(event),
   });
   await app.ready();
   return {

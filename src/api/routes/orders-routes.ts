@@ -3,7 +3,7 @@
  */
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { orderEventSchema } from "../../domain/events.ts";
+import { type OrderEvent, orderEventSchema } from "../../domain/events.ts";
 import { orderIdSchema, seqSchema, shopIdSchema } from "../../domain/ids.ts";
 import {
   createOrderBodySchema,
@@ -20,7 +20,8 @@ export interface OrdersRoutesDeps {
   orders: OrderStore;
   readEvents(input: ReadEventsInput): Promise<EventPage>;
   /** Told after every committed change (the bridge's in-process doorbell). */
-  onCommitted(partnerId: string): void;
+  /** An order change committed its event (the bridge in this process is woken with it). */
+  onCommitted(event: OrderEvent): void;
 }
 
 const limit = (max: number, fallback: number) =>
@@ -51,8 +52,8 @@ const AUTH_ERRORS = [401, 403] as const;
 const plainJson = () => (data: unknown) => JSON.stringify(data);
 
 const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) => {
-  const answerChange = (change: OrderChange, partnerId: string) => {
-    if (change.event) deps.onCommitted(partnerId);
+  const answerChange = (change: OrderChange) => {
+    if (change.event) deps.onCommitted(change.event);
     return change.order;
   };
 
@@ -80,7 +81,7 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
         request.headers["idempotency-key"],
       );
       if (change.replayed) reply.header("idempotent-replayed", "true");
-      return reply.code(change.replayed ? 200 : 201).send(answerChange(change, principal.partnerId));
+      return reply.code(change.replayed ? 200 : 201).send(answerChange(change));
     },
   );
 
@@ -121,7 +122,7 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
         request.params.id,
         request.body.status,
       );
-      return answerChange(change, principal.partnerId);
+      return answerChange(change);
     },
   );
 
