@@ -6,17 +6,17 @@
  *   IPC. Modes:
  *   - `brewcast`: `startBrewcast(config, log, BENCH_ROLE)` (role "all" by
  *     default), plus a paced writer in the same process (the API's place)
- *     that wakes the bridge in-process and rings the doorbell, as the API's
- *     `onCommitted` does;
+ *     that hands each committed event to `running.committed`, which is the
+ *     API's `onCommitted` (the leading bridge here takes the event in-process;
+ *     otherwise the doorbell rings);
  *   - `writer`: the same paced writer alone, ringing the doorbell (the path
  *     of a writer in another process);
  *   - `clients`: MQTT subscribers (mqtt.js) and REST pollers that record
  *     when each event arrived, keyed by (partner, seq), and count wire bytes.
- * - The write path: `bench_append()`, a plpgsql function with the statements
- *   of `createOrderStore().create()` in the same order (partner seq under the
- *   partner row lock, `clock_timestamp()`, the order row, the shop's last seq,
- *   the event row with its snapshot), in one round trip, so a 2-core machine
- *   can reach 1,000 events/s; through HTTP it does about 100 orders/s here.
+ * - The write path: the product's `createOrderStore(db).create()` (one round
+ *   trip: the `brewcast_create_order` function of migration 0004) on a pool
+ *   of its own, without HTTP in front, so a 2-core machine can reach 1,000
+ *   events/s; through HTTP it does a few hundred orders/s here.
  * - Time: `process.hrtime` (CLOCK_MONOTONIC), which every process on the
  *   machine shares, so a commit time taken in one process and a receipt time
  *   taken in another are comparable to the microsecond.
@@ -27,9 +27,11 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import mqtt, { type MqttClient } from "mqtt";
+import mqtt from "mqtt";
 import pg from "pg";
+import type { OrderEvent } from "../src/domain/events.ts";
 import { adminPost, onCleanup } from "./harness.ts";
+import { connectRawClient, publishPayload, publishTopic } from "./raw-mqtt.ts";
 
 export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -110,32 +112,6 @@ export const waitCaughtUp = async (url: string, timeoutMs = 60_000): Promise<num
 
 // ---------------------------------------------------------------- the write path
 
-/**
- * `createOrderStore().create()` without the idempotency key, statement for
- * statement (src/store/orders.ts, src/store/event-log.ts), as one function:
- * one round trip per order instead of eight.
- */
-export const APPEND_FUNCTION_SQL = `
-CREATE OR REPLACE FUNCTION bench_append(p_partner text, p_shop text, p_order uuid, p_items jsonb)
-RETURNS bigint LANGUAGE plpgsql AS $fn$
-DECLARE v_seq bigint; v_at timestamptz; v_prev bigint; v_ts text;
-BEGIN
-  UPDATE partners SET head_seq = head_seq + 1 WHERE id = p_partner RETURNING head_seq INTO v_seq;
-  IF v_seq IS NULL THEN RAISE EXCEPTION 'no partner %', p_partner; END IF;
-  v_at := clock_timestamp();
-  v_ts := to_char(v_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
-  INSERT INTO orders (id, partner_id, shop_id, status, items, created_at, updated_at, last_seq)
-    VALUES (p_order, p_partner, p_shop, 'created', p_items, v_at, v_at, v_seq);
-  UPDATE shops s SET last_seq = v_seq FROM shops old
-    WHERE s.partner_id = p_partner AND s.id = p_shop AND old.partner_id = s.partner_id AND old.id = s.id
-    RETURNING old.last_seq INTO v_prev;
-  INSERT INTO order_events (partner_id, seq, shop_id, order_id, type, occurred_at, prev_shop_seq, order_snapshot)
-    VALUES (p_partner, v_seq, p_shop, p_order, 'order.created', v_at, v_prev,
-      jsonb_build_object('id', p_order, 'partner_id', p_partner, 'shop_id', p_shop, 'status', 'created',
-        'items', p_items, 'created_at', v_ts, 'updated_at', v_ts, 'last_seq', v_seq));
-  RETURN v_seq;
-END $fn$`;
-
 const SKUS = ["latte-grande", "flat-white", "cappuccino-tall", "cold-brew", "matcha-latte"];
 const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
 export const orderItems = () => [
@@ -171,8 +147,8 @@ export interface Commits {
 }
 
 interface Appender {
-  append(partnerId: string, shopId: string): Promise<number>;
-  committed(partnerId: string): void;
+  append(partnerId: string, shopId: string): Promise<OrderEvent>;
+  committed(event: OrderEvent): void;
 }
 
 /** Runs appends at `rate`/s (or flat out) on up to `connections` at once, for `seconds`. */
@@ -198,12 +174,12 @@ const runWriter = async (request: WriteRequest, appender: Appender): Promise<Com
     inFlight++;
     appender
       .append(target.id, pick(target.shops))
-      .then((seq) => {
+      .then((event) => {
         const t = nowMs();
         commits.p.push(partnerIndex.get(target.id)!);
-        commits.seq.push(seq);
+        commits.seq.push(event.seq);
         commits.t.push(t);
-        appender.committed(target.id);
+        appender.committed(event);
       })
       .catch((error) => {
         commits.failed++;
@@ -496,33 +472,58 @@ const clientsMode = async () => {
     }
     return b;
   };
-  const mqttClients: { client: MqttClient; bucket: Bucket; seen: number }[] = [];
-  const wireBytes = (client: MqttClient) => {
-    const stream = client.stream as unknown as { bytesRead?: number; bytesWritten?: number } | undefined;
-    return (stream?.bytesRead ?? 0) + (stream?.bytesWritten ?? 0);
+  const mqttClients: { wireBytes: () => number; bucket: Bucket; seen: number }[] = [];
+  const socketBytes = (socket: { bytesRead?: number; bytesWritten?: number } | undefined) =>
+    (socket?.bytesRead ?? 0) + (socket?.bytesWritten ?? 0);
+  const recordEvent = (b: Bucket, payload: Buffer) => {
+    const t = nowMs();
+    const event = JSON.parse(payload.toString()) as { partner_id: string; seq: number };
+    b.record(event.partner_id, event.seq, t);
+  };
+
+  /** mqtt.js, when BENCH_SUBSCRIBER=mqttjs: what an application would use, at 16–29 µs of CPU a message. */
+  const connectMqttJs = async (spec: SubscriberSpec, b: Bucket) => {
+    const client = await mqtt.connectAsync(spec.url, {
+      protocolVersion: 4,
+      clientId: `bench-${randomUUID().slice(0, 12)}`,
+      clean: true,
+      reconnectPeriod: 0,
+      ...(spec.username !== undefined ? { username: spec.username, password: spec.password } : {}),
+    });
+    client.on("message", (topic, payload) => {
+      if (topic.includes("/orders/")) recordEvent(b, payload);
+    });
+    client.on("error", (error) => log(`subscriber error: ${error.message}`));
+    await client.subscribeAsync(spec.filters, { qos: 1 });
+    return () => socketBytes(client.stream as unknown as net.Socket | undefined);
+  };
+
+  /** The default: a raw-socket client (bench/raw-mqtt.ts), so the subscribers leave the CPU to brewcast. */
+  const connectRaw = async (spec: SubscriberSpec, b: Bucket) => {
+    const url = new URL(spec.url);
+    const client = await connectRawClient({
+      host: url.hostname,
+      port: Number(url.port),
+      clientId: `bench-${randomUUID().slice(0, 12)}`,
+      username: spec.username ?? "",
+      password: spec.password ?? "",
+    });
+    client.onPublish = (body, qos) => {
+      if (publishTopic(body).includes("/orders/")) recordEvent(b, publishPayload(body, qos));
+    };
+    client.socket.on("error", (error) => log(`subscriber error: ${error.message}`));
+    await client.subscribe(spec.filters, 1);
+    return () => socketBytes(client.socket);
   };
 
   const connect = async (specs: SubscriberSpec[]) => {
+    const connectOne = process.env.BENCH_SUBSCRIBER === "mqttjs" ? connectMqttJs : connectRaw;
     for (let i = 0; i < specs.length; i += 25) {
       await Promise.all(
         specs.slice(i, i + 25).map(async (spec) => {
-          const client = await mqtt.connectAsync(spec.url, {
-            protocolVersion: 4,
-            clientId: `bench-${randomUUID().slice(0, 12)}`,
-            clean: true,
-            reconnectPeriod: 0,
-            ...(spec.username !== undefined ? { username: spec.username, password: spec.password } : {}),
-          });
           const b = bucket(spec.bucket);
-          client.on("message", (topic, payload) => {
-            if (!topic.includes("/orders/")) return;
-            const t = nowMs();
-            const event = JSON.parse(payload.toString()) as { partner_id: string; seq: number };
-            b.record(event.partner_id, event.seq, t);
-          });
-          client.on("error", (error) => log(`subscriber error: ${error.message}`));
-          await client.subscribeAsync(spec.filters, { qos: 1 });
-          const entry = { client, bucket: b, seen: wireBytes(client) };
+          const wireBytes = await connectOne(spec, b);
+          const entry = { wireBytes, bucket: b, seen: wireBytes() };
           mqttClients.push(entry);
           const partner = spec.filters[0]!.split("/")[1]!;
           b.consumersPerPartner.set(partner, (b.consumersPerPartner.get(partner) ?? 0) + 1);
@@ -589,7 +590,7 @@ const clientsMode = async () => {
     const b = bucket(name);
     for (const entry of mqttClients) {
       if (entry.bucket !== b) continue;
-      const now = wireBytes(entry.client);
+      const now = entry.wireBytes();
       b.bytes += now - entry.seen;
       entry.seen = now;
     }
@@ -650,7 +651,7 @@ const clientsMode = async () => {
         for (const name of args as string[]) {
           const b = bucket(name);
           b.reset();
-          for (const entry of mqttClients) if (entry.bucket === b) entry.seen = wireBytes(entry.client);
+          for (const entry of mqttClients) if (entry.bucket === b) entry.seen = entry.wireBytes();
         }
         return null;
       case "poll": {
@@ -677,8 +678,9 @@ const clientsMode = async () => {
   });
 };
 
-const makeAppender = async (wake: (partnerId: string) => void) => {
+const makeAppender = async (committed: (event: OrderEvent) => void) => {
   const { openDb } = await import("../src/store/open-db.ts");
+  const { createOrderStore } = await import("../src/store/orders.ts");
   const { createLogger } = await import("../src/log.ts");
   const connections = Number(process.env.BENCH_WRITER_CONNECTIONS ?? "16");
   const db = await openDb({
@@ -687,17 +689,17 @@ const makeAppender = async (wake: (partnerId: string) => void) => {
     log: createLogger("warn"),
     poolSize: connections,
   });
+  const orders = createOrderStore(db);
   const appender: Appender = {
     async append(partnerId, shopId) {
-      const [row] = await db.query<{ seq: number }>("SELECT bench_append($1, $2, $3, $4) AS seq", [
-        partnerId,
-        shopId,
-        randomUUID(),
-        JSON.stringify(orderItems()),
-      ]);
-      return row!.seq;
+      const change = await orders.create(
+        { partnerId, shopId: null },
+        { shop_id: shopId, items: orderItems() },
+      );
+      if (!change.event) throw new Error("an order was created without its event");
+      return change.event;
     },
-    committed: wake,
+    committed,
   };
   return { db, appender };
 };
@@ -725,10 +727,9 @@ const brewcastMode = async () => {
       if (cmd !== "write") throw new Error(`unknown command ${cmd}`);
       const request = args as WriteRequest;
       wakeMode = request.wake;
-      writer ??= await makeAppender((partnerId) => {
-        if (wakeMode === "none") return;
-        if (wakeMode === "inproc") running.bridge?.wake(partnerId);
-        doorbell.ring(partnerId);
+      writer ??= await makeAppender((event) => {
+        if (wakeMode === "inproc") running.committed(event);
+        else if (wakeMode === "doorbell") doorbell.ring(event.partner_id);
       });
       return runWriter(request, writer.appender);
     },
@@ -744,8 +745,8 @@ const writerMode = async () => {
   const { createDoorbell } = await import("../src/store/bridge-log.ts");
   let wakeMode: WriteRequest["wake"] = "doorbell";
   let ring: (partnerId: string) => void = () => {};
-  const writer = await makeAppender((partnerId) => {
-    if (wakeMode !== "none") ring(partnerId);
+  const writer = await makeAppender((event) => {
+    if (wakeMode !== "none") ring(event.partner_id);
   });
   const doorbell = createDoorbell(writer.db);
   ring = (partnerId) => doorbell.ring(partnerId);
@@ -829,7 +830,7 @@ export interface LoadRig {
 /**
  * The whole process (role "all") with `partners` partners, one QoS 1
  * subscriber each (a child process), and a writer in another process that
- * appends with `bench_append()` and rings the doorbell after each commit.
+ * creates orders through the store and rings the doorbell after each commit.
  */
 export const startLoadRig = async (options: {
   partners: number;
@@ -852,10 +853,6 @@ export const startLoadRig = async (options: {
   const baseUrl = `http://127.0.0.1:${brewcast.info.http}`;
   const partners = await createPartners(baseUrl, adminToken, options.partners, options.shops, "load");
   await pinNormal(baseUrl, adminToken, partners);
-  const setup = new pg.Client({ connectionString: db.url });
-  await setup.connect();
-  await setup.query(APPEND_FUNCTION_SQL);
-  await setup.end();
   const writer = await spawnKid("writer", env);
   const clients = await spawnKid("clients");
   await clients.call(

@@ -13,19 +13,17 @@
  *   npx tsx bench/bridge-latency.ts --writer external   # writes from another process (doorbell path)
  *   npx tsx bench/bridge-latency.ts --rate 100          # the path's latency without the queueing
  *
- * The writer: `bench_append()` (bench/bridge-kit.ts), the statements of
- * `createOrderStore().create()` in one round trip, paced at 1,000/s on 16
- * connections. By default it runs inside the brewcast process (where the
- * API runs) and, after each commit, does what the API's `onCommitted` does:
- * `bridge.wake(partner)` and `doorbell.ring(partner)`. Latency = the time
+ * The writer: the product's `createOrderStore().create()` (bench/bridge-kit.ts),
+ * one round trip per order, paced at 1,000/s on 16 connections. By default it
+ * runs inside the brewcast process (where the API runs) and hands each
+ * committed event to what the API's `onCommitted` is (`running.committed`:
+ * the leading bridge takes the event in-process). Latency = the time
  * the subscriber's 'message' fired − the time the writer's round trip
  * returned (CLOCK_MONOTONIC in both processes). The subscribers and pollers
  * run in one child process of their own.
  */
 import { parseArgs } from "node:util";
-import pg from "pg";
 import {
-  APPEND_FUNCTION_SQL,
   type Commits,
   createPartners,
   type LatencyReport,
@@ -102,10 +100,6 @@ const main = async () => {
   log(`brewcast pid ${brewcast.pid}: http ${brewcast.info.http}, mqtt ${brewcast.info.mqtt}`);
   const partners = await createPartners(baseUrl, adminToken, PARTNERS, SHOPS, "lat");
   await pinNormal(baseUrl, adminToken, partners);
-  const setup = new pg.Client({ connectionString: db.url });
-  await setup.connect();
-  await setup.query(APPEND_FUNCTION_SQL);
-  await setup.end();
   const writer = writerMode === "external" ? await spawnKid("writer", env) : brewcast;
 
   const clients = await spawnKid("clients");

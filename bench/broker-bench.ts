@@ -15,6 +15,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import net from "node:net";
+import { connectRawClient, type RawClient, publishFrame as rawPublishFrame } from "./raw-mqtt.ts";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const N0 = env("BENCH_N0", 100_000);
@@ -30,118 +31,12 @@ const SUBSCRIBER = "cr-benchsubscriberaaaaa";
 const TOPIC = `partners/bench/devices/${PUBLISHER}/status`;
 const PAYLOAD = Buffer.alloc(200, 0x61);
 
-// ---- MQTT 3.1.1 frames -------------------------------------------------------------------------
-const u16 = (n: number) => Buffer.from([(n >> 8) & 0xff, n & 0xff]);
-const str = (s: string) => {
-  const b = Buffer.from(s);
-  return Buffer.concat([u16(b.length), b]);
-};
-const remaining = (n: number) => {
-  const out: number[] = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 0x80;
-    out.push(byte);
-  } while (n > 0);
-  return Buffer.from(out);
-};
-const frame = (first: number, body: Buffer) =>
-  Buffer.concat([Buffer.from([first]), remaining(body.length), body]);
-const connectFrame = (clientId: string, user: string) =>
-  frame(
-    0x10,
-    Buffer.concat([str("MQTT"), Buffer.from([4, 0xc2]), u16(600), str(clientId), str(user), str("x")]),
-  );
-const subscribeFrame = (topic: string, qos: number) =>
-  frame(0x82, Buffer.concat([u16(1), str(topic), Buffer.from([qos])]));
-const publishFrame = (qos: 0 | 1, id: number) =>
-  frame(0x30 | (qos << 1), Buffer.concat([str(TOPIC), qos ? u16(id) : Buffer.alloc(0), PAYLOAD]));
-const pubackFrame = (id: number) => Buffer.from([0x40, 2, (id >> 8) & 0xff, id & 0xff]);
-
-type OnPacket = (type: number, flags: number, body: Buffer) => void;
-
-/** Splits a byte stream into MQTT packets. */
-const packetReader = (onPacket: OnPacket) => {
-  let buf: Buffer = Buffer.alloc(0);
-  return (chunk: Buffer) => {
-    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-    let i = 0;
-    for (;;) {
-      if (buf.length - i < 2) break;
-      let len = 0;
-      let mult = 1;
-      let j = i + 1;
-      let complete = false;
-      while (j < buf.length) {
-        const b = buf[j++]!;
-        len += (b & 0x7f) * mult;
-        mult *= 128;
-        if (!(b & 0x80)) {
-          complete = true;
-          break;
-        }
-      }
-      if (!complete || buf.length - j < len) break;
-      onPacket(buf[i]! >> 4, buf[i]! & 0x0f, buf.subarray(j, j + len));
-      i = j + len;
-    }
-    buf = buf.subarray(i);
-  };
-};
-
-interface RawClient {
-  socket: net.Socket;
-  onPublish: (qos: number) => void;
-  onPuback: () => void;
-}
-
+// ---- clients (bench/raw-mqtt.ts) ------------------------------------------------------------------
 let clientSeq = 0;
 const rawClient = (port: number, user: string): Promise<RawClient> =>
-  new Promise((resolve, reject) => {
-    const socket = net.connect(port, "127.0.0.1");
-    socket.setNoDelay(true);
-    const client: RawClient = { socket, onPublish: () => undefined, onPuback: () => undefined };
-    let acks: Buffer[] = [];
-    let ackScheduled = false;
-    const flushAcks = () => {
-      ackScheduled = false;
-      if (acks.length) socket.write(acks.length === 1 ? acks[0]! : Buffer.concat(acks));
-      acks = [];
-    };
-    socket.on(
-      "data",
-      packetReader((type, flags, body) => {
-        if (type === 2) {
-          if (body[1] !== 0) reject(new Error(`CONNACK ${body[1]}`));
-          else resolve(client);
-        } else if (type === 3) {
-          const qos = (flags >> 1) & 3;
-          if (qos > 0) {
-            const topicLen = body.readUInt16BE(0);
-            acks.push(pubackFrame(body.readUInt16BE(2 + topicLen)));
-            if (!ackScheduled) {
-              ackScheduled = true;
-              setImmediate(flushAcks);
-            }
-          }
-          client.onPublish(qos);
-        } else if (type === 4) client.onPuback();
-        else if (type === 9) subackWaiters.get(socket)?.(body[2]!);
-      }),
-    );
-    socket.once("error", reject);
-    socket.write(connectFrame(`b${clientSeq++}`, user));
-  });
-const subackWaiters = new Map<net.Socket, (granted: number) => void>();
-const subscribe = (client: RawClient, qos: number): Promise<void> =>
-  new Promise((resolve, reject) => {
-    subackWaiters.set(client.socket, (granted) => {
-      subackWaiters.delete(client.socket);
-      granted === 0x80 ? reject(new Error("subscription refused")) : resolve();
-    });
-    client.socket.write(subscribeFrame(TOPIC, qos));
-  });
+  connectRawClient({ port, clientId: `b${clientSeq++}`, username: user, password: "x", keepaliveS: 600 });
+const publishFrame = (qos: 0 | 1, id: number) => rawPublishFrame(TOPIC, PAYLOAD, qos, id);
+const subscribe = (client: RawClient, qos: number): Promise<void> => client.subscribe([TOPIC], qos);
 
 // ---- brokers ----------------------------------------------------------------------------------------
 interface Peer {
