@@ -22,6 +22,13 @@ export interface PartnerCursors {
   shops: Map<string, ScopeCursor>;
 }
 
+export interface CursorCommit {
+  partnerId: string;
+  partner: ScopeCursor;
+  /** The shops whose cursor moved since the last commit. */
+  shops: Map<string, ScopeCursor>;
+}
+
 export interface BridgeLog {
   readonly epoch: string;
   /** Every partner, its head and its durable cursors (the leader's starting point and the watermark's list). */
@@ -30,8 +37,10 @@ export interface BridgeLog {
   partnersWithBacklog(): Promise<string[]>;
   /** Up to `limit` events after `afterSeq`, in seq order. */
   readBatch(partnerId: string, afterSeq: number, limit: number): Promise<OrderEvent[]>;
-  /** Moves the durable cursors forward (never back). */
-  commitCursors(partnerId: string, partner: ScopeCursor, shops: Map<string, ScopeCursor>): Promise<void>;
+  /** For several partners at once, up to `limitEach` events of each after its `afterSeq`, in seq order per partner. */
+  readAfter(positions: { partnerId: string; afterSeq: number }[], limitEach: number): Promise<OrderEvent[]>;
+  /** Moves the durable cursors of these partners and their shops forward (never back), all at once. */
+  commitCursors(commits: CursorCommit[]): Promise<void>;
   /** Calls `wake` when writers ring the doorbell; returns a function that stops listening. */
   onDoorbell(wake: (partnerIds: string[] | "all") => void): Promise<() => Promise<void>>;
 }

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Order } from "../../src/domain/orders.ts";
-import { createBridgeLog } from "../../src/store/bridge-log.ts";
+import { createBridgeLog, createDoorbell, DOORBELL_CHANNEL } from "../../src/store/bridge-log.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import type { Queryable } from "../../src/store/db.ts";
 import { allocateSeq, appendEvent, readEpoch, readEvents } from "../../src/store/event-log.ts";
@@ -209,49 +209,95 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
     expect(times).toEqual([...times].sort((x, y) => x - y));
   });
 
-  it("the bridge's durable cursors move forward in one statement and never back", async () => {
+  it("the doorbell coalesces a burst of rings: every partner is heard, in two notifications", async () => {
+    const heard: string[] = [];
+    const unlisten = await t.db.listen(DOORBELL_CHANNEL, (payload) => heard.push(payload));
+    const failures: unknown[] = [];
+    // A long interval, so the burst's second NOTIFY waits for flush() rather than the timer.
+    const doorbell = createDoorbell(t.db, (error) => failures.push(error), 60_000);
+    const partners = Array.from({ length: 7 }, (_, i) => uniqueId(`bell${i}`));
+    for (let i = 0; i < 200; i++) doorbell.ring(partners[i % partners.length]!);
+    await doorbell.flush();
+    const rung = () => new Set(heard.flatMap((payload) => payload.split(",")));
+    await waitFor("every partner heard", () => partners.every((id) => rung().has(id)));
+    await unlisten();
+    expect(failures).toEqual([]);
+    // The first ring goes out at once; the other 199 wait for it and leave together.
+    expect(heard).toHaveLength(2);
+    expect(heard[0]).toBe(partners[0]);
+    expect(heard[1]!.split(",").sort()).toEqual([...partners].sort());
+  });
+
+  it("the bridge's durable cursors of several partners move forward in one statement and never back", async () => {
     const p = await seedPartner(t.db, { shops: 3 });
+    const q = await seedPartner(t.db, { shops: 1 });
     const [a, b, c] = p.shops as [string, string, string];
     const bridgeLog = await createBridgeLog(t.db);
     const at = (second: number) => `2026-11-29T10:00:0${second}.000Z`;
-    const cursors = async () => {
-      const [partner] = (await bridgeLog.loadPartners()).filter((cursor) => cursor.partnerId === p.id);
+    const cursor = (second: number) => ({ seq: second, occurredAt: at(second) });
+    const cursors = async (partnerId: string) => {
+      const [partner] = (await bridgeLog.loadPartners()).filter((each) => each.partnerId === partnerId);
       return { published: partner!.published, shops: Object.fromEntries(partner!.shops) };
     };
-    const none = { seq: 0, occurredAt: null };
 
-    await bridgeLog.commitCursors(
-      p.id,
-      { seq: 5, occurredAt: at(5) },
-      new Map([
-        [a, { seq: 4, occurredAt: at(4) }],
-        [b, { seq: 5, occurredAt: at(5) }],
-      ]),
-    );
-    expect(await cursors()).toEqual({
-      published: { seq: 5, occurredAt: at(5) },
-      shops: { [a]: { seq: 4, occurredAt: at(4) }, [b]: { seq: 5, occurredAt: at(5) }, [c]: none },
-    });
-    // A late commit of older cursors (and no shops at all) moves nothing back; a newer shop cursor moves.
-    await bridgeLog.commitCursors(
-      p.id,
-      { seq: 3, occurredAt: at(3) },
-      new Map([[a, { seq: 3, occurredAt: at(3) }]]),
-    );
-    await bridgeLog.commitCursors(p.id, { seq: 2, occurredAt: at(2) }, new Map());
-    await bridgeLog.commitCursors(
-      p.id,
-      { seq: 7, occurredAt: at(7) },
-      new Map([[c, { seq: 7, occurredAt: at(7) }]]),
-    );
-    expect(await cursors()).toEqual({
-      published: { seq: 7, occurredAt: at(7) },
-      shops: {
-        [a]: { seq: 4, occurredAt: at(4) },
-        [b]: { seq: 5, occurredAt: at(5) },
-        [c]: { seq: 7, occurredAt: at(7) },
+    await bridgeLog.commitCursors([
+      {
+        partnerId: p.id,
+        partner: cursor(5),
+        shops: new Map([
+          [a, cursor(4)],
+          [b, cursor(5)],
+        ]),
       },
+      { partnerId: q.id, partner: cursor(2), shops: new Map([[q.shops[0]!, cursor(2)]]) },
+    ]);
+    expect(await cursors(p.id)).toEqual({
+      published: cursor(5),
+      shops: { [a]: cursor(4), [b]: cursor(5), [c]: { seq: 0, occurredAt: null } },
     });
+    expect(await cursors(q.id)).toEqual({ published: cursor(2), shops: { [q.shops[0]!]: cursor(2) } });
+    // Older cursors (and a commit without shops) move nothing back; a newer shop cursor moves.
+    await bridgeLog.commitCursors([
+      { partnerId: p.id, partner: cursor(3), shops: new Map([[a, cursor(3)]]) },
+    ]);
+    await bridgeLog.commitCursors([{ partnerId: p.id, partner: cursor(2), shops: new Map() }]);
+    await bridgeLog.commitCursors([
+      { partnerId: q.id, partner: cursor(1), shops: new Map() },
+      { partnerId: p.id, partner: cursor(7), shops: new Map([[c, cursor(7)]]) },
+    ]);
+    expect(await cursors(p.id)).toEqual({
+      published: cursor(7),
+      shops: { [a]: cursor(4), [b]: cursor(5), [c]: cursor(7) },
+    });
+    expect((await cursors(q.id)).published).toEqual(cursor(2));
+  });
+
+  it("the bridge reads ahead for several partners at once, in seq order and up to a limit each", async () => {
+    const p = await seedPartner(t.db, { shops: 1 });
+    const q = await seedPartner(t.db, { shops: 1 });
+    const orders = createOrderStore(t.db);
+    for (let i = 0; i < 5; i++) {
+      await orders.create({ partnerId: p.id, shopId: null }, { shop_id: p.shops[0]!, items: item });
+      await orders.create({ partnerId: q.id, shopId: null }, { shop_id: q.shops[0]!, items: item });
+    }
+    const bridgeLog = await createBridgeLog(t.db);
+    const events = await bridgeLog.readAfter(
+      [
+        { partnerId: p.id, afterSeq: 1 },
+        { partnerId: q.id, afterSeq: 3 },
+      ],
+      3,
+    );
+    expect(events.map((e) => `${e.partner_id === p.id ? "p" : "q"}${e.seq}`)).toEqual([
+      "p2",
+      "p3",
+      "p4",
+      "q4",
+      "q5",
+    ]);
+    // The same events the REST history serves.
+    const page = await readEvents(t.db, { partnerId: p.id, after: 1, limit: 3 });
+    expect(events.slice(0, 3)).toEqual(page.events);
   });
 
   it("the epoch is a UUID, the same in every event and read, and survives migrations and reconnects", async () => {
