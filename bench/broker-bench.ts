@@ -12,7 +12,7 @@
  * deliveries), BENCH_SETTLE_S (seconds after the burst, 60), BENCH_BROKERS
  * (brewcast,aedes,mosquitto).
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { connectRawClient, type RawClient, publishFrame as rawPublishFrame } from "./raw-mqtt.ts";
@@ -71,7 +71,8 @@ const startPeer = async (name: "brewcast" | "aedes" | "mosquitto"): Promise<Peer
     }
     return { name, port, pid: child.pid!, child };
   }
-  const child = spawn(process.execPath, ["--import", "tsx", "bench/broker-peer.ts", name], {
+  const nodeFlags = (process.env.BENCH_PEER_NODE_FLAGS ?? "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...nodeFlags, "bench/broker-peer.mjs", name], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const port = await new Promise<number>((resolve) => {
@@ -219,6 +220,11 @@ const main = async () => {
     | "aedes"
     | "mosquitto"
   )[];
+  if (names.includes("brewcast")) {
+    // brewcast's broker runs from the compiled build, as in the Docker image (bench/broker-peer.mjs).
+    process.stderr.write("building dist/ (npm run build)\n");
+    execFileSync("npm", ["run", "--silent", "build"], { stdio: "inherit" });
+  }
   const results: Record<string, Record<string, number>> = {};
   for (const name of names) {
     const peer = await startPeer(name);
