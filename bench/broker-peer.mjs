@@ -15,6 +15,16 @@ import pino from "pino";
 import { startBroker } from "../dist/broker/index.js";
 
 const kind = process.argv[2];
+if (process.env.BENCH_PEER_MEMORY) {
+  // Where the RSS is (diagnosis only): V8 heap, buffers outside it, the rest.
+  setInterval(() => {
+    const m = process.memoryUsage();
+    const mib = (n) => (n / 1048576).toFixed(0);
+    process.stderr.write(
+      `memory rss ${mib(m.rss)} heapTotal ${mib(m.heapTotal)} heapUsed ${mib(m.heapUsed)} external ${mib(m.external)} arrayBuffers ${mib(m.arrayBuffers)}\n`,
+    );
+  }, 500).unref();
+}
 if (kind === "brewcast") {
   const broker = await startBroker({
     host: "127.0.0.1",
