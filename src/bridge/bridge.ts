@@ -93,7 +93,7 @@ interface PartnerPump {
   cursorsPublishedAt: number;
   /** Brings the pump back when the retained cursors it held back are due. */
   cursorTimer: NodeJS.Timeout | undefined;
-  /** The durable cursor trails the published one: committed off the hot path, one commit in flight. */
+  /** The durable cursor trails the published one: committed with every other partner's, every 100 ms. */
   committedSeq: number;
   uncommittedShops: Map<string, ScopeCursor>;
 }
@@ -305,7 +305,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.#setRole("leader");
     const sweep = setInterval(() => void this.#sweep(), this.#options.sweepIntervalMs);
     const watermark = setInterval(() => void this.#watermark(), this.#options.watermarkMs);
-    const commit = setInterval(() => void this.#commitAll(), COMMIT_INTERVAL_MS);
+    // A tick while a commit is in flight (a slow or restarting database) is skipped, not queued.
+    const commit = setInterval(() => {
+      if (!this.#committing) void this.#commitAll();
+    }, COMMIT_INTERVAL_MS);
     sweep.unref();
     watermark.unref();
     commit.unref();
