@@ -114,8 +114,9 @@ const CURSOR_COALESCE_MS = 250;
  */
 const COMMIT_INTERVAL_MS = 100;
 
-/** Events held per partner for the handover; past it, the pump reads them from the log. */
+/** Events held for the handover, per partner and in all; past either, the pump reads them from the log. */
 const HANDED_MAX = 2_000;
+const HANDED_TOTAL_MAX = 20_000;
 /** Events read ahead per partner when the doorbell rings; a longer backlog is read by its pump. */
 const PREFETCH_EACH = 200;
 
@@ -144,6 +145,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   readonly #idleWaiters = new Set<() => void>();
   #timers: NodeJS.Timeout[] = [];
   #committing: Promise<void> | undefined;
+  /** Events held in every pump's `handed`, bounded by HANDED_TOTAL_MAX (many partners, each behind). */
+  #handedTotal = 0;
   #standbyTimer: NodeJS.Timeout | undefined;
   #unlistenDoorbell: (() => Promise<void>) | undefined;
   readonly #options: Required<Omit<BridgeOptions, "log" | "source" | "publisher" | "lock">>;
@@ -229,8 +232,14 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const pump = this.#pumps.get(event.partner_id);
     if (!pump) return;
     pump.knownHeadSeq = Math.max(pump.knownHeadSeq, event.seq);
-    if (event.seq > pump.cursors.published.seq && pump.handed.size < HANDED_MAX) {
+    if (
+      event.seq > pump.cursors.published.seq &&
+      pump.handed.size < HANDED_MAX &&
+      this.#handedTotal < HANDED_TOTAL_MAX &&
+      !pump.handed.has(event.seq)
+    ) {
       pump.handed.set(event.seq, event);
+      this.#handedTotal++;
     }
   }
 
@@ -295,6 +304,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const partners = await this.deps.source.loadPartners();
     if (term !== this.#term) return;
     this.#pumps.clear();
+    this.#handedTotal = 0;
     // A new term starts with an empty queue: an id left there by the last term would block its partner.
     this.#ready.length = 0;
     for (const cursors of partners) this.#pumps.set(cursors.partnerId, this.#newPump(cursors));
@@ -339,6 +349,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     if (this.#active > 0) await new Promise<void>((resolve) => this.#idleWaiters.add(resolve));
     await this.#flushCommits();
     this.#pumps.clear();
+    this.#handedTotal = 0;
   }
 
   #newPump(cursors: PartnerCursors): PartnerPump {
@@ -562,7 +573,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       batch.push(event);
     }
     for (const seq of pump.handed.keys()) {
-      if (seq <= published + batch.length) pump.handed.delete(seq);
+      if (seq <= published + batch.length) {
+        pump.handed.delete(seq);
+        this.#handedTotal = Math.max(0, this.#handedTotal - 1);
+      }
     }
     return batch;
   }
