@@ -21,7 +21,7 @@
  *   machine shares, so a commit time taken in one process and a receipt time
  *   taken in another are comparable to the microsecond.
  */
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
@@ -30,7 +30,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import mqtt from "mqtt";
 import pg from "pg";
 import type { OrderEvent } from "../src/domain/events.ts";
-import { adminPost, onCleanup } from "./harness.ts";
+import { adminPost, exitWhenStopped, forkBenchChild, onCleanup } from "./harness.ts";
 import { connectRawClient, publishPayload, publishTopic } from "./raw-mqtt.ts";
 
 export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
@@ -236,25 +236,14 @@ export const spawnKid = async (
   env: Record<string, string> = {},
   nodeFlags: string[] = [],
 ): Promise<Kid> => {
-  const child: ChildProcess = fork(KIT_PATH, ["--kid", mode], {
-    execArgv: ["--import", "tsx", ...nodeFlags],
-    env: { ...process.env, ...env },
-    stdio: ["ignore", 2, 2, "ipc"],
+  const { child, ready, stop } = await forkBenchChild(KIT_PATH, ["--kid", mode], {
+    label: mode,
+    env,
+    nodeFlags,
+    killAfterMs: 15_000,
   });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   let next = 0;
-  const info = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${mode} did not start within 60 s`)), 60_000);
-    child.once("message", (message) => {
-      clearTimeout(timer);
-      resolve((message as { ready: Record<string, unknown> }).ready);
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${mode} exited with code ${code} before it was ready`));
-    });
-  });
   child.on("message", (message) => {
     const reply = message as RpcReply;
     const waiter = pending.get(reply.rpc);
@@ -267,10 +256,9 @@ export const spawnKid = async (
     for (const waiter of pending.values()) waiter.reject(new Error(`${mode} exited with code ${code}`));
     pending.clear();
   });
-  let stopped = false;
   const kid: Kid = {
     pid: child.pid!,
-    info,
+    info: (ready as { ready: Record<string, unknown> }).ready,
     call<T>(cmd: string, args?: unknown) {
       const rpc = ++next;
       return new Promise<T>((resolve, reject) => {
@@ -278,16 +266,7 @@ export const spawnKid = async (
         child.send({ rpc, cmd, args } satisfies RpcMessage);
       });
     },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-        await exited;
-        clearTimeout(timer);
-      }
-    },
+    stop,
   };
   onCleanup(() => kid.stop());
   return kid;
@@ -771,17 +750,7 @@ const serve = (
   handle: (cmd: string, args: unknown) => Promise<unknown>,
   stop: () => Promise<void> = async () => {},
 ) => {
-  let stopping = false;
-  const shutdown = () => {
-    if (stopping) return;
-    stopping = true;
-    void stop()
-      .catch((error) => process.stderr.write(`stop failed: ${(error as Error).message}\n`))
-      .finally(() => process.exit(0));
-  };
-  process.on("SIGTERM", shutdown);
-  process.on("SIGINT", () => {});
-  process.on("disconnect", shutdown);
+  exitWhenStopped(stop);
   process.on("message", (message) => {
     const { rpc, cmd, args } = message as RpcMessage;
     handle(cmd, args).then(

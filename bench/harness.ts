@@ -465,58 +465,60 @@ interface ReadyMessage {
 
 const HARNESS_PATH = fileURLToPath(import.meta.url);
 
+/** A bench's child process (a server under test, a load generator), run under tsx. */
+export interface BenchChild {
+  child: ChildProcess;
+  /** The first message the child sent: it is ready. */
+  ready: unknown;
+  /** SIGTERM, then SIGKILL after `killAfterMs`; resolves once it exited. */
+  stop(): Promise<void>;
+}
+
 /**
- * Forks this file as `--serve <server>` with `env` added, waits for it to
- * listen, and returns its port. The child runs TypeScript through tsx and
- * exits when told to stop or when this process goes away.
+ * Forks `modulePath` with `args` under tsx, its output on our stderr (stdout is the result
+ * table and BENCH_JSON), and waits up to 60 s for its first message.
  */
-export const spawnServer = async (
-  server: keyof typeof SERVERS,
-  env: Record<string, string> = {},
-  /** Extra node flags for the child, e.g. `["--cpu-prof", "--cpu-prof-dir=/tmp/prof"]` to profile it. */
-  nodeFlags: string[] = [],
-): Promise<SpawnedServer> => {
-  const child: ChildProcess = fork(HARNESS_PATH, ["--serve", server], {
-    execArgv: ["--import", "tsx", ...nodeFlags],
-    env: { ...process.env, ...env },
-    // The child's output (its logs) goes to our stderr: stdout is the result table and BENCH_JSON.
+export const forkBenchChild = async (
+  modulePath: string,
+  args: string[],
+  options: { label: string; env?: Record<string, string>; nodeFlags?: string[]; killAfterMs: number },
+): Promise<BenchChild> => {
+  const child: ChildProcess = fork(modulePath, args, {
+    execArgv: ["--import", "tsx", ...(options.nodeFlags ?? [])],
+    env: { ...process.env, ...options.env },
     stdio: ["ignore", 2, 2, "ipc"],
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const ready = await new Promise<ReadyMessage>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server ${server} did not start within 60 s`)), 60_000);
+  const ready = await new Promise<unknown>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${options.label} did not start within 60 s`)), 60_000);
     child.once("message", (message) => {
       clearTimeout(timer);
-      resolve(message as ReadyMessage);
+      resolve(message);
     });
     child.once("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`server ${server} exited with code ${code} before listening`));
+      reject(new Error(`${options.label} exited with code ${code} before it was ready`));
     });
   });
   let stopped = false;
-  const spawned: SpawnedServer = {
-    port: ready.port,
-    url: `http://127.0.0.1:${ready.port}`,
-    pid: child.pid!,
-    info: ready.info ?? {},
+  return {
+    child,
+    ready,
     async stop() {
       if (stopped) return;
       stopped = true;
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        const timer = setTimeout(() => child.kill("SIGKILL"), options.killAfterMs);
         await exited;
         clearTimeout(timer);
       }
     },
   };
-  onCleanup(() => spawned.stop());
-  return spawned;
 };
 
-/** Sends the ready message to the parent and exits on SIGTERM or when the parent goes away. */
-const serveUntilStopped = (port: number, info: Record<string, unknown>, stop: () => Promise<void>) => {
+/** In a bench child: runs `stop` and exits on SIGTERM or when the parent goes away (the parent decides, not Ctrl-C). */
+export const exitWhenStopped = (stop: () => Promise<void>): void => {
   let stopping = false;
   const shutdown = () => {
     if (stopping) return;
@@ -526,8 +528,41 @@ const serveUntilStopped = (port: number, info: Record<string, unknown>, stop: ()
       .finally(() => process.exit(0));
   };
   process.on("SIGTERM", shutdown);
-  process.on("SIGINT", () => {}); // the parent decides when to stop (it sends SIGTERM)
+  process.on("SIGINT", () => {});
   process.on("disconnect", shutdown);
+};
+
+/**
+ * Forks this file as `--serve <server>` with `env` added, waits for it to
+ * listen, and returns its port.
+ */
+export const spawnServer = async (
+  server: keyof typeof SERVERS,
+  env: Record<string, string> = {},
+  /** Extra node flags for the child, e.g. `["--cpu-prof", "--cpu-prof-dir=/tmp/prof"]` to profile it. */
+  nodeFlags: string[] = [],
+): Promise<SpawnedServer> => {
+  const { child, ready, stop } = await forkBenchChild(HARNESS_PATH, ["--serve", server], {
+    label: `server ${server}`,
+    env,
+    nodeFlags,
+    killAfterMs: 10_000,
+  });
+  const { port, info } = ready as ReadyMessage;
+  const spawned: SpawnedServer = {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid!,
+    info: info ?? {},
+    stop,
+  };
+  onCleanup(() => spawned.stop());
+  return spawned;
+};
+
+/** Sends the ready message to the parent and exits on SIGTERM or when the parent goes away. */
+const serveUntilStopped = (port: number, info: Record<string, unknown>, stop: () => Promise<void>) => {
+  exitWhenStopped(stop);
   process.send?.({ ready: true, port, info } satisfies ReadyMessage);
 };
 
