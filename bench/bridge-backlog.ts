@@ -42,6 +42,7 @@ import {
   postgresVersion,
   runBench,
 } from "./harness.ts";
+import { setHeads } from "./seed-log.ts";
 
 const SHOPS = 4;
 const CLIENT_PROCESSES = 2;
@@ -70,12 +71,7 @@ const seed = async (url: string, partners: BenchPartner[], perPartner: number) =
   try {
     const ids = partners.map((p) => p.id);
     await client.query(SEED_SQL, [ids, perPartner]);
-    await client.query("UPDATE partners SET head_seq = $2 WHERE id = ANY($1::text[])", [ids, perPartner]);
-    await client.query(
-      `UPDATE shops s SET last_seq = (SELECT max(seq) FROM order_events e WHERE e.partner_id = s.partner_id AND e.shop_id = s.id)
-       WHERE s.partner_id = ANY($1::text[])`,
-      [ids],
-    );
+    await setHeads(client, ids, perPartner);
     await client.query("VACUUM ANALYZE order_events");
   } finally {
     await client.end();

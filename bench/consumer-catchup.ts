@@ -38,6 +38,7 @@ import {
   runComparison,
   spawnServer,
 } from "./harness.ts";
+import { seedEventsSql, setHeads } from "./seed-log.ts";
 
 const SHOPS = 20;
 const EVENTS_PER_ORDER = 4;
@@ -55,33 +56,11 @@ const freePort = (): Promise<number> =>
     });
   });
 
-/** Event s of the partner belongs to order (s-1)/4, in shop order % 20 (see bench/events-read.ts). */
-const SEED_EVENTS_SQL = `
-INSERT INTO order_events (partner_id, seq, shop_id, order_id, type, occurred_at, prev_shop_seq, order_snapshot)
-SELECT $1, s.seq, sh.shop_id, o.order_id,
-       CASE WHEN s.pos = 0 THEN 'order.created' ELSE 'order.status_changed' END,
-       t.occurred_at,
-       CASE WHEN s.pos > 0 THEN s.seq - 1 WHEN s.o >= ${SHOPS} THEN s.seq - ${EVENTS_PER_ORDER * SHOPS - (EVENTS_PER_ORDER - 1)} END,
-       jsonb_build_object(
-         'id', o.order_id, 'partner_id', $1::text, 'shop_id', sh.shop_id,
-         'status', (ARRAY['created', 'accepted', 'preparing', 'ready'])[s.pos + 1],
-         'items', jsonb_build_array(
-           jsonb_build_object('sku', (ARRAY['latte-grande', 'flat-white', 'cappuccino-tall', 'cold-brew', 'matcha-latte'])[s.o % 5 + 1], 'quantity', 1 + s.o % 3),
-           jsonb_build_object('sku', 'butter-croissant', 'quantity', 1)),
-         'created_at', to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-         'updated_at', to_char(t.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-         'last_seq', s.seq)
-FROM (SELECT g AS seq, (g - 1) / ${EVENTS_PER_ORDER} AS o, (g - 1) % ${EVENTS_PER_ORDER} AS pos FROM generate_series(1, $2::int) g) s
-CROSS JOIN LATERAL (SELECT md5($1 || ':' || s.o) AS h) hash
-CROSS JOIN LATERAL (
-  SELECT (substr(hash.h, 1, 8) || '-' || substr(hash.h, 9, 4) || '-4' || substr(hash.h, 14, 3) || '-8'
-          || substr(hash.h, 18, 3) || '-' || substr(hash.h, 21, 12))::uuid AS order_id
-) o
-CROSS JOIN LATERAL (SELECT 'shop-' || lpad((s.o % ${SHOPS} + 1)::text, 2, '0') AS shop_id) sh
-CROSS JOIN LATERAL (
-  SELECT $3::timestamptz + s.seq * interval '1 millisecond' AS occurred_at,
-         $3::timestamptz + (s.seq - s.pos) * interval '1 millisecond' AS created_at
-) t`;
+const SEED_EVENTS_SQL = seedEventsSql({
+  shops: SHOPS,
+  eventsPerOrder: EVENTS_PER_ORDER,
+  step: "1 millisecond",
+});
 
 const seedLog = async (url: string, partnerId: string, events: number) => {
   const started = performance.now();
@@ -90,13 +69,8 @@ const seedLog = async (url: string, partnerId: string, events: number) => {
   try {
     await client.query("SET synchronous_commit = off");
     await client.query("BEGIN");
-    await client.query(SEED_EVENTS_SQL, [partnerId, events, new Date(Date.now() - events - 60_000)]);
-    await client.query("UPDATE partners SET head_seq = $2 WHERE id = $1", [partnerId, events]);
-    await client.query(
-      `UPDATE shops s SET last_seq = (SELECT max(seq) FROM order_events e WHERE e.partner_id = s.partner_id AND e.shop_id = s.id)
-       WHERE s.partner_id = $1`,
-      [partnerId],
-    );
+    await client.query(SEED_EVENTS_SQL, [[partnerId], events, new Date(Date.now() - events - 60_000)]);
+    await setHeads(client, [partnerId], events);
     await client.query("COMMIT");
     // Ring the bridge (its doorbell is a NOTIFY on this channel; the 1 s sweep would find it too).
     await client.query("VACUUM ANALYZE order_events");

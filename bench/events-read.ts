@@ -33,6 +33,7 @@ import {
   runComparison,
   spawnServer,
 } from "./harness.ts";
+import { seedEventsSql, setHeads } from "./seed-log.ts";
 
 const SHOPS_PER_PARTNER = 20;
 const EVENTS_PER_ORDER = 4;
@@ -65,41 +66,11 @@ const createPartners = async (baseUrl: string, token: string, count: number): Pr
   return partners;
 };
 
-/**
- * Event s (1-based) of a partner belongs to order o = (s-1)/4 at position
- * (s-1)%4; order o is in shop o % 20. So the previous event of the same shop
- * is s-1 inside an order, and the last event of order o-20 (s - 77) at its start.
- */
-const SEED_EVENTS_SQL = `
-INSERT INTO order_events (partner_id, seq, shop_id, order_id, type, occurred_at, prev_shop_seq, order_snapshot)
-SELECT p.id, s.seq, sh.shop_id, o.order_id,
-       CASE WHEN s.pos = 0 THEN 'order.created' ELSE 'order.status_changed' END,
-       t.occurred_at,
-       CASE WHEN s.pos > 0 THEN s.seq - 1 WHEN s.o >= ${SHOPS_PER_PARTNER} THEN s.seq - ${EVENTS_PER_ORDER * SHOPS_PER_PARTNER - (EVENTS_PER_ORDER - 1)} END,
-       jsonb_build_object(
-         'id', o.order_id, 'partner_id', p.id, 'shop_id', sh.shop_id,
-         'status', (ARRAY['created', 'accepted', 'preparing', 'ready'])[s.pos + 1],
-         'items', jsonb_build_array(
-           jsonb_build_object('sku', (ARRAY['latte-grande', 'flat-white', 'cappuccino-tall', 'cold-brew', 'matcha-latte'])[s.o % 5 + 1], 'quantity', 1 + s.o % 3),
-           jsonb_build_object('sku', 'butter-croissant', 'quantity', 1)),
-         'created_at', to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-         'updated_at', to_char(t.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-         'last_seq', s.seq)
-FROM (SELECT id FROM partners WHERE id = ANY($1::text[])) p
-CROSS JOIN LATERAL (
-  SELECT g AS seq, (g - 1) / ${EVENTS_PER_ORDER} AS o, (g - 1) % ${EVENTS_PER_ORDER} AS pos FROM generate_series(1, $2::int) g
-) s
-CROSS JOIN LATERAL (SELECT md5(p.id || ':' || s.o) AS h) hash
-CROSS JOIN LATERAL (
-  -- a version-4 shaped uuid, as randomUUID() makes (the API validates them)
-  SELECT (substr(hash.h, 1, 8) || '-' || substr(hash.h, 9, 4) || '-4' || substr(hash.h, 14, 3) || '-8'
-          || substr(hash.h, 18, 3) || '-' || substr(hash.h, 21, 12))::uuid AS order_id
-) o
-CROSS JOIN LATERAL (SELECT 'shop-' || lpad((s.o % ${SHOPS_PER_PARTNER} + 1)::text, 2, '0') AS shop_id) sh
-CROSS JOIN LATERAL (
-  SELECT $3::timestamptz + s.seq * interval '1 second' AS occurred_at,
-         $3::timestamptz + (s.seq - s.pos) * interval '1 second' AS created_at
-) t`;
+const SEED_EVENTS_SQL = seedEventsSql({
+  shops: SHOPS_PER_PARTNER,
+  eventsPerOrder: EVENTS_PER_ORDER,
+  step: "1 second",
+});
 
 const seedLog = async (url: string, partners: Partner[], perPartner: number) => {
   const started = performance.now();
@@ -148,14 +119,10 @@ const seedLog = async (url: string, partners: Partner[], perPartner: number) => 
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    await client.query("UPDATE partners SET head_seq = $2 WHERE id = ANY($1::text[])", [
+    await setHeads(
+      client,
       partners.map((p) => p.id),
       perPartner,
-    ]);
-    await client.query(
-      `UPDATE shops s SET last_seq = (SELECT max(seq) FROM order_events e WHERE e.partner_id = s.partner_id AND e.shop_id = s.id)
-       WHERE s.partner_id = ANY($1::text[])`,
-      [partners.map((p) => p.id)],
     );
     await client.query(
       `INSERT INTO orders (id, partner_id, shop_id, status, items, created_at, updated_at, last_seq)
