@@ -35,6 +35,7 @@ import {
   startMosquitto,
 } from "./bridge-kit.ts";
 import {
+  benchAdminToken,
   createBenchDatabase,
   machineNote,
   onCleanup,
@@ -100,7 +101,7 @@ const main = async () => {
   const db = await createBenchDatabase();
   onCleanup(() => db.drop());
   log(`database ${db.name}`);
-  const adminToken = `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+  const adminToken = benchAdminToken();
   const env = { DATABASE_URL: db.url, BREWCAST_ADMIN_TOKEN: adminToken, LOG_LEVEL: "warn" };
   const setup = await spawnKid("brewcast", env);
   const setupUrl = `http://127.0.0.1:${setup.info.http}`;

@@ -31,6 +31,7 @@ import { cpuMsOf, createPartners, median, nowMs, orderItems, pinNormal, spawnKid
 import {
   type BenchCase,
   type BenchRatio,
+  benchAdminToken,
   createBenchDatabase,
   machineNote,
   measureLoop,
@@ -63,7 +64,7 @@ const main = async () => {
   const bench = await createBenchDatabase();
   onCleanup(() => bench.drop());
   log(`database ${bench.name}`);
-  const adminToken = `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+  const adminToken = benchAdminToken();
   const brewcast = await spawnKid(
     "brewcast",
     { DATABASE_URL: bench.url, BREWCAST_ADMIN_TOKEN: adminToken, LOG_LEVEL: "warn" },

@@ -30,7 +30,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import mqtt from "mqtt";
 import pg from "pg";
 import type { OrderEvent } from "../src/domain/events.ts";
-import { adminPost, exitWhenStopped, forkBenchChild, onCleanup } from "./harness.ts";
+import { adminPost, benchAdminToken, exitWhenStopped, forkBenchChild, onCleanup } from "./harness.ts";
 import { connectRawClient, publishPayload, publishTopic } from "./raw-mqtt.ts";
 
 export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
@@ -811,7 +811,7 @@ export const startLoadRig = async (options: {
   const db = await options.createDatabase();
   onCleanup(() => db.drop());
   log(`database ${db.name}`);
-  const adminToken = `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+  const adminToken = benchAdminToken();
   const env = {
     DATABASE_URL: db.url,
     BREWCAST_ADMIN_TOKEN: adminToken,

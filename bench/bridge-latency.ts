@@ -35,6 +35,7 @@ import {
   waitCaughtUp,
 } from "./bridge-kit.ts";
 import {
+  benchAdminToken,
   createBenchDatabase,
   machineNote,
   onCleanup,
@@ -88,7 +89,7 @@ const main = async () => {
   const db = await createBenchDatabase();
   onCleanup(() => db.drop());
   log(`database ${db.name}`);
-  const adminToken = `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+  const adminToken = benchAdminToken();
   const env = {
     DATABASE_URL: db.url,
     BREWCAST_ADMIN_TOKEN: adminToken,

@@ -28,6 +28,7 @@ import { createConsumer, createMemoryStore } from "../src/client/index.ts";
 import {
   adminPost,
   type BenchCase,
+  benchAdminToken,
   createBenchDatabase,
   type Measurement,
   machineNote,
@@ -121,7 +122,7 @@ const main = async () => {
   const db = await createBenchDatabase();
   onCleanup(() => db.drop());
   log(`database ${db.name}`);
-  const adminToken = `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+  const adminToken = benchAdminToken();
   const mqttPort = await freePort();
   const brewcast = await spawnServer("brewcast", {
     DATABASE_URL: db.url,

@@ -22,6 +22,7 @@ import pg from "pg";
 import {
   adminPost,
   type BenchCase,
+  benchAdminToken,
   createBenchDatabase,
   type HttpRequest,
   machineNote,
@@ -177,7 +178,7 @@ const main = async () => {
   const db = await createBenchDatabase();
   onCleanup(() => db.drop());
   log(`database ${db.name}`);
-  const adminToken = `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+  const adminToken = benchAdminToken();
   const serverEnv = { DATABASE_URL: db.url, BREWCAST_ADMIN_TOKEN: adminToken, LOG_LEVEL: "warn" };
   // First run: migrations, partners and credentials through the admin API. Then the
   // log is seeded with the server stopped, and the server measured is a fresh start.

@@ -674,6 +674,9 @@ if (isMain) {
   });
 }
 
+/** A fresh admin token for one bench run's brewcast (BREWCAST_ADMIN_TOKEN). */
+export const benchAdminToken = (): string => `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+
 /** POST to the admin API of a brewcast under test; throws unless 201. */
 export const adminPost = async (baseUrl: string, token: string, route: string, body: unknown) => {
   const response = await fetch(`${baseUrl}/admin/v1${route}`, {

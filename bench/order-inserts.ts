@@ -21,6 +21,7 @@ import pg from "pg";
 import {
   adminPost,
   type BenchCase,
+  benchAdminToken,
   createBenchDatabase,
   machineNote,
   measureHttp,
@@ -76,7 +77,7 @@ const main = async () => {
   const db = await createBenchDatabase();
   onCleanup(() => db.drop());
   log(`database ${db.name}`);
-  const adminToken = `bench-${Math.random().toString(36).slice(2)}-admin-token`;
+  const adminToken = benchAdminToken();
   const brewcast = await spawnServer(
     "brewcast",
     { DATABASE_URL: db.url, BREWCAST_ADMIN_TOKEN: adminToken, LOG_LEVEL: "warn" },
