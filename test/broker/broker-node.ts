@@ -9,20 +9,14 @@ import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import { createPgDb } from "../../src/store/pg-db.ts";
 import { silentLog } from "../support/test-db.ts";
+import { TEST_BROKER_LIMITS } from "./helpers.ts";
 
 const db = await createPgDb({ connectionString: process.env.NODE_DATABASE_URL!, log: silentLog, max: 4 });
 const accessChanges = await createAccessFeed(db);
 const broker = await startBroker({
-  host: "127.0.0.1",
-  mqttPort: 0,
-  maxPacketBytes: 65_536,
-  maxConnectionsPerPartner: 1000,
-  drainTimeoutMs: 10_000,
-  offlineQueueMax: 10_000,
-  sessionTtlSeconds: 3600,
+  ...TEST_BROKER_LIMITS,
   redisUrl: process.env.REDIS_URL!,
   redisPrefix: process.env.NODE_REDIS_PREFIX!,
-  log: silentLog,
   verifier: createCredentialStore(db, { accessChanges }),
   accessChanges,
 });

@@ -24,20 +24,25 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/** Listeners and limits of every test broker: port 0, the product's defaults where a test does not say otherwise. */
+export const TEST_BROKER_LIMITS = {
+  host: "127.0.0.1",
+  mqttPort: 0,
+  maxPacketBytes: 65_536,
+  maxConnectionsPerPartner: 1000,
+  drainTimeoutMs: 10_000,
+  offlineQueueMax: 10_000,
+  sessionTtlSeconds: 3600,
+  log: silentLog,
+} satisfies Partial<BrokerOptions>;
+
 export const startHarness = async (overrides: Partial<BrokerOptions> = {}): Promise<Harness> => {
   const testDb = await createTestDb();
   const accessChanges = await createAccessFeed(testDb.db);
   const credentials = createCredentialStore(testDb.db, { accessChanges });
   const partners = createPartnerStore(testDb.db);
   const options: BrokerOptions = {
-    host: "127.0.0.1",
-    mqttPort: 0,
-    maxPacketBytes: 65_536,
-    maxConnectionsPerPartner: 1000,
-    drainTimeoutMs: 10_000,
-    offlineQueueMax: 10_000,
-    sessionTtlSeconds: 3600,
-    log: silentLog,
+    ...TEST_BROKER_LIMITS,
     verifier: credentials,
     accessChanges,
     loginFailureLimit: 1000,
