@@ -33,6 +33,18 @@ interface Tail {
   exit: Promise<number | null>;
 }
 
+/** The arguments that point `brewcast tail` at the test system with a credential. */
+const connection = (credential: { id: string; secret: string }): string[] => [
+  "--api",
+  system.apiUrl,
+  "--mqtt",
+  system.mqttUrl,
+  "--id",
+  credential.id,
+  "--secret",
+  credential.secret,
+];
+
 const tail = (args: string[]): Tail => {
   const child = spawn(process.execPath, ["bin/brewcast.js", "tail", ...args], {
     cwd: path.resolve(import.meta.dirname, "../.."),
@@ -78,20 +90,7 @@ const tail = (args: string[]): Tail => {
 it("prints history then live events as JSON lines, once and in order, and exits after --count", async () => {
   const partner = await system.seed(2);
   await appendEvents(system, partner.id, partner.shops, 30);
-  const t = tail([
-    "--api",
-    system.apiUrl,
-    "--mqtt",
-    system.mqttUrl,
-    "--id",
-    partner.backend.id,
-    "--secret",
-    partner.backend.secret,
-    "--watermark",
-    "200",
-    "--count",
-    "50",
-  ]);
+  const t = tail([...connection(partner.backend), "--watermark", "200", "--count", "50"]);
   await t.printed(30);
   await appendEvents(system, partner.id, partner.shops, 40, 5);
   expect(await t.exit).toBe(0);
@@ -103,22 +102,7 @@ it("follows one shop with a device credential, starting --after a seq", async ()
   const partner = await system.seed(2);
   await appendEvents(system, partner.id, partner.shops, 40);
   const device = partner.devices[1]!;
-  const t = tail([
-    "--api",
-    system.apiUrl,
-    "--mqtt",
-    system.mqttUrl,
-    "--id",
-    device.id,
-    "--secret",
-    device.secret,
-    "--shop",
-    partner.shops[1]!,
-    "--after",
-    "20",
-    "--count",
-    "10",
-  ]);
+  const t = tail([...connection(device), "--shop", partner.shops[1]!, "--after", "20", "--count", "10"]);
   expect(await t.exit).toBe(0);
   const expected = (await readAll(system.apiUrl, device.secret)).filter((e) => e.seq > 20);
   expect(t.lines.map((e) => e.seq)).toEqual(expected.map((e) => e.seq));
@@ -130,18 +114,7 @@ it("exits with status 3 when the stored position belongs to another log", async 
   await appendEvents(system, partner.id, partner.shops, 3);
   const store = path.join(tmp, "other-epoch.json");
   writeFileSync(store, JSON.stringify({ seq: 1, epoch: "00000000-0000-4000-8000-000000000000" }));
-  const t = tail([
-    "--api",
-    system.apiUrl,
-    "--mqtt",
-    system.mqttUrl,
-    "--id",
-    partner.backend.id,
-    "--secret",
-    partner.backend.secret,
-    "--store",
-    store,
-  ]);
+  const t = tail([...connection(partner.backend), "--store", store]);
   expect(await t.exit).toBe(3);
   expect(t.stderr()).toMatch(/resync needed/);
   expect(t.lines).toEqual([]);
