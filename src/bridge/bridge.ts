@@ -87,8 +87,7 @@ interface PartnerPump {
   /** Throttled partners: tokens left and when they were last refilled. */
   tokens: number;
   refilledAt: number;
-  /** Shops whose cursor moved since the retained cursors were last published. */
-  cursorsDue: boolean;
+  /** Shops whose cursor moved since the retained cursors were last published (none: nothing due). */
   unpublishedShops: Set<string>;
   cursorsPublishedAt: number;
   /** Brings the pump back when the retained cursors it held back are due. */
@@ -347,7 +346,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     await unlisten?.().catch(() => undefined);
     // Let in-flight batches finish (they stop at their next message) before declaring standby.
     if (this.#active > 0) await new Promise<void>((resolve) => this.#idleWaiters.add(resolve));
-    await this.#flushCommits();
+    // Commit every cursor that trails what the broker accepted.
+    await this.#commitAll();
     this.#pumps.clear();
     this.#handedTotal = 0;
   }
@@ -366,7 +366,6 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       knownHeadSeq: cursors.headSeq,
       tokens: this.#options.throttleRatePerSecond,
       refilledAt: Date.now(),
-      cursorsDue: false,
       unpublishedShops: new Set(),
       cursorsPublishedAt: 0,
       cursorTimer: undefined,
@@ -522,7 +521,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           if (drained) break;
         }
       }
-      if (pump.cursorsDue && term === this.#term) {
+      if (pump.unpublishedShops.size > 0 && term === this.#term) {
         const wait = pump.cursorsPublishedAt + CURSOR_COALESCE_MS - Date.now();
         if (wait <= 0) await this.#publishPendingCursors(pump, term);
         else this.#publishCursorsLater(pump, term, wait);
@@ -626,7 +625,6 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       pump.unpublishedShops.add(shopId);
       pump.uncommittedShops.set(shopId, cursor);
     }
-    pump.cursorsDue = true;
     this.emit("published", {
       partnerId,
       fromSeq: previous + 1,
@@ -639,13 +637,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   async #publishPendingCursors(pump: PartnerPump, term: number): Promise<void> {
     const shopIds = [...pump.unpublishedShops];
     pump.unpublishedShops.clear();
-    pump.cursorsDue = false;
     pump.cursorsPublishedAt = Date.now();
     try {
       await this.#publishCursors(pump, shopIds, term);
     } catch (error) {
       for (const shopId of shopIds) pump.unpublishedShops.add(shopId);
-      pump.cursorsDue = true;
       throw error;
     }
   }
@@ -689,11 +685,6 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       }
       this.deps.log.warn({ err: error, partners: due.length }, "bridge cursor commit failed");
     }
-  }
-
-  /** Commits every cursor that trails what the broker accepted (shutdown, loss of leadership). */
-  async #flushCommits(): Promise<void> {
-    await this.#commitAll();
   }
 
   async #publishCursors(pump: PartnerPump, shopIds: string[], term: number): Promise<void> {
