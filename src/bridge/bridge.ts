@@ -507,7 +507,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           const events =
             handed.length > 0
               ? handed
-              : await this.deps.source.readBatch(partnerId, pump.cursors.published.seq, allowed);
+              : await this.deps.source.readAfter(
+                  [{ partnerId, afterSeq: pump.cursors.published.seq }],
+                  allowed,
+                );
           // Unused tokens go back to a throttled partner's bucket.
           if (pump.cursors.state === "throttled") pump.tokens += allowed - events.length;
           if (events.length === 0) break;

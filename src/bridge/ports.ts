@@ -35,9 +35,7 @@ export interface BridgeLog {
   loadPartners(): Promise<PartnerCursors[]>;
   /** Partners whose head is ahead of their durable cursor (committed events not yet published). */
   partnersWithBacklog(): Promise<string[]>;
-  /** Up to `limit` events after `afterSeq`, in seq order. */
-  readBatch(partnerId: string, afterSeq: number, limit: number): Promise<OrderEvent[]>;
-  /** For several partners at once, up to `limitEach` events of each after its `afterSeq`, in seq order per partner. */
+  /** Up to `limitEach` events of each partner after its `afterSeq`: partners in the order given, each in seq order. */
   readAfter(positions: { partnerId: string; afterSeq: number }[], limitEach: number): Promise<OrderEvent[]>;
   /** Moves the durable cursors of these partners and their shops forward (never back), all at once. */
   commitCursors(commits: CursorCommit[]): Promise<void>;

@@ -145,21 +145,15 @@ export const createBridgeLog = async (db: Db): Promise<BridgeLog> => {
       );
       return rows.map((row) => row.id);
     },
-    async readBatch(partnerId, afterSeq, limit) {
-      const rows = await db.query<EventRow>(
-        `SELECT ${EVENT_COLUMNS} FROM order_events WHERE partner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-        [partnerId, afterSeq, limit],
-      );
-      return rows.map((row) => toOrderEvent(row, epoch));
-    },
     async readAfter(positions, limitEach) {
       if (positions.length === 0) return [];
       const rows = await db.query<EventRow>(
-        `SELECT e.* FROM unnest($1::text[], $2::bigint[]) AS position (partner_id, after_seq)
+        `SELECT e.* FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS position (partner_id, after_seq, n)
          CROSS JOIN LATERAL (
            SELECT ${EVENT_COLUMNS} FROM order_events
            WHERE partner_id = position.partner_id AND seq > position.after_seq ORDER BY seq LIMIT $3
-         ) e`,
+         ) e
+         ORDER BY position.n, e.seq`,
         [positions.map((p) => p.partnerId), positions.map((p) => p.afterSeq), limitEach],
       );
       return rows.map((row) => toOrderEvent(row, epoch));
