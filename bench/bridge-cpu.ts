@@ -8,8 +8,8 @@
  *
  * CPU is utime + stime of the process from /proc/<pid>/stat over each
  * window, as % of one core. The events come from a writer in another
- * process (bench_append(), one round trip per order, ringing the doorbell
- * after each commit), so the figure is the delivery side: the LISTEN
+ * process (the product's order store, one round trip per order, ringing the
+ * doorbell after each commit), so the figure is the delivery side: the LISTEN
  * connection, the bridge (reads, publishes, cursors) and Aedes fanning out
  * to 100 subscribers; HTTP order handling is not in it (POST /v1/orders does
  * ~100/s on this machine, far from 1,000). In the same run, interleaved:

@@ -683,11 +683,21 @@ const makeAppender = async (committed: (event: OrderEvent) => void) => {
   return { db, appender };
 };
 
+/**
+ * A product module for the brewcast child: the TypeScript source through tsx,
+ * or with BENCH_BUILD=dist the compiled build (`npm run build`), which is what
+ * the Docker image runs.
+ */
+const productModule = <T>(name: string): Promise<T> =>
+  import(process.env.BENCH_BUILD === "dist" ? `../dist/${name}.js` : `../src/${name}.ts`) as Promise<T>;
+
 const brewcastMode = async () => {
-  const { loadConfig } = await import("../src/config/load-config.ts");
-  const { createLogger } = await import("../src/log.ts");
-  const { startBrewcast } = await import("../src/main.ts");
-  const { createDoorbell } = await import("../src/store/bridge-log.ts");
+  const { loadConfig } =
+    await productModule<typeof import("../src/config/load-config.ts")>("config/load-config");
+  const { createLogger } = await productModule<typeof import("../src/log.ts")>("log");
+  const { startBrewcast } = await productModule<typeof import("../src/main.ts")>("main");
+  const { createDoorbell } =
+    await productModule<typeof import("../src/store/bridge-log.ts")>("store/bridge-log");
   const role = (process.env.BENCH_ROLE ?? "all") as "all" | "bridge" | "broker";
   const { config } = loadConfig({
     BREWCAST_HTTP_PORT: "0",

@@ -7,8 +7,8 @@
  *   npx tsx bench/ops-metrics.ts            # 3 rounds × 2 windows × 30 s, ~3.5 min
  *   npx tsx bench/ops-metrics.ts --quick
  *
- * Same rig as bench/bridge-cpu.ts (a writer process appending with
- * bench_append() and ringing the doorbell; subscribers in their own
+ * Same rig as bench/bridge-cpu.ts (a writer process creating orders through
+ * the product's order store and ringing the doorbell; subscribers in their own
  * process). CPU from /proc/<pid>/stat over each window; RSS sampled every
  * second. Besides the window ratio, which the machine's noise blurs, the
  * cost of one scrape is measured directly: CPU of the process over a burst
