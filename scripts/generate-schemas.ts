@@ -264,7 +264,7 @@ export const generateAsyncApi = (): JsonObject => {
         address: "partners/{partner}/cursor",
         title: "The partner's cursor",
         description:
-          "Retained: the latest seq published for the partner, updated at most every 250 ms and never ahead of the events. Re-published every BREWCAST_WATERMARK_MS (5 s) with a fresh `published_at`.",
+          "Retained: the latest seq published for the partner, updated at most once a second and never ahead of the events. Re-published every BREWCAST_WATERMARK_MS (5 s) with a fresh `published_at`.",
         parameters: { partner: ref("parameters", "partner") },
         messages: { cursor: ref("messages", "cursor") },
       },
