@@ -12,7 +12,7 @@
  */
 import type { BridgeLog, LeaderLock, PartnerCursors, ScopeCursor } from "../bridge/ports.ts";
 import type { PartnerState } from "../domain/partners.ts";
-import type { Db, DbSession } from "./db.ts";
+import type { Db, DbSession, NamedStatement } from "./db.ts";
 import { EVENT_COLUMNS, type EventRow, readEpoch, toOrderEvent } from "./event-log.ts";
 
 export const DOORBELL_CHANNEL = "brewcast_events";
@@ -102,6 +102,17 @@ interface ShopCursorRow extends Record<string, unknown> {
   occurred_at: Date | null;
 }
 
+/** Up to $3 events of each partner after its seq, partners in the order given: the bridge's hot read. */
+const READ_AFTER: NamedStatement = {
+  name: "brewcast_read_after",
+  text: `SELECT e.* FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS position (partner_id, after_seq, n)
+         CROSS JOIN LATERAL (
+           SELECT ${EVENT_COLUMNS} FROM order_events
+           WHERE partner_id = position.partner_id AND seq > position.after_seq ORDER BY seq LIMIT $3
+         ) e
+         ORDER BY position.n, e.seq`,
+};
+
 const toScopeCursor = (seq: number | null, occurredAt: Date | null): ScopeCursor => ({
   seq: seq ?? 0,
   occurredAt: occurredAt?.toISOString() ?? null,
@@ -147,15 +158,11 @@ export const createBridgeLog = async (db: Db): Promise<BridgeLog> => {
     },
     async readAfter(positions, limitEach) {
       if (positions.length === 0) return [];
-      const rows = await db.query<EventRow>(
-        `SELECT e.* FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS position (partner_id, after_seq, n)
-         CROSS JOIN LATERAL (
-           SELECT ${EVENT_COLUMNS} FROM order_events
-           WHERE partner_id = position.partner_id AND seq > position.after_seq ORDER BY seq LIMIT $3
-         ) e
-         ORDER BY position.n, e.seq`,
-        [positions.map((p) => p.partnerId), positions.map((p) => p.afterSeq), limitEach],
-      );
+      const rows = await db.query<EventRow>(READ_AFTER, [
+        positions.map((p) => p.partnerId),
+        positions.map((p) => p.afterSeq),
+        limitEach,
+      ]);
       return rows.map((row) => toOrderEvent(row, epoch));
     },
     async commitCursors(commits) {

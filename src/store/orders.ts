@@ -12,7 +12,7 @@ import {
   type Order,
   type OrderStatus,
 } from "../domain/orders.ts";
-import type { Db, Queryable } from "./db.ts";
+import type { Db, NamedStatement, Queryable } from "./db.ts";
 import { allocateSeq, appendEvent, type EventRow, readEpoch, toOrderEvent } from "./event-log.ts";
 
 /** What a caller may see: a whole partner, or one of its shops. */
@@ -31,6 +31,12 @@ interface OrderRow extends Record<string, unknown> {
   updated_at: Date;
   last_seq: number;
 }
+
+/** One statement per order (migration 0004), prepared once per connection: the API's hot write. */
+const CREATE_ORDER: NamedStatement = {
+  name: "brewcast_create_order",
+  text: "SELECT * FROM brewcast_create_order($1, $2, $3, $4, $5, $6)",
+};
 
 const ORDER_COLUMNS = "id, partner_id, shop_id, status, items, created_at, updated_at, last_seq";
 
@@ -153,7 +159,7 @@ export const createOrderStore = (db: Db): OrderStore => {
     let row: CreateOrderRow | undefined;
     try {
       // One statement (see migration 0004): claim the key, take the seq, write order and event.
-      [row] = await db.query<CreateOrderRow>("SELECT * FROM brewcast_create_order($1, $2, $3, $4, $5, $6)", [
+      [row] = await db.query<CreateOrderRow>(CREATE_ORDER, [
         scope.partnerId,
         body.shop_id,
         orderId,

@@ -3,9 +3,15 @@
  */
 import pg from "pg";
 import type { Logger } from "pino";
-import { assertChannelName, beginStatement, type Db, type Queryable, type Row } from "./db.ts";
+import { assertChannelName, beginStatement, type Db, type Queryable, type Row, type Sql } from "./db.ts";
 
 const INT8_OID = 20;
+
+/** pg's query config for a plain or a named (prepared once per connection) statement. */
+const queryConfig = (sql: Sql, params?: readonly unknown[]): pg.QueryConfig =>
+  typeof sql === "string"
+    ? { text: sql, values: params as unknown[] | undefined }
+    : { name: sql.name, text: sql.text, values: params as unknown[] | undefined };
 
 /** Parses int8 as a JS number (all our bigints stay far below 2^53) without touching pg's global parsers. */
 const typeParsers = {
@@ -86,8 +92,8 @@ export const createPgDb = async (options: PgDbOptions): Promise<Db> => {
 
   const db: Db = {
     kind: "pg",
-    async query<R extends Row = Row>(sql: string, params?: readonly unknown[]) {
-      const result = await pool.query(sql, params as unknown[] | undefined);
+    async query<R extends Row = Row>(sql: Sql, params?: readonly unknown[]) {
+      const result = await pool.query(queryConfig(sql, params));
       return result.rows as R[];
     },
     async exec(sql) {
@@ -99,8 +105,8 @@ export const createPgDb = async (options: PgDbOptions): Promise<Db> => {
       try {
         await client.query(beginStatement(txOptions));
         const tx: Queryable = {
-          async query<R extends Row = Row>(sql: string, params?: readonly unknown[]) {
-            const result = await client.query(sql, params as unknown[] | undefined);
+          async query<R extends Row = Row>(sql: Sql, params?: readonly unknown[]) {
+            const result = await client.query(queryConfig(sql, params));
             return result.rows as R[];
           },
           async exec(sql: string) {
@@ -157,8 +163,8 @@ export const createPgDb = async (options: PgDbOptions): Promise<Db> => {
       client.on("error", onDeath);
       client.on("end", () => onDeath());
       return {
-        async query<R extends Row = Row>(sql: string, params?: readonly unknown[]) {
-          return (await client.query(sql, params as unknown[] | undefined)).rows as R[];
+        async query<R extends Row = Row>(sql: Sql, params?: readonly unknown[]) {
+          return (await client.query(queryConfig(sql, params))).rows as R[];
         },
         async exec(sql: string) {
           await client.query(sql);

@@ -6,7 +6,7 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
-import { assertChannelName, beginStatement, type Db, type Queryable, type Row } from "./db.ts";
+import { assertChannelName, beginStatement, type Db, type Queryable, type Row, type Sql } from "./db.ts";
 
 const INT8_OID = 20;
 
@@ -61,8 +61,9 @@ export const createPgliteDb = async (dataDir: string): Promise<Db> => {
     throw error;
   }
 
-  const run = async <R extends Row>(target: Queryable | PGlite, sql: string, params?: readonly unknown[]) => {
-    const result = await (target as PGlite).query<R>(sql, params as unknown[] | undefined);
+  const run = async <R extends Row>(target: Queryable | PGlite, sql: Sql, params?: readonly unknown[]) => {
+    const text = typeof sql === "string" ? sql : sql.text;
+    const result = await (target as PGlite).query<R>(text, params as unknown[] | undefined);
     return result.rows;
   };
 
