@@ -26,6 +26,7 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
+import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import mqtt from "mqtt";
 import pg from "pg";
@@ -683,6 +684,40 @@ const makeAppender = async (committed: (event: OrderEvent) => void) => {
   return { db, appender };
 };
 
+/** How the brewcast child's event loop fared since the last `take()`: its delay and the GC pauses. */
+export interface LoopStats {
+  delayP50Ms: number;
+  delayP99Ms: number;
+  delayMaxMs: number;
+  gcCount: number;
+  gcTotalMs: number;
+  gcMaxMs: number;
+}
+
+const watchEventLoop = () => {
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
+  const pauses: number[] = [];
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pauses.push(entry.duration);
+  }).observe({ entryTypes: ["gc"] });
+  return {
+    take(): LoopStats {
+      const stats = {
+        delayP50Ms: delay.percentile(50) / 1e6,
+        delayP99Ms: delay.percentile(99) / 1e6,
+        delayMaxMs: delay.max / 1e6,
+        gcCount: pauses.length,
+        gcTotalMs: pauses.reduce((a, b) => a + b, 0),
+        gcMaxMs: Math.max(0, ...pauses),
+      };
+      delay.reset();
+      pauses.length = 0;
+      return stats;
+    },
+  };
+};
+
 /**
  * A product module for the brewcast child: the TypeScript source through tsx,
  * or with BENCH_BUILD=dist the compiled build (`npm run build`), which is what
@@ -708,11 +743,13 @@ const brewcastMode = async () => {
   const logger = createLogger(config.LOG_LEVEL);
   const running = await startBrewcast(config, logger, role);
   const doorbell = createDoorbell(running.db);
+  const loop = watchEventLoop();
   let writer: Awaited<ReturnType<typeof makeAppender>> | undefined;
   let wakeMode: WriteRequest["wake"] = "inproc";
   serve(
     { http: running.ports.http, mqtt: running.ports.mqtt ?? null, adminToken: running.adminToken },
     async (cmd, args) => {
+      if (cmd === "loop") return loop.take();
       if (cmd !== "write") throw new Error(`unknown command ${cmd}`);
       const request = args as WriteRequest;
       wakeMode = request.wake;

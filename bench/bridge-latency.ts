@@ -27,6 +27,7 @@ import {
   type Commits,
   createPartners,
   type LatencyReport,
+  type LoopStats,
   median,
   pinNormal,
   sleep,
@@ -61,6 +62,8 @@ interface PhaseResult extends LatencyReport {
   round: number;
   writeRate: number;
   behind: number;
+  /** brewcast's event loop over the phase: where a tail latency comes from. */
+  loop: LoopStats;
 }
 
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
@@ -142,6 +145,7 @@ const main = async () => {
     const lag = await waitCaughtUp(db.url);
     if (lag > 0) log(`bridge still ${lag} events behind after 60 s`);
     await clients.call("reset", [phase]);
+    await brewcast.call("loop");
     const polling =
       phase === "mqtt"
         ? Promise.resolve()
@@ -149,12 +153,13 @@ const main = async () => {
     const commits = await write(s);
     if (phase === "mqtt") await sleep(1_000);
     await polling;
+    const loop = await brewcast.call<LoopStats>("loop");
     const report = await clients.call<LatencyReport>("report", { bucket: phase, commits });
     const writeRate = commits.t.length / commits.seconds;
     log(
-      `round ${round} ${phase}: ${report.received}/${report.expected} receipts, p50 ${fmt(report.p50, 2)} ms, p99 ${fmt(report.p99, 2)} ms, max ${fmt(report.max)} ms; wrote ${writeRate.toFixed(0)}/s (behind ${commits.behind}, failed ${commits.failed})`,
+      `round ${round} ${phase}: ${report.received}/${report.expected} receipts, p50 ${fmt(report.p50, 2)} ms, p99 ${fmt(report.p99, 2)} ms, max ${fmt(report.max)} ms; wrote ${writeRate.toFixed(0)}/s (behind ${commits.behind}, failed ${commits.failed}); brewcast loop delay p50 ${fmt(loop.delayP50Ms)} p99 ${fmt(loop.delayP99Ms)} max ${fmt(loop.delayMaxMs)} ms, GC ${loop.gcCount} pauses, ${fmt(loop.gcTotalMs, 0)} ms, longest ${fmt(loop.gcMaxMs)} ms`,
     );
-    return { ...report, round, writeRate, behind: commits.behind };
+    return { ...report, round, writeRate, behind: commits.behind, loop };
   };
 
   log("warm-up");
@@ -240,6 +245,11 @@ const main = async () => {
       `${s.phase.padEnd(16)} ${fmt(s.p50, 2).padStart(7)} ${fmt(s.p90, 2).padStart(8)} ${fmt(s.p99, 2).padStart(8)} ${fmt(s.max).padStart(8)}  ${s.perRoundP50.join(" ").padEnd(14)} ${`${s.received}/${s.expected}`.padStart(18)} ${fmt(s.writeRate, 0).padStart(8)} ${fmt(s.busyRequestsPerMin, 0).padStart(13)} ${fmt(s.busyBytesPerMin / 1024, 0).padStart(12)} ${fmt(s.idleRequestsPerMin, 0).padStart(13)} ${fmt(s.idleBytesPerMin / 1024, 1).padStart(12)}`,
     );
   }
+  const mqttLoops = results.filter((r) => r.bucket === "mqtt").map((r) => r.loop);
+  lines.push(
+    "",
+    `brewcast during the MQTT phases (median): event loop delay p50 ${fmt(median(mqttLoops.map((l) => l.delayP50Ms)))} ms, p99 ${fmt(median(mqttLoops.map((l) => l.delayP99Ms)))} ms, max ${fmt(Math.max(...mqttLoops.map((l) => l.delayMaxMs)))} ms; GC ${fmt(median(mqttLoops.map((l) => l.gcTotalMs / seconds)), 0)} ms/s, longest pause ${fmt(Math.max(...mqttLoops.map((l) => l.gcMaxMs)))} ms`,
+  );
   lines.push("");
   for (const g of goals)
     lines.push(`${g.label.padEnd(40)} ${fmt(g.value, 2).padStart(9)}  ${g.met ? "met" : "MISSED"}`);
