@@ -1,0 +1,96 @@
+/**
+ * src/broker/write-coalescing.ts: a held socket's writes leave later as one
+ * write, in order with anything written around them, and the stream's
+ * backpressure (false, then 'drain') still reaches the writer.
+ */
+import { Writable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { createWriteCoalescer } from "../../src/broker/write-coalescing.ts";
+
+const turns = (n: number) =>
+  new Promise<void>((resolve) => {
+    const next = (left: number): void => {
+      if (left === 0) resolve();
+      else setImmediate(() => next(left - 1));
+    };
+    next(n);
+  });
+
+/** A stream that records each write it receives; `stall` keeps its writes pending. */
+const sink = (highWaterMark = 16_384) => {
+  const writes: string[] = [];
+  let stalled: (() => void)[] | null = null;
+  const stream = new Writable({
+    highWaterMark,
+    write(chunk: Buffer, _encoding, callback) {
+      writes.push(chunk.toString());
+      if (stalled) stalled.push(callback);
+      else callback();
+    },
+  });
+  return {
+    stream,
+    writes,
+    stall: () => {
+      stalled = [];
+    },
+    /** Completes the pending writes; the stream's next ones go through at once. */
+    resume: () => {
+      const pending = stalled ?? [];
+      stalled = null;
+      for (const callback of pending) callback();
+    },
+  };
+};
+
+describe("write coalescing", () => {
+  it("sends a held socket's writes as one write on the turn after, in order", async () => {
+    const hold = createWriteCoalescer();
+    const s = sink();
+    s.stream.write("before|");
+    hold(s.stream);
+    expect(s.stream.write("a")).toBe(true);
+    expect(s.stream.write(Buffer.from("b"))).toBe(true);
+    s.stream.write("é", "utf8");
+    await turns(1);
+    expect(s.writes).toEqual(["before|"]);
+    await turns(2);
+    expect(s.writes).toEqual(["before|", "abé"]);
+    s.stream.write("after");
+    expect(s.writes).toEqual(["before|", "abé", "after"]);
+  });
+
+  it("writes what is held before a write it does not hold", async () => {
+    const hold = createWriteCoalescer();
+    const s = sink();
+    hold(s.stream);
+    s.stream.write("a");
+    await new Promise<void>((resolve) => s.stream.write("b", () => resolve()));
+    expect(s.writes).toEqual(["a", "b"]);
+    await turns(3);
+    expect(s.writes).toEqual(["a", "b"]);
+  });
+
+  it("answers false at the high-water mark, and 'drain' follows", async () => {
+    const hold = createWriteCoalescer();
+    const s = sink(100);
+    s.stall();
+    hold(s.stream);
+    expect(s.stream.write("x".repeat(60))).toBe(true);
+    expect(s.stream.write("y".repeat(60))).toBe(false);
+    const drained = new Promise<void>((resolve) => s.stream.once("drain", () => resolve()));
+    s.resume();
+    await drained;
+    expect(s.writes.join("")).toBe("x".repeat(60) + "y".repeat(60));
+  });
+
+  it("drops what a destroyed socket held", async () => {
+    const hold = createWriteCoalescer();
+    const s = sink();
+    hold(s.stream);
+    s.stream.write("a");
+    s.stream.destroy();
+    await turns(3);
+    expect(s.writes).toEqual([]);
+  });
+});
