@@ -623,8 +623,11 @@ const clientsMode = async () => {
     return result;
   };
 
+  const loop = watchEventLoop();
   serve({}, async (cmd, args) => {
     switch (cmd) {
+      case "loop":
+        return loop.take();
       case "subscribe":
         return connect(args as SubscriberSpec[]);
       case "reset":

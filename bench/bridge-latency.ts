@@ -62,8 +62,9 @@ interface PhaseResult extends LatencyReport {
   round: number;
   writeRate: number;
   behind: number;
-  /** brewcast's event loop over the phase: where a tail latency comes from. */
+  /** brewcast's event loop over the phase, and the subscribers' process's: where a tail latency comes from. */
   loop: LoopStats;
+  clientsLoop: LoopStats;
 }
 
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
@@ -146,6 +147,7 @@ const main = async () => {
     if (lag > 0) log(`bridge still ${lag} events behind after 60 s`);
     await clients.call("reset", [phase]);
     await brewcast.call("loop");
+    await clients.call("loop");
     const polling =
       phase === "mqtt"
         ? Promise.resolve()
@@ -154,12 +156,13 @@ const main = async () => {
     if (phase === "mqtt") await sleep(1_000);
     await polling;
     const loop = await brewcast.call<LoopStats>("loop");
+    const clientsLoop = await clients.call<LoopStats>("loop");
     const report = await clients.call<LatencyReport>("report", { bucket: phase, commits });
     const writeRate = commits.t.length / commits.seconds;
     log(
-      `round ${round} ${phase}: ${report.received}/${report.expected} receipts, p50 ${fmt(report.p50, 2)} ms, p99 ${fmt(report.p99, 2)} ms, max ${fmt(report.max)} ms; wrote ${writeRate.toFixed(0)}/s (behind ${commits.behind}, failed ${commits.failed}); brewcast loop delay p50 ${fmt(loop.delayP50Ms)} p99 ${fmt(loop.delayP99Ms)} max ${fmt(loop.delayMaxMs)} ms, GC ${loop.gcCount} pauses, ${fmt(loop.gcTotalMs, 0)} ms, longest ${fmt(loop.gcMaxMs)} ms`,
+      `round ${round} ${phase}: ${report.received}/${report.expected} receipts, p50 ${fmt(report.p50, 2)} ms, p99 ${fmt(report.p99, 2)} ms, max ${fmt(report.max)} ms; wrote ${writeRate.toFixed(0)}/s (behind ${commits.behind}, failed ${commits.failed}); brewcast loop delay p50 ${fmt(loop.delayP50Ms)} p99 ${fmt(loop.delayP99Ms)} max ${fmt(loop.delayMaxMs)} ms, GC ${loop.gcCount} pauses, ${fmt(loop.gcTotalMs, 0)} ms, longest ${fmt(loop.gcMaxMs)} ms; consumers' loop delay p99 ${fmt(clientsLoop.delayP99Ms)} max ${fmt(clientsLoop.delayMaxMs)} ms`,
     );
-    return { ...report, round, writeRate, behind: commits.behind, loop };
+    return { ...report, round, writeRate, behind: commits.behind, loop, clientsLoop };
   };
 
   log("warm-up");
@@ -246,9 +249,11 @@ const main = async () => {
     );
   }
   const mqttLoops = results.filter((r) => r.bucket === "mqtt").map((r) => r.loop);
+  const mqttClientLoops = results.filter((r) => r.bucket === "mqtt").map((r) => r.clientsLoop);
   lines.push(
     "",
     `brewcast during the MQTT phases (median): event loop delay p50 ${fmt(median(mqttLoops.map((l) => l.delayP50Ms)))} ms, p99 ${fmt(median(mqttLoops.map((l) => l.delayP99Ms)))} ms, max ${fmt(Math.max(...mqttLoops.map((l) => l.delayMaxMs)))} ms; GC ${fmt(median(mqttLoops.map((l) => l.gcTotalMs / seconds)), 0)} ms/s, longest pause ${fmt(Math.max(...mqttLoops.map((l) => l.gcMaxMs)))} ms`,
+    `the consumers' process during the MQTT phases (median): event loop delay p99 ${fmt(median(mqttClientLoops.map((l) => l.delayP99Ms)))} ms, max ${fmt(Math.max(...mqttClientLoops.map((l) => l.delayMaxMs)))} ms`,
   );
   lines.push("");
   for (const g of goals)
