@@ -56,7 +56,7 @@ const flush = (h: Held): boolean => {
   h.count = 0;
   h.bytes = 0;
   if (count > KEEP_CHUNKS) h.chunks = [];
-  // Dropped, as a destroyed stream drops what is corked in it.
+  // Dropped, as a destroyed stream drops what is corked in it (`end()` flushed before ending).
   if (h.socket.destroyed || h.socket.writableEnded) return true;
   return h.write.call(h.socket, out);
 };
@@ -91,6 +91,13 @@ const attach = (socket: Writable): Held => {
     if (this.writableLength + h.bytes >= h.limit) return flush(h);
     return true;
   } as Writable["write"];
+  // `end()` writes its own chunk without `write`, and a client's FIN ends the socket too (after
+  // replacing `write`): what is held leaves first, as an uncorking `end()` would send it.
+  const end = socket.end;
+  socket.end = function (this: Writable, ...args: unknown[]) {
+    if (h.count > 0) flush(h);
+    return (end as (...a: unknown[]) => Writable).apply(this, args);
+  } as Writable["end"];
   return h;
 };
 export const createWriteCoalescer = () => {

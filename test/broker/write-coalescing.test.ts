@@ -3,6 +3,7 @@
  * write, in order with anything written around them, and the stream's
  * backpressure (false, then 'drain') still reaches the writer.
  */
+import net from "node:net";
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { createWriteCoalescer } from "../../src/broker/write-coalescing.ts";
@@ -82,6 +83,32 @@ describe("write coalescing", () => {
     s.resume();
     await drained;
     expect(s.writes.join("")).toBe("x".repeat(60) + "y".repeat(60));
+  });
+
+  it("writes what is held before end() and its last chunk", async () => {
+    const hold = createWriteCoalescer();
+    const s = sink();
+    hold(s.stream);
+    s.stream.write("held|");
+    await new Promise<void>((resolve) => s.stream.end("last", () => resolve()));
+    expect(s.writes).toEqual(["held|", "last"]);
+  });
+
+  it("sends what is held to a TCP peer that half-closes its side", async () => {
+    const hold = createWriteCoalescer();
+    const received: Buffer[] = [];
+    const server = net.createServer((socket) => {
+      // Held while the peer's FIN arrives: Node ends this side on FIN (allowHalfOpen is false).
+      hold(socket);
+      socket.write("held before the FIN");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    const { port } = server.address() as net.AddressInfo;
+    const client = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true }, () => client.end());
+    client.on("data", (chunk: Buffer) => received.push(chunk));
+    await new Promise<void>((resolve) => client.on("end", () => resolve()));
+    server.close();
+    expect(Buffer.concat(received).toString()).toBe("held before the FIN");
   });
 
   it("drops what a destroyed socket held", async () => {
