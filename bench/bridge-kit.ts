@@ -687,7 +687,7 @@ const makeAppender = async (committed: (event: OrderEvent) => void) => {
   return { db, appender };
 };
 
-/** How the brewcast child's event loop fared since the last `take()`: its delay and the GC pauses. */
+/** How a bench child's event loop fared since the last `take()`: its delay and the GC pauses. */
 export interface LoopStats {
   delayP50Ms: number;
   delayP99Ms: number;
