@@ -19,7 +19,6 @@ import { problemResponses } from "../problem.ts";
 export interface OrdersRoutesDeps {
   orders: OrderStore;
   readEvents(input: ReadEventsInput): Promise<EventPage>;
-  /** Told after every committed change (the bridge's in-process doorbell). */
   /** An order change committed its event (the bridge in this process is woken with it). */
   onCommitted(event: OrderEvent): void;
 }
