@@ -151,6 +151,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   #handedTotal = 0;
   #standbyTimer: NodeJS.Timeout | undefined;
   #unlistenDoorbell: (() => Promise<void>) | undefined;
+  readonly #deadlines: Deadlines;
   readonly #options: Required<Omit<BridgeOptions, "log" | "source" | "publisher" | "lock">>;
 
   constructor(private readonly deps: BridgeOptions) {
@@ -166,6 +167,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       standbyPollMs: deps.standbyPollMs ?? 1_000,
       throttleRatePerSecond: deps.throttleRatePerSecond ?? 100,
     };
+    this.#deadlines = new Deadlines(this.#options.publishTimeoutMs);
     deps.lock.onLost(() => {
       if (this.#role !== "leader") return;
       this.deps.log.error("bridge lost its leader lock; standing by");
@@ -598,10 +600,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   async #publishBatch(pump: PartnerPump, events: OrderEvent[], term: number): Promise<void> {
     const partnerId = pump.cursors.partnerId;
     const qos = pump.cursors.qos;
-    const shops = new Map<string, ScopeCursor>();
-    let last: OrderEvent | undefined;
+    const last = events[events.length - 1];
     const push = !PUSH_OFF.has(pump.cursors.state);
     if (term !== this.#term) throw new Error("leadership changed before the batch");
+    if (!last) return;
     // Poll-only: the events are not pushed, but the cursors move so clients see the head and poll.
     if (push)
       await this.#publishAll(
@@ -612,25 +614,21 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           retain: false,
         })),
       );
+    const cursors = pump.cursors;
+    const previous = cursors.published.seq;
+    // Every event of the batch was accepted: the cursors move now, in memory (in place: a batch
+    // usually holds one event, and copying the partner's cursors for it was most of its cost).
+    // Their retained copies follow (coalesced), and the durable cursor is committed off the hot
+    // path: a durable cursor that trails only means re-publishing after a crash, never a gap.
     for (const event of events) {
-      shops.set(event.shop_id, { seq: event.seq, occurredAt: event.occurred_at });
-      last = event;
+      const shopCursor: ScopeCursor = { seq: event.seq, occurredAt: event.occurred_at };
+      cursors.shops.set(event.shop_id, shopCursor);
+      pump.unpublishedShops.add(event.shop_id);
+      pump.uncommittedShops.set(event.shop_id, shopCursor);
     }
-    if (!last) return;
-    const previous = pump.cursors.published.seq;
-    // Every event of the batch was accepted: the cursors move now, in memory. Their retained
-    // copies follow (coalesced), and the durable cursor is committed off the hot path: a
-    // durable cursor that trails only means re-publishing after a crash, never a gap.
-    pump.cursors = {
-      ...pump.cursors,
-      headSeq: Math.max(pump.cursors.headSeq, last.seq),
-      published: { seq: last.seq, occurredAt: last.occurred_at },
-      shops: new Map([...pump.cursors.shops, ...shops]),
-    };
-    for (const [shopId, cursor] of shops) {
-      pump.unpublishedShops.add(shopId);
-      pump.uncommittedShops.set(shopId, cursor);
-    }
+    cursors.headSeq = Math.max(cursors.headSeq, last.seq);
+    // A new object, never changed in place: a commit in flight holds the one it is committing.
+    cursors.published = { seq: last.seq, occurredAt: last.occurred_at };
     this.emit("published", {
       partnerId,
       fromSeq: previous + 1,
@@ -720,19 +718,62 @@ export class Bridge extends EventEmitter<BridgeEvents> {
    * broker accepted them all: waiting for each before the next would cost a round trip per
    * message, and a batch is accepted or retried as a whole anyway.
    */
-  async #publishAll(messages: OutgoingMessage[]): Promise<void> {
-    if (messages.length === 0) return;
-    const ms = this.#options.publishTimeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        Promise.all(messages.map((message) => this.deps.publisher.publish(message))),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new PublishTimeoutError(messages, ms)), ms);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
+  #publishAll(messages: OutgoingMessage[]): Promise<void> {
+    if (messages.length === 0) return Promise.resolve();
+    const { publisher } = this.deps;
+    const accepted =
+      messages.length === 1
+        ? publisher.publish(messages[0]!)
+        : Promise.all(messages.map((message) => publisher.publish(message))).then(() => undefined);
+    return this.#deadlines.watch(
+      accepted,
+      () => new PublishTimeoutError(messages, this.#options.publishTimeoutMs),
+    );
+  }
+}
+
+/**
+ * Fails promises that have not settled within `ms`, all from one interval timer (started while any
+ * is watched): a timer of its own for every batch, with the race around it, cost more than a
+ * batch of one event's own bookkeeping. A promise fails between `ms` and `ms` plus a tick late.
+ */
+class Deadlines {
+  readonly #watched = new Set<{ due: number; fail: () => void }>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly ms: number,
+    private readonly tickMs = Math.max(10, Math.min(1_000, ms / 4)),
+  ) {}
+
+  watch<T>(promise: Promise<T>, timeoutError: () => Error): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const entry = { due: Date.now() + this.ms, fail: () => reject(timeoutError()) };
+      this.#watched.add(entry);
+      this.#timer ??= setInterval(() => this.#expire(), this.tickMs).unref();
+      promise.then(
+        (value) => {
+          this.#watched.delete(entry);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.#watched.delete(entry);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    for (const entry of this.#watched) {
+      if (entry.due > now) continue;
+      this.#watched.delete(entry);
+      entry.fail();
+    }
+    if (this.#watched.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
     }
   }
 }
