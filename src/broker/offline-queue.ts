@@ -89,6 +89,8 @@ export const capOfflineQueues = (
   };
 
   persistence.outgoingEnqueueCombi = async (subs, packet) => {
+    // Aedes asks for every QoS 1/2 publish; with no persistent session subscribed there is nothing to do.
+    if (subs.length === 0) return;
     // Group by the QoS each subscription granted; QoS 0 subscriptions are not queued.
     const byQos = new Map<number, Sub[]>();
     for (const sub of subs) {

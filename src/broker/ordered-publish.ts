@@ -44,7 +44,10 @@ interface ChainTail {
 }
 
 /** The scope a message is ordered in: `partners/{p}` (or the first two levels of any topic). */
-const orderingScope = (topic: string): string => topic.split("/", 2).join("/");
+const orderingScope = (topic: string): string => {
+  const second = topic.indexOf("/", topic.indexOf("/") + 1);
+  return second < 0 ? topic : topic.slice(0, second);
+};
 
 export const createOrderedPublisher = (aedes: OrderedAedes) => {
   const reachedEmitter = new Map<number, () => void>();
