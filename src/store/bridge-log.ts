@@ -167,37 +167,41 @@ export const createBridgeLog = async (db: Db): Promise<BridgeLog> => {
     },
     async commitCursors(commits) {
       // One statement, one round trip, for every partner and shop; sorted, so that two
-      // commits can never wait for each other's rows.
+      // commits can never wait for each other's rows. The rows go as two JSON documents:
+      // seven array parameters (a hundred partners every 100 ms) were pg's most allocating
+      // work in the bridge, element by element; JSON.stringify makes each one string.
       const sorted = [...commits].sort((a, b) => (a.partnerId < b.partnerId ? -1 : 1));
+      const partners = sorted.map(({ partnerId, partner }) => ({
+        partner_id: partnerId,
+        seq: partner.seq,
+        occurred_at: partner.occurredAt,
+      }));
       const shops = sorted.flatMap(({ partnerId, shops }) =>
         [...shops]
           .sort(([a], [b]) => (a < b ? -1 : 1))
-          .map(([shopId, cursor]) => ({ partnerId, shopId, cursor })),
+          .map(([shopId, cursor]) => ({
+            partner_id: partnerId,
+            shop_id: shopId,
+            seq: cursor.seq,
+            occurred_at: cursor.occurredAt,
+          })),
       );
       await db.query(
         `WITH partner_cursor AS (
            INSERT INTO bridge_cursors (partner_id, published_seq, occurred_at, updated_at)
            SELECT partner_id, seq, occurred_at, now()
-           FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS partner (partner_id, seq, occurred_at)
+           FROM json_to_recordset($1::json) AS partner (partner_id text, seq bigint, occurred_at timestamptz)
            ON CONFLICT (partner_id) DO UPDATE SET published_seq = excluded.published_seq,
              occurred_at = excluded.occurred_at, updated_at = now()
            WHERE bridge_cursors.published_seq < excluded.published_seq
          )
          INSERT INTO bridge_shop_cursors (partner_id, shop_id, published_seq, occurred_at)
          SELECT partner_id, shop_id, seq, occurred_at
-         FROM unnest($4::text[], $5::text[], $6::bigint[], $7::timestamptz[]) AS shop (partner_id, shop_id, seq, occurred_at)
+         FROM json_to_recordset($2::json) AS shop (partner_id text, shop_id text, seq bigint, occurred_at timestamptz)
          ON CONFLICT (partner_id, shop_id) DO UPDATE SET published_seq = excluded.published_seq,
            occurred_at = excluded.occurred_at
          WHERE bridge_shop_cursors.published_seq < excluded.published_seq`,
-        [
-          sorted.map((c) => c.partnerId),
-          sorted.map((c) => c.partner.seq),
-          sorted.map((c) => c.partner.occurredAt),
-          shops.map((s) => s.partnerId),
-          shops.map((s) => s.shopId),
-          shops.map((s) => s.cursor.seq),
-          shops.map((s) => s.cursor.occurredAt),
-        ],
+        [JSON.stringify(partners), JSON.stringify(shops)],
       );
     },
     async onDoorbell(wake) {
