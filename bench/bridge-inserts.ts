@@ -23,7 +23,7 @@
  * and publishing whatever is written, as in production.
  */
 import { createLogger } from "../src/log.ts";
-import { createDoorbell, DOORBELL_CHANNEL } from "../src/store/bridge-log.ts";
+import { createDoorbell, LEGACY_DOORBELL_CHANNEL } from "../src/store/bridge-log.ts";
 import type { Db } from "../src/store/db.ts";
 import { openDb } from "../src/store/open-db.ts";
 import { createOrderStore } from "../src/store/orders.ts";
@@ -51,7 +51,7 @@ const log = (line: string) => process.stderr.write(`[bridge-inserts] ${line}\n`)
 const TRIGGER_SQL = `
 CREATE OR REPLACE FUNCTION bench_notify_row() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  PERFORM pg_notify('${DOORBELL_CHANNEL}', NEW.partner_id);
+  PERFORM pg_notify('${LEGACY_DOORBELL_CHANNEL}', NEW.partner_id);
   RETURN NEW;
 END $fn$;
 CREATE TRIGGER bench_notify_row AFTER INSERT ON order_events FOR EACH ROW EXECUTE FUNCTION bench_notify_row();`;
@@ -93,8 +93,11 @@ const main = async () => {
   const createOrder = async (bell?: typeof doorbell) => {
     const partner = partners[Math.floor(Math.random() * partners.length)]!;
     const shopId = partner.shops[Math.floor(Math.random() * partner.shops.length)]!;
-    await orders.create({ partnerId: partner.id, shopId: null }, { shop_id: shopId, items: orderItems() });
-    bell?.ring(partner.id);
+    const change = await orders.create(
+      { partnerId: partner.id, shopId: null },
+      { shop_id: shopId, items: orderItems() },
+    );
+    if (change.event) bell?.ring(change.event);
   };
   /** CPU of the brewcast process (its bridge publishing what is written), % of one core, per case. */
   const cpu = new Map<string, number[]>();

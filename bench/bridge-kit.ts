@@ -661,10 +661,18 @@ const clientsMode = async () => {
   });
 };
 
+/**
+ * A product module for the brewcast child and the writer: the TypeScript source through tsx,
+ * or with BENCH_BUILD=dist the compiled build (`npm run build`), which is what
+ * the Docker image runs.
+ */
+const productModule = <T>(name: string): Promise<T> =>
+  import(process.env.BENCH_BUILD === "dist" ? `../dist/${name}.js` : `../src/${name}.ts`) as Promise<T>;
+
 const makeAppender = async (committed: (event: OrderEvent) => void) => {
-  const { openDb } = await import("../src/store/open-db.ts");
-  const { createOrderStore } = await import("../src/store/orders.ts");
-  const { createLogger } = await import("../src/log.ts");
+  const { openDb } = await productModule<typeof import("../src/store/open-db.ts")>("store/open-db");
+  const { createOrderStore } = await productModule<typeof import("../src/store/orders.ts")>("store/orders");
+  const { createLogger } = await productModule<typeof import("../src/log.ts")>("log");
   const connections = Number(process.env.BENCH_WRITER_CONNECTIONS ?? "16");
   const db = await openDb({
     databaseUrl: process.env.DATABASE_URL,
@@ -721,14 +729,6 @@ const watchEventLoop = () => {
   };
 };
 
-/**
- * A product module for the brewcast child: the TypeScript source through tsx,
- * or with BENCH_BUILD=dist the compiled build (`npm run build`), which is what
- * the Docker image runs.
- */
-const productModule = <T>(name: string): Promise<T> =>
-  import(process.env.BENCH_BUILD === "dist" ? `../dist/${name}.js` : `../src/${name}.ts`) as Promise<T>;
-
 const brewcastMode = async () => {
   const { loadConfig } =
     await productModule<typeof import("../src/config/load-config.ts")>("config/load-config");
@@ -758,7 +758,7 @@ const brewcastMode = async () => {
       wakeMode = request.wake;
       writer ??= await makeAppender((event) => {
         if (wakeMode === "inproc") running.committed(event);
-        else if (wakeMode === "doorbell") doorbell.ring(event.partner_id);
+        else if (wakeMode === "doorbell") doorbell.ring(event);
       });
       return runWriter(request, writer.appender);
     },
@@ -771,14 +771,15 @@ const brewcastMode = async () => {
 };
 
 const writerMode = async () => {
-  const { createDoorbell } = await import("../src/store/bridge-log.ts");
+  const { createDoorbell } =
+    await productModule<typeof import("../src/store/bridge-log.ts")>("store/bridge-log");
   let wakeMode: WriteRequest["wake"] = "doorbell";
-  let ring: (partnerId: string) => void = () => {};
+  let ring: (event: OrderEvent) => void = () => {};
   const writer = await makeAppender((event) => {
-    if (wakeMode !== "none") ring(event.partner_id);
+    if (wakeMode !== "none") ring(event);
   });
   const doorbell = createDoorbell(writer.db);
-  ring = (partnerId) => doorbell.ring(partnerId);
+  ring = (event) => doorbell.ring(event);
   serve(
     {},
     async (cmd, args) => {

@@ -235,7 +235,7 @@ export const startBrewcast = async (
       // Our own leading bridge is handed the event in-process; only a bridge leading in another
       // process (a separate `brewcast bridge`, a standby that took over) needs the doorbell.
       if (bridge?.role === "leader") bridge.committed(event);
-      else doorbell.ring(event.partner_id);
+      else doorbell.ring(event);
     };
     const app = await buildHttpApp({
       log,

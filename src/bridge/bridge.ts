@@ -312,9 +312,15 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     // A new term starts with an empty queue: an id left there by the last term would block its partner.
     this.#ready.length = 0;
     for (const cursors of partners) this.#pumps.set(cursors.partnerId, this.#newPump(cursors));
-    this.#unlistenDoorbell = await this.deps.source.onDoorbell((ids) => {
-      if (ids === "all") void this.#sweep();
-      else void this.#prefetch(ids);
+    this.#unlistenDoorbell = await this.deps.source.onDoorbell((ring) => {
+      if (ring.partnerIds === "all") {
+        void this.#sweep();
+        return;
+      }
+      // What the ring carried is handed over as a writer in this process would; the partners it
+      // only named are read ahead.
+      for (const event of ring.events) this.#hand(event);
+      void this.#prefetch(ring.partnerIds);
     });
     this.#setRole("leader");
     const sweep = setInterval(() => void this.#sweep(), this.#options.sweepIntervalMs);

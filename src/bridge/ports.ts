@@ -29,6 +29,14 @@ export interface CursorCommit {
   shops: Map<string, ScopeCursor>;
 }
 
+/** Writers in other processes committed events. */
+export interface DoorbellRing {
+  /** The partners with new events, or all of them (a missed or malformed ring). */
+  partnerIds: string[] | "all";
+  /** Committed events carried by the ring from a trusted writer (often all of them, maybe none). */
+  events: OrderEvent[];
+}
+
 export interface BridgeLog {
   readonly epoch: string;
   /** Every partner, its head and its durable cursors (the leader's starting point and the watermark's list). */
@@ -39,8 +47,8 @@ export interface BridgeLog {
   readAfter(positions: { partnerId: string; afterSeq: number }[], limitEach: number): Promise<OrderEvent[]>;
   /** Moves the durable cursors of these partners and their shops forward (never back), all at once. */
   commitCursors(commits: CursorCommit[]): Promise<void>;
-  /** Calls `wake` when writers ring the doorbell; returns a function that stops listening. */
-  onDoorbell(wake: (partnerIds: string[] | "all") => void): Promise<() => Promise<void>>;
+  /** Calls `onRing` when writers ring the doorbell; returns a function that stops listening. */
+  onDoorbell(onRing: (ring: DoorbellRing) => void): Promise<() => Promise<void>>;
 }
 
 export interface OutgoingMessage {

@@ -47,8 +47,18 @@ export interface Db extends Queryable {
    * Subscribes to a NOTIFY channel. `onReconnect` is called after the
    * listening connection was lost and re-established, when notifications
    * may have been missed.
+   *
+   * `fromOwnRole` tells whether the notification came from a session logged in
+   * as this Db's own database role, which may write the tables anyway: any role
+   * that can connect may NOTIFY any channel. PGlite: always (no other process
+   * reaches it). Postgres: from pg_stat_activity, checked once a minute per
+   * sending backend; false until checked.
    */
-  listen(channel: string, onPayload: (payload: string) => void, onReconnect?: () => void): Promise<Unlisten>;
+  listen(
+    channel: string,
+    onPayload: (payload: string, fromOwnRole: boolean) => void,
+    onReconnect?: () => void,
+  ): Promise<Unlisten>;
   notify(channel: string, payload: string): Promise<void>;
   /** A dedicated connection outside the pool (PGlite: its one connection, shared). */
   session(): Promise<DbSession>;

@@ -21,6 +21,36 @@ const typeParsers = {
   },
 } as pg.CustomTypesConfig;
 
+/** How long a sending backend's role is trusted before it is checked again (a pid can be reused). */
+const SENDER_CHECK_TTL_MS = 60_000;
+const SENDERS_KEPT = 1_000;
+
+/**
+ * Whether a notification's sending backend is logged in as our own role, answered at once from
+ * what was looked up before: an unknown (or stale) pid answers false and is looked up for next time.
+ */
+const createSenderCheck = (lookUp: (pid: number) => Promise<boolean>) => {
+  const known = new Map<number, { own: boolean; checkedAt: number }>();
+  const checking = new Set<number>();
+  return {
+    fromOwnRole(pid: number): boolean {
+      const entry = known.get(pid);
+      if (entry && Date.now() - entry.checkedAt < SENDER_CHECK_TTL_MS) return entry.own;
+      if (!checking.has(pid)) {
+        checking.add(pid);
+        lookUp(pid)
+          .then((own) => {
+            if (known.size >= SENDERS_KEPT) known.clear();
+            known.set(pid, { own, checkedAt: Date.now() });
+          })
+          .catch(() => undefined)
+          .finally(() => checking.delete(pid));
+      }
+      return false;
+    },
+  };
+};
+
 export interface PgDbOptions {
   connectionString: string;
   log: Logger;
@@ -42,7 +72,17 @@ export const createPgDb = async (options: PgDbOptions): Promise<Db> => {
   // Fail fast at start when the server is not there.
   await pool.query("SELECT 1");
 
-  const listeners = new Map<string, Set<{ onPayload: (p: string) => void; onReconnect?: () => void }>>();
+  const listeners = new Map<
+    string,
+    Set<{ onPayload: (p: string, fromOwnRole: boolean) => void; onReconnect?: () => void }>
+  >();
+  const senders = createSenderCheck((pid) =>
+    pool
+      .query<{ own: boolean }>("SELECT usename = session_user AS own FROM pg_stat_activity WHERE pid = $1", [
+        pid,
+      ])
+      .then((result) => result.rows[0]?.own === true),
+  );
   let listenClient: pg.Client | undefined;
   let listenConnecting: Promise<pg.Client> | undefined;
   let closed = false;
@@ -51,7 +91,8 @@ export const createPgDb = async (options: PgDbOptions): Promise<Db> => {
     const client = new pg.Client({ connectionString: options.connectionString, types: typeParsers });
     await client.connect();
     client.on("notification", (message) => {
-      for (const entry of listeners.get(message.channel) ?? []) entry.onPayload(message.payload ?? "");
+      const own = senders.fromOwnRole(message.processId);
+      for (const entry of listeners.get(message.channel) ?? []) entry.onPayload(message.payload ?? "", own);
     });
     const lost = (error?: Error) => {
       if (listenClient !== client) return;

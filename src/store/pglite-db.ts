@@ -88,7 +88,7 @@ export const createPgliteDb = async (dataDir: string): Promise<Db> => {
       });
     },
     async listen(channel, onPayload) {
-      const unlisten = await pglite.listen(assertChannelName(channel), onPayload);
+      const unlisten = await pglite.listen(assertChannelName(channel), (payload) => onPayload(payload, true));
       return async () => unlisten();
     },
     async notify(channel, payload) {

@@ -3,9 +3,12 @@
  * watermark, a held transaction, failure isolation, and embedded vs
  * external (Mosquitto) giving the same result.
  */
+import { randomBytes } from "node:crypto";
+import pg from "pg";
 import { describe, expect, it } from "vitest";
 import type { Bridge } from "../../src/bridge/bridge.ts";
 import type { Publisher } from "../../src/bridge/ports.ts";
+import { createDoorbell, DOORBELL_CHANNEL, encodeRing } from "../../src/store/bridge-log.ts";
 import { allocateSeq, appendEvent } from "../../src/store/event-log.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { useCleanups } from "../support/cleanups.ts";
@@ -238,5 +241,51 @@ describe.skipIf(!DATABASE_URL)("bridge: a transaction holding its seq open (Post
     expect(created.order.last_seq).toBe(5);
     await until(() => slowRecorder.seqs.length >= 5, 10_000, "the held and the later event");
     expect(slowRecorder.seqs).toEqual([1, 2, 3, 4, 5]);
+  });
+});
+
+describe.skipIf(!DATABASE_URL)("bridge: the doorbell's carried events (Postgres)", () => {
+  it("publishes the events a ring from its own role carries, and never those of a ring forged by another role", async () => {
+    // No sweep: the rings are the only wake-ups.
+    const { t, broker, bridge } = await setup("embedded", { sweepIntervalMs: 60_000 });
+    await until(() => bridge.role === "leader", 5_000, "the bridge to lead");
+    const partner = await seedPartner(t.db, { shops: 1 });
+    const recorder = await subscribe(broker, partner);
+    const orders = createOrderStore(t.db);
+    const create = async () =>
+      (
+        await orders.create(
+          { partnerId: partner.id, shopId: null },
+          { shop_id: partner.shops[0]!, items: [{ sku: "latte", quantity: 1 }] },
+        )
+      ).event!;
+    // Rung from this process's own role, as another brewcast process would.
+    const doorbell = createDoorbell(t.db);
+    const first = await create();
+    doorbell.ring(first);
+    await until(() => recorder.seqs.includes(1), 15_000, "seq 1");
+
+    // Another role rings with a made-up event for the next seq, then the real one commits.
+    const role = `brewcast_test_forger_${randomBytes(4).toString("hex")}`;
+    await t.db.exec(`CREATE ROLE ${role} LOGIN`);
+    onCleanup(() => t.db.exec(`DROP ROLE ${role}`));
+    const asForger = new URL(t.url!);
+    asForger.username = role;
+    const forger = new pg.Client({ connectionString: asForger.toString() });
+    await forger.connect();
+    onCleanup(() => forger.end());
+    const real = await create();
+    const forged = { ...real, order_id: "forged", order: { ...real.order, id: "forged" } };
+    await forger.query("SELECT pg_notify($1, $2)", [
+      DOORBELL_CHANNEL,
+      encodeRing(new Map([[partner.id, [forged]]])),
+    ]);
+    await until(() => recorder.seqs.includes(2), 15_000, "seq 2");
+    expect(recorder.events.find((event) => event.seq === 2)).toEqual(real);
+
+    for (let seq = 3; seq <= 20; seq++) doorbell.ring(await create());
+    await until(() => recorder.seqs.length >= 20, 15_000, "20 events");
+    expect(recorder.firstSeen()).toEqual(range(1, 20));
+    expect(recorder.events.some((event) => event.order_id === "forged")).toBe(false);
   });
 });

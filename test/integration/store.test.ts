@@ -7,8 +7,16 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { DoorbellRing } from "../../src/bridge/ports.ts";
+import type { OrderEvent } from "../../src/domain/events.ts";
 import type { Order } from "../../src/domain/orders.ts";
-import { createBridgeLog, createDoorbell, DOORBELL_CHANNEL } from "../../src/store/bridge-log.ts";
+import {
+  createBridgeLog,
+  createDoorbell,
+  DOORBELL_CHANNEL,
+  decodeRing,
+  encodeRing,
+} from "../../src/store/bridge-log.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import type { Queryable } from "../../src/store/db.ts";
 import { allocateSeq, appendEvent, readEpoch, readEvents } from "../../src/store/event-log.ts";
@@ -209,24 +217,108 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
     expect(times).toEqual([...times].sort((x, y) => x - y));
   });
 
-  it("the doorbell coalesces a burst of rings: every partner is heard, in two notifications", async () => {
-    const heard: string[] = [];
-    const unlisten = await t.db.listen(DOORBELL_CHANNEL, (payload) => heard.push(payload));
+  /** An event as the store hands it to `onCommitted` (the doorbell only carries it). */
+  const eventOf = (partnerId: string, seq: number): OrderEvent => ({
+    seq,
+    epoch: "00000000-0000-4000-8000-000000000000",
+    type: "order.created",
+    partner_id: partnerId,
+    shop_id: "s1",
+    order_id: `${partnerId}-o${seq}`,
+    occurred_at: new Date(Date.UTC(2026, 11, 1, 10, 0, seq)).toISOString(),
+    prev_shop_seq: seq > 1 ? seq - 1 : null,
+    order: { note: "x".repeat(200) } as unknown as OrderEvent["order"],
+  });
+
+  it("the doorbell coalesces a burst of rings: every partner is named, in two notifications under the NOTIFY limit, each partner's events carried all or none", async () => {
+    const heard: { ring: DoorbellRing; bytes: number }[] = [];
+    const unlisten = await t.db.listen(DOORBELL_CHANNEL, (payload) =>
+      heard.push({ ring: decodeRing(payload, true), bytes: Buffer.byteLength(payload) }),
+    );
     const failures: unknown[] = [];
     // A long interval, so the burst's second NOTIFY waits for flush() rather than the timer.
     const doorbell = createDoorbell(t.db, (error) => failures.push(error), 60_000);
     const partners = Array.from({ length: 7 }, (_, i) => uniqueId(`bell${i}`));
-    for (let i = 0; i < 200; i++) doorbell.ring(partners[i % partners.length]!);
+    const rung: OrderEvent[] = [];
+    for (let i = 0; i < 85; i++) {
+      const event = eventOf(partners[i % partners.length]!, Math.floor(i / partners.length) + 1);
+      rung.push(event);
+      doorbell.ring(event);
+    }
     await doorbell.flush();
-    const rung = () => new Set(heard.flatMap((payload) => payload.split(",")));
-    await waitFor("every partner heard", () => partners.every((id) => rung().has(id)));
+    const named = () =>
+      new Set(heard.flatMap(({ ring }) => (ring.partnerIds === "all" ? [] : ring.partnerIds)));
+    await waitFor("every partner named", () => partners.every((id) => named().has(id)));
     await unlisten();
     expect(failures).toEqual([]);
-    // The first ring goes out at once; the other 199 wait for it and leave together.
+    // The first ring goes out at once, with its event; the other 84 wait for it and leave together.
     expect(heard).toHaveLength(2);
-    expect(heard[0]).toBe(partners[0]);
-    expect(heard[1]!.split(",").sort()).toEqual([...partners].sort());
+    expect(heard[0]!.ring).toEqual({ partnerIds: [partners[0]], events: [rung[0]] });
+    const second = heard[1]!;
+    expect(second.ring.partnerIds).toEqual(expect.arrayContaining(partners));
+    expect(second.bytes).toBeLessThan(8_000);
+    // ~12 events of ~450 bytes a partner: some partners fit, with every one of their events
+    // in seq order; the others are only named (the bridge reads them).
+    const carriedPartners = new Set(second.ring.events.map((event) => event.partner_id));
+    expect(carriedPartners.size).toBeGreaterThan(0);
+    expect(carriedPartners.size).toBeLessThan(partners.length);
+    for (const partnerId of carriedPartners) {
+      expect(second.ring.events.filter((event) => event.partner_id === partnerId)).toEqual(
+        rung.slice(1).filter((event) => event.partner_id === partnerId),
+      );
+    }
   });
+
+  it("a ring names everyone past 100 partners, and a malformed or untrusted ring carries no events", () => {
+    const many = new Map(Array.from({ length: 101 }, (_, i) => [`p${i}`, [eventOf(`p${i}`, 1)]] as const));
+    expect(decodeRing(encodeRing(many), true)).toEqual({ partnerIds: "all", events: [] });
+    const one = encodeRing(new Map([["p1", [eventOf("p1", 1)]]]));
+    expect(decodeRing(one, true).events).toEqual([eventOf("p1", 1)]);
+    expect(decodeRing(one, false)).toEqual({ partnerIds: ["p1"], events: [] });
+    // An event of a partner the ring does not name is not taken.
+    expect(decodeRing(JSON.stringify({ partners: ["p1"], events: [eventOf("p2", 1)] }), true).events).toEqual(
+      [],
+    );
+    for (const junk of ["p1,p2", "", "null", '{"partners":[1]}', '{"events":[]}']) {
+      expect(decodeRing(junk, true)).toEqual({ partnerIds: "all", events: [] });
+    }
+  });
+
+  it.skipIf(kind !== "pg")(
+    "a notification says whether its sender is logged in as the database's own role",
+    async () => {
+      const heard: { payload: string; own: boolean }[] = [];
+      const channel = `brewcast_test_${randomBytes(4).toString("hex")}`;
+      const unlisten = await t.db.listen(channel, (payload, own) => heard.push({ payload, own }));
+      const role = `brewcast_test_other_${randomBytes(4).toString("hex")}`;
+      await t.db.exec(`CREATE ROLE ${role} LOGIN`);
+      const asOther = new URL(t.url!);
+      asOther.username = role;
+      const other = new pg.Client({ connectionString: asOther.toString() });
+      await other.connect();
+      const own = new pg.Client({ connectionString: t.url! });
+      await own.connect();
+      try {
+        // Each sender is unknown at first (false) and looked up for the next notification.
+        await waitFor("our own role recognised", async () => {
+          await other.query(`NOTIFY ${channel}, 'other'`);
+          await own.query(`NOTIFY ${channel}, 'own'`);
+          return heard.some((h) => h.payload === "own" && h.own);
+        });
+        // The other role's backend was looked up as early as ours: it is still not trusted.
+        await other.query(`NOTIFY ${channel}, 'other, later'`);
+        await waitFor("the later notification", () => heard.some((h) => h.payload === "other, later"));
+        const fromOther = heard.filter((h) => h.payload.startsWith("other"));
+        expect(fromOther.length).toBeGreaterThan(1);
+        expect(fromOther.every((h) => !h.own)).toBe(true);
+      } finally {
+        await own.end();
+        await other.end();
+        await unlisten();
+        await t.db.exec(`DROP ROLE ${role}`);
+      }
+    },
+  );
 
   it("the bridge's durable cursors of several partners move forward in one statement and never back", async () => {
     const p = await seedPartner(t.db, { shops: 3 });
