@@ -20,7 +20,7 @@
  * only when it continues the partner's published seq without a gap.
  */
 import type { BridgeLog, DoorbellRing, LeaderLock, PartnerCursors, ScopeCursor } from "../bridge/ports.ts";
-import type { OrderEvent } from "../domain/events.ts";
+import { EVENT_KIND, type OrderEvent } from "../domain/events.ts";
 import type { PartnerState } from "../domain/partners.ts";
 import type { Db, DbSession, NamedStatement } from "./db.ts";
 import { EVENT_COLUMNS, type EventRow, readEpoch, toOrderEvent } from "./event-log.ts";
@@ -75,8 +75,26 @@ export const encodeRing = (pending: ReadonlyMap<string, readonly OrderEvent[] | 
   return `${head}${carried.join(",")}]}`;
 };
 
+/**
+ * What an event must look like to be taken from a ring: of this log (its epoch), with the fields
+ * the bridge routes and commits by. A ring from an older or newer release that does not fit is
+ * only a list of partners to read.
+ */
+const isCarriable = (event: Partial<OrderEvent> | null, epoch: string): event is OrderEvent =>
+  typeof event === "object" &&
+  event !== null &&
+  event.epoch === epoch &&
+  Number.isSafeInteger(event.seq) &&
+  (event.seq ?? 0) > 0 &&
+  typeof event.partner_id === "string" &&
+  typeof event.shop_id === "string" &&
+  typeof event.type === "string" &&
+  Object.hasOwn(EVENT_KIND, event.type) &&
+  typeof event.occurred_at === "string" &&
+  !Number.isNaN(Date.parse(event.occurred_at));
+
 /** Reads a ring; whatever is not a well-formed ring wakes every partner (the sweep's read). */
-export const decodeRing = (payload: string, fromOwnRole: boolean): DoorbellRing => {
+export const decodeRing = (payload: string, fromOwnRole: boolean, epoch: string): DoorbellRing => {
   const all: DoorbellRing = { partnerIds: "all", events: [] };
   let ring: unknown;
   try {
@@ -89,11 +107,8 @@ export const decodeRing = (payload: string, fromOwnRole: boolean): DoorbellRing 
   const named = new Set<string>(partners);
   const carried =
     fromOwnRole && Array.isArray(events)
-      ? (events as OrderEvent[]).filter(
-          (event) =>
-            typeof event?.seq === "number" &&
-            typeof event.partner_id === "string" &&
-            named.has(event.partner_id),
+      ? (events as (Partial<OrderEvent> | null)[]).filter(
+          (event): event is OrderEvent => isCarriable(event, epoch) && named.has(event.partner_id),
         )
       : [];
   return { partnerIds: partners, events: carried };
@@ -134,7 +149,8 @@ export const createDoorbell = (
   return {
     ring(event) {
       const held = pending.get(event.partner_id);
-      if (held === undefined) pending.set(event.partner_id, [event]);
+      // Past MAX_IDS_PER_RING partners the ring names everyone and carries nothing: hold no events.
+      if (held === undefined) pending.set(event.partner_id, pending.size < MAX_IDS_PER_RING ? [event] : null);
       else if (held !== null) {
         if (held.length < MAX_CARRIED_PER_PARTNER) held.push(event);
         else pending.set(event.partner_id, null);
@@ -280,15 +296,18 @@ export const createBridgeLog = async (db: Db): Promise<BridgeLog> => {
       const missed = () => onRing({ partnerIds: "all", events: [] });
       const unlisten = await db.listen(
         DOORBELL_CHANNEL,
-        (payload, fromOwnRole) => onRing(decodeRing(payload, fromOwnRole)),
+        (payload, fromOwnRole) => onRing(decodeRing(payload, fromOwnRole, epoch)),
         missed,
       );
-      const unlistenLegacy = await db.listen(
-        LEGACY_DOORBELL_CHANNEL,
-        (payload) =>
+      let unlistenLegacy: () => Promise<void>;
+      try {
+        unlistenLegacy = await db.listen(LEGACY_DOORBELL_CHANNEL, (payload) =>
           onRing({ partnerIds: payload === "*" || payload === "" ? "all" : payload.split(","), events: [] }),
-        missed,
-      );
+        );
+      } catch (error) {
+        await unlisten();
+        throw error;
+      }
       return async () => {
         await Promise.all([unlisten(), unlistenLegacy()]);
       };

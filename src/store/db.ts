@@ -51,7 +51,7 @@ export interface Db extends Queryable {
    * `fromOwnRole` tells whether the notification came from a session logged in
    * as this Db's own database role, which may write the tables anyway: any role
    * that can connect may NOTIFY any channel. PGlite: always (no other process
-   * reaches it). Postgres: from pg_stat_activity, checked once a minute per
+   * reaches it). Postgres: from pg_stat_activity, checked every 10 s per
    * sending backend; false until checked.
    */
   listen(

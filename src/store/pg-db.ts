@@ -21,8 +21,11 @@ const typeParsers = {
   },
 } as pg.CustomTypesConfig;
 
-/** How long a sending backend's role is trusted before it is checked again (a pid can be reused). */
-const SENDER_CHECK_TTL_MS = 60_000;
+/**
+ * How long a sending backend's role is trusted before it is checked again: a pid is reused once
+ * its backend is gone (pools close idle connections after 10 s), so the answer is kept briefly.
+ */
+const SENDER_CHECK_TTL_MS = 10_000;
 const SENDERS_KEPT = 1_000;
 
 /**

@@ -218,9 +218,10 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
   });
 
   /** An event as the store hands it to `onCommitted` (the doorbell only carries it). */
+  const EPOCH = "00000000-0000-4000-8000-000000000000";
   const eventOf = (partnerId: string, seq: number): OrderEvent => ({
     seq,
-    epoch: "00000000-0000-4000-8000-000000000000",
+    epoch: EPOCH,
     type: "order.created",
     partner_id: partnerId,
     shop_id: "s1",
@@ -233,7 +234,7 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
   it("the doorbell coalesces a burst of rings: every partner is named, in two notifications under the NOTIFY limit, each partner's events carried all or none", async () => {
     const heard: { ring: DoorbellRing; bytes: number }[] = [];
     const unlisten = await t.db.listen(DOORBELL_CHANNEL, (payload) =>
-      heard.push({ ring: decodeRing(payload, true), bytes: Buffer.byteLength(payload) }),
+      heard.push({ ring: decodeRing(payload, true, EPOCH), bytes: Buffer.byteLength(payload) }),
     );
     const failures: unknown[] = [];
     // A long interval, so the burst's second NOTIFY waits for flush() rather than the timer.
@@ -271,16 +272,30 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
 
   it("a ring names everyone past 100 partners, and a malformed or untrusted ring carries no events", () => {
     const many = new Map(Array.from({ length: 101 }, (_, i) => [`p${i}`, [eventOf(`p${i}`, 1)]] as const));
-    expect(decodeRing(encodeRing(many), true)).toEqual({ partnerIds: "all", events: [] });
+    expect(decodeRing(encodeRing(many), true, EPOCH)).toEqual({ partnerIds: "all", events: [] });
     const one = encodeRing(new Map([["p1", [eventOf("p1", 1)]]]));
-    expect(decodeRing(one, true).events).toEqual([eventOf("p1", 1)]);
-    expect(decodeRing(one, false)).toEqual({ partnerIds: ["p1"], events: [] });
+    expect(decodeRing(one, true, EPOCH).events).toEqual([eventOf("p1", 1)]);
+    expect(decodeRing(one, false, EPOCH)).toEqual({ partnerIds: ["p1"], events: [] });
     // An event of a partner the ring does not name is not taken.
-    expect(decodeRing(JSON.stringify({ partners: ["p1"], events: [eventOf("p2", 1)] }), true).events).toEqual(
-      [],
-    );
+    expect(
+      decodeRing(JSON.stringify({ partners: ["p1"], events: [eventOf("p2", 1)] }), true, EPOCH).events,
+    ).toEqual([]);
+    // Nor one of another log (its epoch), or one the bridge could not route or commit.
+    const carried = (event: unknown) =>
+      decodeRing(JSON.stringify({ partners: ["p1"], events: [event] }), true, EPOCH).events;
+    expect(carried(eventOf("p1", 1))).toHaveLength(1);
+    for (const bad of [
+      { ...eventOf("p1", 1), epoch: "10000000-0000-4000-8000-000000000000" },
+      { ...eventOf("p1", 1), type: "order.deleted" },
+      { ...eventOf("p1", 1), seq: 0 },
+      { ...eventOf("p1", 1), occurred_at: "yesterday" },
+      { ...eventOf("p1", 1), shop_id: null },
+      null,
+    ]) {
+      expect(carried(bad)).toEqual([]);
+    }
     for (const junk of ["p1,p2", "", "null", '{"partners":[1]}', '{"events":[]}']) {
-      expect(decodeRing(junk, true)).toEqual({ partnerIds: "all", events: [] });
+      expect(decodeRing(junk, true, EPOCH)).toEqual({ partnerIds: "all", events: [] });
     }
   });
 
