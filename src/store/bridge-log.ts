@@ -12,10 +12,11 @@
  *
  * A ring carries the events it announces, as far as they fit in a NOTIFY,
  * so that the bridge need not read them back: at 1,000 events/s that read
- * was 200 queries a second and most of the bridge's own CPU. The bridge takes
- * carried events only from a sender logged in as its own database role (any
- * role that may connect may NOTIFY); otherwise, and for a partner whose events
- * did not fit, the ring only names the partner and the bridge reads the log.
+ * was 200 queries a second, the largest part of the bridge's own work. The
+ * bridge takes carried events only from a sender logged in as its own database
+ * role (any role that may connect may NOTIFY); otherwise, and for a partner
+ * whose events did not fit, the ring only names the partner and the bridge
+ * reads the log.
  * Either way the handover only saves a read: the bridge publishes an event
  * only when it continues the partner's published seq without a gap.
  */
