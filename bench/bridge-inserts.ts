@@ -12,12 +12,13 @@
  * .create()` on a `pg` Db (src/store/open-db.ts, a pool of writers + 1),
  * each op one order over 50 partners (4 shops each). Cases:
  * - none: commit, nothing else (the bridge finds the events by its 1 s sweep);
- * - doorbell: after each commit, `doorbell.ring(partner)` (src/store/bridge-log.ts
+ * - doorbell: after each commit, `doorbell.ring(event)` (src/store/bridge-log.ts
  *   createDoorbell: one NOTIFY in flight per process, outside the write
- *   transactions, rings coalesced), what the API's `onCommitted` does for
- *   other processes' bridges;
+ *   transactions, rings coalesced and carrying the events), what the API's
+ *   `onCommitted` does for other processes' bridges;
  * - trigger: an AFTER INSERT FOR EACH ROW trigger on order_events doing
- *   `pg_notify('brewcast_events', partner_id)` inside every write
+ *   `pg_notify('brewcast_events', partner_id)` (the ids-only channel the
+ *   bridge still hears) inside every write
  *   transaction (created before the case, dropped after it).
  * A brewcast process (role "all") runs throughout with its bridge LISTENing
  * and publishing whatever is written, as in production.
