@@ -79,7 +79,8 @@ export const encodeRing = (pending: ReadonlyMap<string, readonly OrderEvent[] | 
 /**
  * What an event must look like to be taken from a ring: of this log (its epoch), with the fields
  * the bridge routes and commits by. A ring from an older or newer release that does not fit is
- * only a list of partners to read.
+ * only a list of partners to read. A subset of the domain's `orderEventSchema`, on purpose: a
+ * full parse measured ~8 µs an event, a quarter of what carrying the event saves the bridge.
  */
 const isCarriable = (event: Partial<OrderEvent> | null, epoch: string): event is OrderEvent =>
   typeof event === "object" &&
