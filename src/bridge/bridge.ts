@@ -624,9 +624,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const previous = cursors.published.seq;
     // Every event of the batch was accepted: the cursors move now, in memory, in place (a batch
     // usually holds one event, and copying the partner's cursors and shop map for each one was
-    // the batch's largest allocation).
-    // Their retained copies follow (coalesced), and the durable cursor is committed off the hot
-    // path: a durable cursor that trails only means re-publishing after a crash, never a gap.
+    // the batch's largest allocation). Their retained copies follow (coalesced), and the durable
+    // cursor is committed off the hot path: a durable cursor that trails only means re-publishing
+    // after a crash, never a gap.
     for (const event of events) {
       const shopCursor: ScopeCursor = { seq: event.seq, occurredAt: event.occurred_at };
       cursors.shops.set(event.shop_id, shopCursor);
