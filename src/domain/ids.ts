@@ -31,3 +31,15 @@ export const seqSchema = z.coerce
   .min(0)
   .max(Number.MAX_SAFE_INTEGER)
   .describe("A per-partner event sequence number.");
+
+/**
+ * Text a person types and we store (names, audit reasons): trimmed, 1 to `max` characters, and
+ * no NUL (U+0000), which a Postgres text column cannot hold: it was a 500, now a 400 naming the field.
+ */
+export const storedTextSchema = (max: number) =>
+  z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .refine((text) => !text.includes("\u0000"), "must not contain the NUL character (U+0000)");

@@ -3,7 +3,7 @@
  * Pure: no I/O.
  */
 import { z } from "zod";
-import { credentialIdSchema, partnerIdSchema, shopIdSchema } from "./ids.ts";
+import { credentialIdSchema, partnerIdSchema, shopIdSchema, storedTextSchema } from "./ids.ts";
 
 export const PARTNER_STATES = ["normal", "throttled", "poll_only", "suspended"] as const;
 export type PartnerState = (typeof PARTNER_STATES)[number];
@@ -20,7 +20,7 @@ export interface Principal {
   shopId: string | null;
 }
 
-const nameSchema = z.string().trim().min(1).max(200).describe("Display name, 1 to 200 characters.");
+const nameSchema = storedTextSchema(200).describe("Display name, 1 to 200 characters.");
 
 export const createPartnerBodySchema = z.object({ id: partnerIdSchema, name: nameSchema }).strict();
 export const createShopBodySchema = z.object({ id: shopIdSchema, name: nameSchema }).strict();

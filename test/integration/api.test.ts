@@ -540,6 +540,30 @@ describe("admin", () => {
       "VALIDATION_FAILED",
       "body.id",
     );
+    // A NUL cannot be stored in Postgres text: refused as bad input, not a 500.
+    expectProblem(
+      await post("/admin/v1/partners", admin(), { id: uniqueId("nul"), name: "a\u0000b" }),
+      400,
+      "VALIDATION_FAILED",
+      "body.name",
+    );
+    expectProblem(
+      await post(`/admin/v1/partners/${id}/shops`, admin(), { id: "nul", name: "\u0000" }),
+      400,
+      "VALIDATION_FAILED",
+      "body.name",
+    );
+    expectProblem(
+      await t.app.inject({
+        method: "PUT",
+        url: `/admin/v1/partners/${id}/state`,
+        headers: admin(),
+        payload: { state: "throttled", reason: "why\u0000" },
+      }),
+      400,
+      "VALIDATION_FAILED",
+      "body.reason",
+    );
     expect(
       (await post(`/admin/v1/partners/${id}/shops`, admin(), { id: "main", name: "Main" })).statusCode,
     ).toBe(201);

@@ -5,7 +5,7 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { BrewcastError } from "../../domain/errors.ts";
-import { credentialIdSchema, partnerIdSchema } from "../../domain/ids.ts";
+import { credentialIdSchema, partnerIdSchema, storedTextSchema } from "../../domain/ids.ts";
 import {
   createCredentialBodySchema,
   createPartnerBodySchema,
@@ -74,7 +74,7 @@ const healthSchema = z
 const pinBodySchema = z
   .object({
     state: z.enum(PARTNER_STATES).describe("The state to pin the partner to."),
-    reason: z.string().trim().min(1).max(500).describe("Why: written to the audit log."),
+    reason: storedTextSchema(500).describe("Why: written to the audit log."),
   })
   .strict();
 
