@@ -124,12 +124,16 @@ const main = async () => {
   log(`database ${db.name}`);
   const adminToken = benchAdminToken();
   const mqttPort = await freePort();
-  const brewcast = await spawnServer("brewcast", {
-    DATABASE_URL: db.url,
-    BREWCAST_ADMIN_TOKEN: adminToken,
-    BREWCAST_MQTT_PORT: String(mqttPort),
-    LOG_LEVEL: "warn",
-  });
+  const brewcast = await spawnServer(
+    "brewcast",
+    {
+      DATABASE_URL: db.url,
+      BREWCAST_ADMIN_TOKEN: adminToken,
+      BREWCAST_MQTT_PORT: String(mqttPort),
+      LOG_LEVEL: "warn",
+    },
+    args.serverFlags,
+  );
   const mqttUrl = `mqtt://127.0.0.1:${mqttPort}`;
   log(`brewcast pid ${brewcast.pid} on ${brewcast.url}, MQTT ${mqttUrl}`);
 

@@ -109,6 +109,33 @@ export const machineNote = (postgres?: string): MachineNote => ({
   ...(postgres ? { postgres } : {}),
 });
 
+/** The whole machine's CPU time so far, every core (ms, from `os.cpus()`): see `coresBusy`. */
+export interface MachineCpu {
+  busyMs: number;
+  totalMs: number;
+}
+
+export const machineCpu = (): MachineCpu => {
+  let busyMs = 0;
+  let totalMs = 0;
+  for (const { times } of os.cpus()) {
+    const all = times.user + times.nice + times.sys + times.idle + times.irq;
+    totalMs += all;
+    busyMs += all - times.idle;
+  }
+  return { busyMs, totalMs };
+};
+
+/**
+ * How many of the machine's cores were busy between two readings, whoever kept them busy: a
+ * tail latency measured while both of two cores were busy says more about the machine than the
+ * product.
+ */
+export const coresBusy = (from: MachineCpu, to: MachineCpu): number =>
+  to.totalMs > from.totalMs
+    ? ((to.busyMs - from.busyMs) / (to.totalMs - from.totalMs)) * os.cpus().length
+    : Number.NaN;
+
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 /**
@@ -626,13 +653,17 @@ export interface BenchArgs {
   quick: boolean;
   rounds: number | undefined;
   seconds: number | undefined;
-  /** Node flags for the server under test: `--profile DIR` writes its CPU profile there. */
+  /**
+   * Node flags for the server under test: `--profile DIR` writes its CPU profile there, and each
+   * `--server-node-flag F` adds F (`--server-node-flag=--max-semi-space-size=64`).
+   */
   serverFlags: string[];
 }
 
 /**
  * The flags every bench accepts: --quick (a short smoke run), --rounds N,
- * --seconds N (per case per round), --profile DIR (CPU profile of the server under test).
+ * --seconds N (per case per round), --profile DIR (CPU profile of the server under test),
+ * --server-node-flag F (repeatable: a Node flag for the server under test).
  */
 export const parseBenchArgs = (argv = process.argv.slice(2)): BenchArgs => {
   const { values } = parseArgs({
@@ -642,6 +673,7 @@ export const parseBenchArgs = (argv = process.argv.slice(2)): BenchArgs => {
       rounds: { type: "string" },
       seconds: { type: "string" },
       profile: { type: "string" },
+      "server-node-flag": { type: "string", multiple: true },
     },
   });
   const int = (value: string | undefined, flag: string) => {
@@ -654,7 +686,10 @@ export const parseBenchArgs = (argv = process.argv.slice(2)): BenchArgs => {
     quick: values.quick ?? false,
     rounds: int(values.rounds, "rounds"),
     seconds: int(values.seconds, "seconds"),
-    serverFlags: values.profile ? ["--cpu-prof", `--cpu-prof-dir=${values.profile}`] : [],
+    serverFlags: [
+      ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${values.profile}`] : []),
+      ...(values["server-node-flag"] ?? []),
+    ],
   };
 };
 
