@@ -208,6 +208,51 @@ const runWriter = async (request: WriteRequest, appender: Appender): Promise<Com
   return commits;
 };
 
+// ---------------------------------------------------------------- the floor: a bare socket at commit
+
+/**
+ * The machine's floor for commit → another process: the writer writes each committed event,
+ * as a JSON line, to a plain TCP socket the consumers' process reads, the moment its round
+ * trip returns, with no bridge and no broker in between. It runs beside the product, under
+ * the same load, so its latency is what any delivery path gets on this machine at that
+ * moment (the writer's loop, the scheduler, loopback TCP, the consumers' loop). Lines are
+ * flushed once per turn of the event loop, as the broker flushes its deliveries.
+ */
+const createRelay = () => {
+  const sockets = new Set<net.Socket>();
+  let pending: string[] = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    const out = pending.join("");
+    pending = [];
+    for (const socket of sockets) socket.write(out);
+  };
+  const server = net.createServer((socket) => {
+    socket.setNoDelay(true);
+    sockets.add(socket);
+    socket.on("error", () => undefined);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  return {
+    listen: () =>
+      new Promise<number>((resolve) =>
+        server.listen(0, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port)),
+      ),
+    send(event: OrderEvent) {
+      if (sockets.size === 0) return;
+      pending.push(`${JSON.stringify({ partner_id: event.partner_id, seq: event.seq })}\n`);
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(flush);
+    },
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+};
+
 // ---------------------------------------------------------------- child processes
 
 interface RpcMessage {
@@ -513,6 +558,24 @@ const clientsMode = async () => {
     return { connected: mqttClients.length };
   };
 
+  /** The floor's reader (see `createRelay`): JSON lines, each recorded when its chunk arrived. */
+  const connectRelay = (port: number, b: Bucket) =>
+    new Promise<void>((resolve, reject) => {
+      const socket = net.connect(port, "127.0.0.1", () => resolve());
+      socket.setNoDelay(true);
+      socket.once("error", reject);
+      let rest = "";
+      socket.on("data", (chunk: Buffer) => {
+        const t = nowMs();
+        const lines = (rest + chunk.toString()).split("\n");
+        rest = lines.pop()!;
+        for (const line of lines) {
+          const event = JSON.parse(line) as { partner_id: string; seq: number };
+          b.record(event.partner_id, event.seq, t);
+        }
+      });
+    });
+
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1_000 });
   const socketSeen = new WeakMap<net.Socket, number>();
   const get = (url: string, secret: string, b: Bucket) =>
@@ -647,6 +710,13 @@ const clientsMode = async () => {
         const errors = await Promise.all(specs.map(poll));
         return { errors: errors.reduce((a, b) => a + b, 0) };
       }
+      case "relay": {
+        const { port, partners, bucket: name } = args as { port: number; partners: string[]; bucket: string };
+        const b = bucket(name);
+        for (const partner of partners) b.consumersPerPartner.set(partner, 1);
+        await connectRelay(port, b);
+        return null;
+      }
       case "count": {
         const b = bucket(args as string);
         return { count: b.t.length, firstAt: b.firstAt, lastAt: b.lastAt };
@@ -747,22 +817,26 @@ const brewcastMode = async () => {
   const running = await startBrewcast(config, logger, role);
   const doorbell = createDoorbell(running.db);
   const loop = watchEventLoop();
+  const relay = createRelay();
   let writer: Awaited<ReturnType<typeof makeAppender>> | undefined;
   let wakeMode: WriteRequest["wake"] = "inproc";
   serve(
     { http: running.ports.http, mqtt: running.ports.mqtt ?? null, adminToken: running.adminToken },
     async (cmd, args) => {
       if (cmd === "loop") return loop.take();
+      if (cmd === "relay") return { port: await relay.listen() };
       if (cmd !== "write") throw new Error(`unknown command ${cmd}`);
       const request = args as WriteRequest;
       wakeMode = request.wake;
       writer ??= await makeAppender((event) => {
+        relay.send(event);
         if (wakeMode === "inproc") running.committed(event);
         else if (wakeMode === "doorbell") doorbell.ring(event);
       });
       return runWriter(request, writer.appender);
     },
     async () => {
+      await relay.close();
       await doorbell.flush();
       await writer?.db.close();
       await running.stop();

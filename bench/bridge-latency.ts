@@ -13,6 +13,12 @@
  *   npx tsx bench/bridge-latency.ts --writer external   # writes from another process (doorbell path)
  *   npx tsx bench/bridge-latency.ts --rate 100          # the path's latency without the queueing
  *
+ * The floor, in the same run: the writer also writes each committed event to a
+ * plain TCP socket the consumers' process reads (bench/bridge-kit.ts
+ * `createRelay`), no bridge and no broker, under the same load. Its latency is
+ * what any delivery path gets on this machine at that moment; MQTT ÷ floor is
+ * brewcast's own share, and a floor above a goal says the goal is the machine's.
+ *
  * The writer: the product's `createOrderStore().create()` (bench/bridge-kit.ts),
  * one round trip per order, paced at 1,000/s on 16 connections. By default it
  * runs inside the brewcast process (where the API runs) and hands each
@@ -37,7 +43,9 @@ import {
 } from "./bridge-kit.ts";
 import {
   benchAdminToken,
+  coresBusy,
   createBenchDatabase,
+  machineCpu,
   machineNote,
   onCleanup,
   parseBenchArgs,
@@ -65,6 +73,10 @@ interface PhaseResult extends LatencyReport {
   /** brewcast's event loop over the phase, and the subscribers' process's: where a tail latency comes from. */
   loop: LoopStats;
   clientsLoop: LoopStats;
+  /** Cores of the machine busy over the phase (of `os.cpus().length`), every process counted. */
+  machineCoresBusy: number;
+  /** The same commits through a bare socket (the floor), received by the same consumers' process. */
+  floor: LatencyReport;
 }
 
 const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
@@ -118,6 +130,8 @@ const main = async () => {
     })),
   );
   await clients.call("subscribe", subscribers);
+  const relay = await brewcast.call<{ port: number }>("relay");
+  await clients.call("relay", { port: relay.port, partners: partners.map((p) => p.id), bucket: "floor" });
   log(`${subscribers.length} subscribers connected (clients pid ${clients.pid}), writer: ${writerMode}`);
 
   const write = (s: number) =>
@@ -145,9 +159,10 @@ const main = async () => {
     // Each phase starts with the bridge caught up, whatever the previous one left behind.
     const lag = await waitCaughtUp(db.url);
     if (lag > 0) log(`bridge still ${lag} events behind after 60 s`);
-    await clients.call("reset", [phase]);
+    await clients.call("reset", [phase, "floor"]);
     await brewcast.call("loop");
     await clients.call("loop");
+    const cpuBefore = machineCpu();
     const polling =
       phase === "mqtt"
         ? Promise.resolve()
@@ -155,14 +170,25 @@ const main = async () => {
     const commits = await write(s);
     if (phase === "mqtt") await sleep(1_000);
     await polling;
+    const machineCoresBusy = coresBusy(cpuBefore, machineCpu());
     const loop = await brewcast.call<LoopStats>("loop");
     const clientsLoop = await clients.call<LoopStats>("loop");
     const report = await clients.call<LatencyReport>("report", { bucket: phase, commits });
+    const floor = await clients.call<LatencyReport>("report", { bucket: "floor", commits });
     const writeRate = commits.t.length / commits.seconds;
     log(
-      `round ${round} ${phase}: ${report.received}/${report.expected} receipts, p50 ${fmt(report.p50, 2)} ms, p99 ${fmt(report.p99, 2)} ms, max ${fmt(report.max)} ms; wrote ${writeRate.toFixed(0)}/s (behind ${commits.behind}, failed ${commits.failed}); brewcast loop delay p50 ${fmt(loop.delayP50Ms)} p99 ${fmt(loop.delayP99Ms)} max ${fmt(loop.delayMaxMs)} ms, GC ${loop.gcCount} pauses, ${fmt(loop.gcTotalMs, 0)} ms, longest ${fmt(loop.gcMaxMs)} ms; consumers' loop delay p99 ${fmt(clientsLoop.delayP99Ms)} max ${fmt(clientsLoop.delayMaxMs)} ms`,
+      `round ${round} ${phase}: ${report.received}/${report.expected} receipts, p50 ${fmt(report.p50, 2)} ms, p99 ${fmt(report.p99, 2)} ms, max ${fmt(report.max)} ms (floor p50 ${fmt(floor.p50, 2)}, p99 ${fmt(floor.p99, 2)} ms); wrote ${writeRate.toFixed(0)}/s (behind ${commits.behind}, failed ${commits.failed}); brewcast loop delay p50 ${fmt(loop.delayP50Ms)} p99 ${fmt(loop.delayP99Ms)} max ${fmt(loop.delayMaxMs)} ms, GC ${loop.gcCount} pauses, ${fmt(loop.gcTotalMs, 0)} ms, longest ${fmt(loop.gcMaxMs)} ms; consumers' loop delay p99 ${fmt(clientsLoop.delayP99Ms)} max ${fmt(clientsLoop.delayMaxMs)} ms; machine ${fmt(machineCoresBusy, 2)} of ${machineNote().cpus} cores busy`,
     );
-    return { ...report, round, writeRate, behind: commits.behind, loop, clientsLoop };
+    return {
+      ...report,
+      round,
+      writeRate,
+      behind: commits.behind,
+      loop,
+      clientsLoop,
+      machineCoresBusy,
+      floor,
+    };
   };
 
   log("warm-up");
@@ -203,6 +229,18 @@ const main = async () => {
       idleBytesPerMin: perMinute(idleReport.bytes, idleReport.seconds),
     };
   });
+  // The floor of the MQTT phases: the same commits, at the same moments, through a bare socket.
+  const mqttRounds = results.filter((r) => r.bucket === "mqtt");
+  const floorS = {
+    p50: median(mqttRounds.map((r) => r.floor.p50)),
+    p90: median(mqttRounds.map((r) => r.floor.p90)),
+    p99: median(mqttRounds.map((r) => r.floor.p99)),
+    max: Math.max(...mqttRounds.map((r) => r.floor.max)),
+    perRoundP50: mqttRounds.map((r) => Number(r.floor.p50.toFixed(2))),
+    received: mqttRounds.reduce((a, r) => a + r.floor.received, 0),
+    expected: mqttRounds.reduce((a, r) => a + r.floor.expected, 0),
+  };
+  const overFloor = (key: "p50" | "p99") => median(mqttRounds.map((r) => r[key] / r.floor[key]));
   const by = (phase: Phase) => summary.find((s) => s.phase === phase)!;
   const mqttS = by("mqtt");
   const pollS = by("poll-1000ms");
@@ -215,6 +253,8 @@ const main = async () => {
         .map((r) => r[key] / results.find((m) => m.bucket === "mqtt" && m.round === r.round)![key]),
     );
   const ratios = [
+    { label: "MQTT p50 / floor p50 (same rounds)", value: overFloor("p50") },
+    { label: "MQTT p99 / floor p99 (same rounds)", value: overFloor("p99") },
     { label: "1 s polling p50 / MQTT p50", value: perRound("poll-1000ms", "p50"), goal: 50 },
     { label: "1 s polling p99 / MQTT p99", value: perRound("poll-1000ms", "p99") },
     { label: "100 ms polling p50 / MQTT p50", value: perRound("poll-100ms", "p50") },
@@ -248,12 +288,16 @@ const main = async () => {
       `${s.phase.padEnd(16)} ${fmt(s.p50, 2).padStart(7)} ${fmt(s.p90, 2).padStart(8)} ${fmt(s.p99, 2).padStart(8)} ${fmt(s.max).padStart(8)}  ${s.perRoundP50.join(" ").padEnd(14)} ${`${s.received}/${s.expected}`.padStart(18)} ${fmt(s.writeRate, 0).padStart(8)} ${fmt(s.busyRequestsPerMin, 0).padStart(13)} ${fmt(s.busyBytesPerMin / 1024, 0).padStart(12)} ${fmt(s.idleRequestsPerMin, 0).padStart(13)} ${fmt(s.idleBytesPerMin / 1024, 1).padStart(12)}`,
     );
   }
+  lines.push(
+    `${"floor (socket)".padEnd(16)} ${fmt(floorS.p50, 2).padStart(7)} ${fmt(floorS.p90, 2).padStart(8)} ${fmt(floorS.p99, 2).padStart(8)} ${fmt(floorS.max).padStart(8)}  ${floorS.perRoundP50.join(" ").padEnd(14)} ${`${floorS.received}/${floorS.expected}`.padStart(18)}   (the MQTT phases' commits, written to one bare socket at commit)`,
+  );
   const mqttLoops = results.filter((r) => r.bucket === "mqtt").map((r) => r.loop);
   const mqttClientLoops = results.filter((r) => r.bucket === "mqtt").map((r) => r.clientsLoop);
   lines.push(
     "",
     `brewcast during the MQTT phases (median): event loop delay p50 ${fmt(median(mqttLoops.map((l) => l.delayP50Ms)))} ms, p99 ${fmt(median(mqttLoops.map((l) => l.delayP99Ms)))} ms, max ${fmt(Math.max(...mqttLoops.map((l) => l.delayMaxMs)))} ms; GC ${fmt(median(mqttLoops.map((l) => l.gcTotalMs / seconds)), 0)} ms/s, longest pause ${fmt(Math.max(...mqttLoops.map((l) => l.gcMaxMs)))} ms`,
     `the consumers' process during the MQTT phases (median): event loop delay p99 ${fmt(median(mqttClientLoops.map((l) => l.delayP99Ms)))} ms, max ${fmt(Math.max(...mqttClientLoops.map((l) => l.delayMaxMs)))} ms`,
+    `the machine during the MQTT phases (median): ${fmt(median(results.filter((r) => r.bucket === "mqtt").map((r) => r.machineCoresBusy)), 2)} of ${machine.cpus} cores busy (every process: brewcast, its writer, Postgres, the consumers, anyone else's)`,
   );
   lines.push("");
   for (const g of goals)
@@ -279,6 +323,7 @@ const main = async () => {
         idleSeconds,
       },
       summary,
+      floor: floorS,
       rounds: results,
       goals,
       ratios,
