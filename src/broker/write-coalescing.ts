@@ -8,10 +8,13 @@
  * bridge at 1,000 events/s and 10 subscribers per partner, `writev` was a
  * quarter of the process's time.
  *
- * `hold(socket)` is called for each delivery, before Aedes queues its write:
- * until the turn after, the socket's writes are kept in a list, then copied
- * into one buffer that leaves in one write. The cost is at most one turn of
- * latency.
+ * `hold(socket)` is called for each delivery, just before Aedes queues the
+ * immediate that writes it. From then on the socket's writes are kept in a
+ * list; a release queued behind those immediates copies the list into one
+ * buffer that leaves in one write, in the same turn. Each run of code that
+ * holds sockets (a message entering Aedes; a batch enters one message per
+ * microtask) queues its own release, and a release leaves a socket held when a
+ * later delivery to it is still queued: the last release sends the batch.
  *
  * Not `cork()`: a corked stream keeps an object per `write()` (six per
  * PUBLISH from mqtt-packet), and held for a turn of a 1→1000 fan-out they
@@ -33,6 +36,8 @@ interface Held {
   /** Never more than the socket's high-water mark is held, so Aedes's backpressure works as before. */
   limit: number;
   held: boolean;
+  /** The release that lets it go: the one queued after the latest delivery to it. */
+  releasedBy: number;
   chunks: (Buffer | string | undefined)[];
   count: number;
   bytes: number;
@@ -67,6 +72,7 @@ const attach = (socket: Writable): Held => {
     write: socket.write as Held["write"],
     limit: socket.writableHighWaterMark,
     held: false,
+    releasedBy: 0,
     chunks: [],
     count: 0,
     bytes: 0,
@@ -102,16 +108,27 @@ const attach = (socket: Writable): Held => {
 };
 export const createWriteCoalescer = () => {
   const sockets = new WeakMap<Writable, Held>();
-  const holding: Held[] = [];
-  let scheduled = false;
+  /** Sockets held since the last release was queued, and that release's number. */
+  let holding: Held[] = [];
+  let releases = 0;
+  let queueDue = false;
 
-  const release = (): void => {
-    scheduled = false;
-    for (const h of holding) {
+  const release = (id: number, batch: Held[]): void => {
+    for (const h of batch) {
+      // A later delivery to it is queued behind this release: the later release sends both.
+      if (h.releasedBy !== id || !h.held) continue;
       h.held = false;
       flush(h);
     }
-    holding.length = 0;
+  };
+
+  // A microtask: it runs once the code that called hold() has queued its delivery's immediate,
+  // so the release is queued behind that delivery.
+  const queueRelease = (): void => {
+    queueDue = false;
+    const batch = holding;
+    holding = [];
+    setImmediate(release, releases, batch);
   };
 
   return function hold(socket: Writable): void {
@@ -121,13 +138,14 @@ export const createWriteCoalescer = () => {
       h = attach(socket);
       sockets.set(socket, h);
     }
-    if (h.held) return;
+    if (!queueDue) {
+      queueDue = true;
+      releases++;
+      queueMicrotask(queueRelease);
+    }
     h.held = true;
+    if (h.releasedBy === releases) return;
+    h.releasedBy = releases;
     holding.push(h);
-    if (scheduled) return;
-    scheduled = true;
-    // The deliveries' own immediates are queued after this one: release from the next turn's,
-    // so they have all written by then.
-    setImmediate(() => setImmediate(release));
   };
 };
