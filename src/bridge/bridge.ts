@@ -4,10 +4,12 @@
  *
  * Invariants:
  * - A partner's durable cursor moves only after the broker accepted every
- *   message of the batch (and its retained cursors), so a crash re-publishes
+ *   message of the batch and of every batch before it, so a crash re-publishes
  *   and never skips.
- * - One pump per partner at a time, so a partner's messages leave in seq order;
- *   partners run in parallel up to `concurrency`.
+ * - One pump per partner at a time, handing a partner's messages to the
+ *   publisher in seq order (the publisher keeps that order, so the next batch
+ *   need not wait for the broker to accept the last); partners run in
+ *   parallel up to `concurrency`.
  * - Only the holder of the leader lock publishes; losing the lock stops every
  *   pump before its next message.
  * - A partner whose publishes fail backs off alone; the others keep flowing.
@@ -95,6 +97,18 @@ interface PartnerPump {
   /** The durable cursor trails the published one: committed with every other partner's, every 100 ms. */
   committedSeq: number;
   uncommittedShops: Map<string, ScopeCursor>;
+  /**
+   * The last seq handed to the publisher in this run (never behind `cursors.published`): the next
+   * batch starts after it while the ones before it wait for the broker.
+   */
+  sentSeq: number;
+  /** Settles once every batch handed over so far was accepted, in order, or one of them failed. */
+  inFlight: Promise<void> | undefined;
+  inFlightMessages: number;
+  /** The first failure among the batches in flight: nothing more is sent, and the pump backs off. */
+  sendError: Error | undefined;
+  /** Wakes a pump that waits for its batches in flight when new events arrive. */
+  wakeUp: (() => void) | undefined;
 }
 
 /**
@@ -382,6 +396,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       cursorTimer: undefined,
       committedSeq: cursors.published.seq,
       uncommittedShops: new Map(),
+      sentSeq: cursors.published.seq,
+      inFlight: undefined,
+      inFlightMessages: 0,
+      sendError: undefined,
+      wakeUp: undefined,
     };
   }
 
@@ -458,6 +477,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   #markDirty(pump: PartnerPump): void {
     pump.dirty = true;
+    pump.wakeUp?.();
     if (pump.retryTimer === undefined) this.#enqueue(pump);
   }
 
@@ -489,6 +509,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
 
   async #runPump(pump: PartnerPump, term: number): Promise<void> {
     const partnerId = pump.cursors.partnerId;
+    // Nothing is in flight between runs: this one starts where the broker last accepted.
+    pump.sentSeq = pump.cursors.published.seq;
+    pump.sendError = undefined;
     try {
       if (pump.statusDue && term === this.#term) {
         pump.statusDue = false;
@@ -504,36 +527,21 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           },
         ]);
       }
-      while (pump.dirty && term === this.#term) {
-        pump.dirty = false;
-        while (term === this.#term) {
-          const allowed = this.#takeTokens(pump, this.#options.batchSize);
-          if (allowed === 0) {
-            // Throttled and out of tokens: come back when one has been refilled.
-            pump.dirty = true;
-            this.#retryLater(pump, term, Math.ceil(1_000 / this.#options.throttleRatePerSecond));
-            return;
-          }
-          const handed = this.#takeHanded(pump, allowed);
-          const events =
-            handed.length > 0
-              ? handed
-              : await this.deps.source.readAfter(
-                  [{ partnerId, afterSeq: pump.cursors.published.seq }],
-                  allowed,
-                );
-          // Unused tokens go back to a throttled partner's bucket.
-          if (pump.cursors.state === "throttled") pump.tokens += allowed - events.length;
-          if (events.length === 0) break;
-          await this.#publishBatch(pump, events, term);
-          if (Date.now() - pump.cursorsPublishedAt >= CURSOR_COALESCE_MS) {
-            await this.#publishPendingCursors(pump, term);
-          }
-          // A short batch from the log means drained; from the handover, only if nothing later is known.
-          const drained =
-            handed.length > 0 ? pump.cursors.published.seq >= pump.knownHeadSeq : events.length < allowed;
-          if (drained) break;
-        }
+      let throttledForMs = 0;
+      while (term === this.#term && pump.sendError === undefined) {
+        if (pump.dirty) {
+          pump.dirty = false;
+          throttledForMs = await this.#sendBacklog(pump, term);
+          if (throttledForMs > 0) break;
+        } else if (pump.inFlight !== undefined) await this.#acceptedOrDirty(pump);
+        else break;
+      }
+      await this.#allAccepted(pump);
+      if (throttledForMs > 0) {
+        // Throttled and out of tokens: come back when one has been refilled.
+        pump.dirty = true;
+        this.#retryLater(pump, term, throttledForMs);
+        return;
       }
       if (pump.unpublishedShops.size > 0 && term === this.#term) {
         const wait = pump.cursorsPublishedAt + CURSOR_COALESCE_MS - Date.now();
@@ -547,6 +555,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       }
       pump.failures = 0;
     } catch (error) {
+      // The batches still in flight settle first: the next run starts from what was accepted.
+      await this.#allAccepted(pump).catch(() => undefined);
       if (term !== this.#term) return;
       pump.failures++;
       pump.dirty = true;
@@ -573,20 +583,20 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   }
 
   /**
-   * The handed-over events that continue the published cursor without a gap, up to `limit`.
+   * The handed-over events that continue what was sent without a gap, up to `limit`.
    * Anything else (a seq committed by another process, a handover that arrives late) is read
    * from the log: the handover only saves a read, it never decides what is published.
    */
   #takeHanded(pump: PartnerPump, limit: number): OrderEvent[] {
     const batch: OrderEvent[] = [];
-    const published = pump.cursors.published.seq;
-    for (let seq = published + 1; batch.length < limit; seq++) {
+    const sent = pump.sentSeq;
+    for (let seq = sent + 1; batch.length < limit; seq++) {
       const event = pump.handed.get(seq);
       if (!event) break;
       batch.push(event);
     }
     for (const seq of pump.handed.keys()) {
-      if (seq <= published + batch.length) {
+      if (seq <= sent + batch.length) {
         pump.handed.delete(seq);
         this.#handedTotal = Math.max(0, this.#handedTotal - 1);
       }
@@ -603,45 +613,135 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     pump.retryTimer.unref();
   }
 
-  async #publishBatch(pump: PartnerPump, events: OrderEvent[], term: number): Promise<void> {
+  /**
+   * Hands the partner's committed events to the publisher, batch after batch, without waiting
+   * for the broker between batches: the publisher keeps their order, and a batch that waited for
+   * the one before it to be accepted waited a turn or two of the event loop, several milliseconds
+   * under load. At most a batch's worth of messages is in flight. Returns how long to wait when a
+   * throttled partner ran out of tokens (0 otherwise).
+   */
+  async #sendBacklog(pump: PartnerPump, term: number): Promise<number> {
+    const partnerId = pump.cursors.partnerId;
+    while (term === this.#term && pump.sendError === undefined) {
+      if (pump.inFlight !== undefined && pump.inFlightMessages >= this.#options.batchSize) {
+        await pump.inFlight.catch(() => undefined);
+        continue;
+      }
+      const allowed = this.#takeTokens(pump, this.#options.batchSize);
+      if (allowed === 0) return Math.ceil(1_000 / this.#options.throttleRatePerSecond);
+      const handed = this.#takeHanded(pump, allowed);
+      const events =
+        handed.length > 0
+          ? handed
+          : await this.deps.source.readAfter([{ partnerId, afterSeq: pump.sentSeq }], allowed);
+      // Unused tokens go back to a throttled partner's bucket.
+      if (pump.cursors.state === "throttled") pump.tokens += allowed - events.length;
+      if (events.length === 0 || term !== this.#term || pump.sendError !== undefined) return 0;
+      this.#sendBatch(pump, events, term);
+      // A short batch from the log means drained; from the handover, only if nothing later is known.
+      const drained = handed.length > 0 ? pump.sentSeq >= pump.knownHeadSeq : events.length < allowed;
+      if (drained) return 0;
+    }
+    return 0;
+  }
+
+  /** Hands a batch to the publisher; its cursors move once the broker accepted it and every batch before it. */
+  #sendBatch(pump: PartnerPump, events: OrderEvent[], term: number): void {
     const partnerId = pump.cursors.partnerId;
     const qos = pump.cursors.qos;
-    const last = events[events.length - 1];
+    const last = events[events.length - 1]!;
     const push = !PUSH_OFF.has(pump.cursors.state);
-    if (term !== this.#term) throw new Error("leadership changed before the batch");
-    if (!last) return;
+    pump.sentSeq = last.seq;
     // Poll-only: the events are not pushed, but the cursors move so clients see the head and poll.
-    if (push)
-      await this.#publishAll(
-        events.map((event) => ({
-          topic: buildOrderEventTopic(partnerId, event.shop_id, EVENT_KIND[event.type]),
-          payload: JSON.stringify(event),
-          qos,
-          retain: false,
-        })),
-      );
-    const cursors = pump.cursors;
-    const previous = cursors.published.seq;
-    // Every event of the batch was accepted: the cursors move now, in memory, in place (a batch
-    // usually holds one event, and copying the partner's cursors and shop map for each one was
-    // the batch's largest allocation). Their retained copies follow (coalesced), and the durable
-    // cursor is committed off the hot path: a durable cursor that trails only means re-publishing
-    // after a crash, never a gap.
-    for (const event of events) {
-      const shopCursor: ScopeCursor = { seq: event.seq, occurredAt: event.occurred_at };
-      cursors.shops.set(event.shop_id, shopCursor);
-      pump.unpublishedShops.add(event.shop_id);
-      pump.uncommittedShops.set(event.shop_id, shopCursor);
-    }
-    cursors.headSeq = Math.max(cursors.headSeq, last.seq);
-    // A new object, never changed in place: a commit in flight holds the one it is committing.
-    cursors.published = { seq: last.seq, occurredAt: last.occurred_at };
-    this.emit("published", {
-      partnerId,
-      fromSeq: previous + 1,
-      toSeq: last.seq,
-      count: events.length,
-      pushed: push,
+    const accepted = push
+      ? this.#publishAll(
+          events.map((event) => ({
+            topic: buildOrderEventTopic(partnerId, event.shop_id, EVENT_KIND[event.type]),
+            payload: JSON.stringify(event),
+            qos,
+            retain: false,
+          })),
+        )
+      : Promise.resolve();
+    this.#inOrder(pump, accepted, events.length, () => {
+      const cursors = pump.cursors;
+      const previous = cursors.published.seq;
+      // Every event of the batch was accepted: the cursors move now, in memory, in place (a batch
+      // usually holds one event, and copying the partner's cursors and shop map for each one was
+      // the batch's largest allocation). Their retained copies follow (coalesced), and the durable
+      // cursor is committed off the hot path: a durable cursor that trails only means re-publishing
+      // after a crash, never a gap.
+      for (const event of events) {
+        const shopCursor: ScopeCursor = { seq: event.seq, occurredAt: event.occurred_at };
+        cursors.shops.set(event.shop_id, shopCursor);
+        pump.unpublishedShops.add(event.shop_id);
+        pump.uncommittedShops.set(event.shop_id, shopCursor);
+      }
+      cursors.headSeq = Math.max(cursors.headSeq, last.seq);
+      // A new object, never changed in place: a commit in flight holds the one it is committing.
+      cursors.published = { seq: last.seq, occurredAt: last.occurred_at };
+      this.emit("published", {
+        partnerId,
+        fromSeq: previous + 1,
+        toSeq: last.seq,
+        count: events.length,
+        pushed: push,
+      });
+      if (Date.now() - pump.cursorsPublishedAt >= CURSOR_COALESCE_MS) this.#sendPendingCursors(pump, term);
+    });
+  }
+
+  /** The retained cursors of what was accepted so far (a batch was just), handed over behind what is in flight. */
+  #sendPendingCursors(pump: PartnerPump, term: number): void {
+    const shopIds = [...pump.unpublishedShops];
+    pump.unpublishedShops.clear();
+    pump.cursorsPublishedAt = Date.now();
+    this.#inOrder(pump, this.#publishCursors(pump, shopIds, term), shopIds.length + 1, undefined, () => {
+      for (const shopId of shopIds) pump.unpublishedShops.add(shopId);
+    });
+  }
+
+  /**
+   * Chains a publish's acceptance behind the ones in flight, so `onAccepted` runs in the order the
+   * publishes were handed over, and never after a failure (the first one is kept in `sendError`).
+   */
+  #inOrder(
+    pump: PartnerPump,
+    accepted: Promise<void>,
+    messages: number,
+    onAccepted?: () => void,
+    onFailed?: () => void,
+  ): void {
+    // Observed here too: behind a failed publish, this one's own outcome is never awaited.
+    accepted.catch(() => undefined);
+    const tail = (pump.inFlight ?? Promise.resolve()).then(() => accepted).then(onAccepted);
+    pump.inFlight = tail;
+    pump.inFlightMessages += messages;
+    tail
+      .catch((error: unknown) => {
+        pump.sendError ??= error instanceof Error ? error : new Error(String(error));
+        onFailed?.();
+      })
+      .finally(() => {
+        pump.inFlightMessages -= messages;
+        if (pump.inFlight === tail) pump.inFlight = undefined;
+        pump.wakeUp?.();
+      });
+  }
+
+  /** Waits until every batch in flight was accepted; throws the first failure among them. */
+  async #allAccepted(pump: PartnerPump): Promise<void> {
+    while (pump.inFlight !== undefined) await pump.inFlight.catch(() => undefined);
+    if (pump.sendError !== undefined) throw pump.sendError;
+  }
+
+  /** Resolves when the batches in flight settle or new events arrive, whichever comes first. */
+  #acceptedOrDirty(pump: PartnerPump): Promise<void> {
+    return new Promise<void>((resolve) => {
+      pump.wakeUp = resolve;
+      pump.inFlight?.then(resolve, resolve);
+    }).then(() => {
+      pump.wakeUp = undefined;
     });
   }
 

@@ -59,7 +59,11 @@ export interface OutgoingMessage {
 }
 
 export interface Publisher {
-  /** Resolves once the broker accepted the message (PUBACK/PUBCOMP, or Aedes's callback in-process). */
+  /**
+   * Resolves once the broker accepted the message (PUBACK/PUBCOMP, or Aedes's callback in-process).
+   * Messages of one partner reach subscribers in the order `publish` was called, accepted or not
+   * yet: the bridge hands a partner's next batch over while the last is in flight.
+   */
   publish(message: OutgoingMessage): Promise<void>;
 }
 

@@ -179,6 +179,104 @@ describe("bridge: failure isolation", () => {
   });
 });
 
+describe("bridge: batches in flight", () => {
+  /**
+   * A layer in front of the real broker that hands each of one partner's events to it at once
+   * but keeps the broker's acceptance from the bridge until the test lets it through (or turns
+   * it into a failure): what a broker that is slow to answer looks like to the bridge.
+   */
+  const withHeldAcceptance = (publisher: Publisher, partnerId: string) => {
+    const held = new Map<number, { pass: () => void; fail: (error: Error) => void }>();
+    const layer: Publisher = {
+      publish: async (message) => {
+        await publisher.publish(message);
+        if (!message.topic.startsWith(`partners/${partnerId}/shops/`) || message.topic.endsWith("/cursor"))
+          return;
+        const { seq } = JSON.parse(message.payload) as { seq: number };
+        if (held.has(seq)) return; // re-published after a failure: accepted at once
+        await new Promise<void>((pass, fail) => held.set(seq, { pass, fail }));
+      },
+    };
+    return { layer, held };
+  };
+
+  const setupHeld = async (options: Parameters<typeof startBridge>[2] = {}) => {
+    const t = await createTestDb();
+    onCleanup(() => t.cleanup());
+    const broker = await embeddedTarget(t.db);
+    onCleanup(() => broker.close());
+    const partner = await seedPartner(t.db, { shops: 1 });
+    const { layer, held } = withHeldAcceptance(broker.publisher, partner.id);
+    const bridge = await startBridge(t.db, layer, { sweepIntervalMs: 60_000, ...options });
+    onCleanup(() => bridge.stop());
+    await until(() => bridge.role === "leader", 5_000, "the bridge to lead");
+    const recorder = await subscribe(broker, partner);
+    const orders = createOrderStore(t.db);
+    const commit = async () => {
+      const change = await orders.create(
+        { partnerId: partner.id, shopId: null },
+        { shop_id: partner.shops[0]!, items: [{ sku: "latte", quantity: 1 }] },
+      );
+      bridge.committed(change.event!);
+      return change.event!;
+    };
+    const published: number[] = [];
+    bridge.on("published", (batch) => {
+      if (batch.partnerId === partner.id) published.push(...range(batch.fromSeq, batch.toSeq));
+    });
+    return { t, partner, bridge, recorder, held, commit, published };
+  };
+
+  it("hands the next event over while the broker has not accepted the one before, and moves the cursor in order", async () => {
+    const { partner, bridge, recorder, held, commit, published } = await setupHeld();
+    // The first event makes the partner known to the bridge; the second is the one held.
+    await commit();
+    await until(() => held.has(1), 10_000, "seq 1 handed to the broker");
+    held.get(1)!.pass();
+    await until(() => published.includes(1), 5_000, "seq 1 accepted");
+    await commit();
+    await until(() => held.has(2), 10_000, "seq 2 handed to the broker");
+    // Seq 2 is not accepted yet: seq 3 goes out anyway, and nothing moves past 1.
+    await commit();
+    await until(() => held.has(3), 10_000, "seq 3 handed over while seq 2 waits");
+    await until(() => recorder.seqs.includes(3), 10_000, "seq 3 delivered");
+    expect(recorder.seqs).toEqual([1, 2, 3]);
+    expect(bridge.publishedSeqs().get(partner.id)).toBe(1);
+    // Accepted out of order: the cursor still moves in order, once both are.
+    held.get(3)!.pass();
+    // Everything here is in-process: a few turns of the event loop settle what seq 3's acceptance starts.
+    for (let turn = 0; turn < 5; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(bridge.publishedSeqs().get(partner.id)).toBe(1);
+    held.get(2)!.pass();
+    await until(() => bridge.publishedSeqs().get(partner.id) === 3, 5_000, "cursor at 3");
+    expect(published).toEqual([1, 2, 3]);
+  });
+
+  it("when one in flight fails, nothing after it counts as published: the pump re-publishes from there", async () => {
+    const { partner, bridge, recorder, held, commit, published } = await setupHeld({
+      backoffInitialMs: 20,
+    });
+    const errors: string[] = [];
+    bridge.on("partner-error", (e) => errors.push(e.error.message));
+    await commit();
+    await until(() => held.has(1), 10_000, "seq 1 handed to the broker");
+    held.get(1)!.pass();
+    await until(() => published.includes(1), 5_000, "seq 1 accepted");
+    await commit();
+    await commit();
+    await until(() => held.has(2) && held.has(3), 10_000, "seqs 2 and 3 in flight");
+    held.get(3)!.pass();
+    held.get(2)!.fail(new Error("injected: the broker refused seq 2"));
+    // Backs off, then re-publishes 2 and 3 (accepted at once now), in order.
+    await until(() => bridge.publishedSeqs().get(partner.id) === 3, 10_000, "cursor at 3");
+    expect(errors).toEqual(["injected: the broker refused seq 2"]);
+    expect(published).toEqual([1, 2, 3]);
+    expect(recorder.firstSeen()).toEqual([1, 2, 3]);
+    await until(() => recorder.seqs.length >= 5, 5_000, "the re-published events");
+    expect(recorder.seqs).toEqual([1, 2, 3, 2, 3]);
+  });
+});
+
 describe.skipIf(!DATABASE_URL)("bridge: a transaction holding its seq open (Postgres)", () => {
   it("delays that partner's later events, never skips them, and other partners keep flowing", async () => {
     const { t, broker } = await setup("embedded");
