@@ -102,13 +102,22 @@ interface PartnerPump {
    * batch starts after it while the ones before it wait for the broker.
    */
   sentSeq: number;
-  /** Settles once every batch handed over so far was accepted, in order, or one of them failed. */
-  inFlight: Promise<void> | undefined;
+  /** Publishes handed over and not yet settled, oldest first: they settle in this order. */
+  inFlight: InFlight[];
   inFlightMessages: number;
-  /** The first failure among the batches in flight: nothing more is sent, and the pump backs off. */
+  /** The first failure among the publishes in flight: nothing more is sent, and the pump backs off. */
   sendError: Error | undefined;
-  /** Wakes a pump that waits for its batches in flight when new events arrive. */
+  /** Wakes the pump when a publish in flight settles or new events arrive. */
   wakeUp: (() => void) | undefined;
+}
+
+/** A publish handed over (a batch, or retained cursors): what to do once it and all before it settled. */
+interface InFlight {
+  messages: number;
+  settled: boolean;
+  error: Error | undefined;
+  onAccepted: (() => void) | undefined;
+  onFailed: (() => void) | undefined;
 }
 
 /**
@@ -397,7 +406,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       committedSeq: cursors.published.seq,
       uncommittedShops: new Map(),
       sentSeq: cursors.published.seq,
-      inFlight: undefined,
+      inFlight: [],
       inFlightMessages: 0,
       sendError: undefined,
       wakeUp: undefined,
@@ -533,7 +542,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           pump.dirty = false;
           throttledForMs = await this.#sendBacklog(pump, term);
           if (throttledForMs > 0) break;
-        } else if (pump.inFlight !== undefined) await this.#acceptedOrDirty(pump);
+        } else if (pump.inFlight.length > 0) await this.#nextWakeUp(pump);
         else break;
       }
       await this.#allAccepted(pump);
@@ -623,8 +632,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   async #sendBacklog(pump: PartnerPump, term: number): Promise<number> {
     const partnerId = pump.cursors.partnerId;
     while (term === this.#term && pump.sendError === undefined) {
-      if (pump.inFlight !== undefined && pump.inFlightMessages >= this.#options.batchSize) {
-        await pump.inFlight.catch(() => undefined);
+      if (pump.inFlightMessages >= this.#options.batchSize) {
+        await this.#nextWakeUp(pump);
         continue;
       }
       const allowed = this.#takeTokens(pump, this.#options.batchSize);
@@ -702,8 +711,9 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   }
 
   /**
-   * Chains a publish's acceptance behind the ones in flight, so `onAccepted` runs in the order the
-   * publishes were handed over, and never after a failure (the first one is kept in `sendError`).
+   * Keeps a publish in flight until it and every one handed over before it settled, so that
+   * `onAccepted` runs in the order the publishes were handed over, and never after a failure:
+   * from the first one (kept in `sendError`) on, each gets `onFailed` instead.
    */
   #inOrder(
     pump: PartnerPump,
@@ -712,36 +722,52 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     onAccepted?: () => void,
     onFailed?: () => void,
   ): void {
-    // Observed here too: behind a failed publish, this one's own outcome is never awaited.
-    accepted.catch(() => undefined);
-    const tail = (pump.inFlight ?? Promise.resolve()).then(() => accepted).then(onAccepted);
-    pump.inFlight = tail;
+    const entry: InFlight = { messages, settled: false, error: undefined, onAccepted, onFailed };
+    pump.inFlight.push(entry);
     pump.inFlightMessages += messages;
-    tail
-      .catch((error: unknown) => {
-        pump.sendError ??= error instanceof Error ? error : new Error(String(error));
-        onFailed?.();
-      })
-      .finally(() => {
-        pump.inFlightMessages -= messages;
-        if (pump.inFlight === tail) pump.inFlight = undefined;
-        pump.wakeUp?.();
-      });
+    accepted.then(
+      () => this.#settle(pump, entry, undefined),
+      (error: unknown) =>
+        this.#settle(pump, entry, error instanceof Error ? error : new Error(String(error))),
+    );
   }
 
-  /** Waits until every batch in flight was accepted; throws the first failure among them. */
+  #settle(pump: PartnerPump, entry: InFlight, error: Error | undefined): void {
+    entry.settled = true;
+    entry.error = error;
+    const queue = pump.inFlight;
+    while (queue.length > 0 && queue[0]!.settled) {
+      const first = queue.shift()!;
+      pump.inFlightMessages -= first.messages;
+      pump.sendError ??= first.error;
+      if (pump.sendError !== undefined) {
+        first.onFailed?.();
+        continue;
+      }
+      try {
+        // It may hand over more (the retained cursors): they join the end of the queue.
+        first.onAccepted?.();
+      } catch (thrown) {
+        // A listener of 'published' threw: the pump backs off and re-publishes from here.
+        pump.sendError = thrown instanceof Error ? thrown : new Error(String(thrown));
+      }
+    }
+    pump.wakeUp?.();
+  }
+
+  /** Waits until every publish in flight settled; throws the first failure among them. */
   async #allAccepted(pump: PartnerPump): Promise<void> {
-    while (pump.inFlight !== undefined) await pump.inFlight.catch(() => undefined);
+    while (pump.inFlight.length > 0) await this.#nextWakeUp(pump);
     if (pump.sendError !== undefined) throw pump.sendError;
   }
 
-  /** Resolves when the batches in flight settle or new events arrive, whichever comes first. */
-  #acceptedOrDirty(pump: PartnerPump): Promise<void> {
+  /** Resolves when a publish in flight settles or new events arrive. */
+  #nextWakeUp(pump: PartnerPump): Promise<void> {
     return new Promise<void>((resolve) => {
-      pump.wakeUp = resolve;
-      pump.inFlight?.then(resolve, resolve);
-    }).then(() => {
-      pump.wakeUp = undefined;
+      pump.wakeUp = () => {
+        pump.wakeUp = undefined;
+        resolve();
+      };
     });
   }
 
