@@ -14,7 +14,9 @@
  * buffer that leaves in one write, in the same turn. Each run of code that
  * holds sockets (a message entering Aedes; a batch enters one message per
  * microtask) queues its own release, and a release leaves a socket held when a
- * later delivery to it is still queued: the last release sends the batch.
+ * later delivery to it is still queued: the last release sends the batch. A
+ * socket that deliveries made from every next turn keep holding is sent once
+ * it has waited MAX_HOLD_MS.
  *
  * Not `cork()`: a corked stream keeps an object per `write()` (six per
  * PUBLISH from mqtt-packet), and held for a turn of a 1→1000 fan-out they
@@ -29,6 +31,15 @@ import type { Writable } from "node:stream";
 /** A socket's list is dropped after a flush once longer than this, so that it does not stay large. */
 const KEEP_CHUNKS = 256;
 
+/**
+ * How long a release may leave a socket to a later one. Within a turn that is a batch being
+ * delivered (a 500-message batch takes a few milliseconds of Aedes's time, and the high-water
+ * mark splits it anyway); across turns it would be a socket whose next delivery always comes
+ * from the next turn (an offline queue flushed on reconnect, a mqemitter at its concurrency
+ * limit), held until its high-water mark filled.
+ */
+const MAX_HOLD_MS = 2;
+
 interface Held {
   socket: Writable;
   /** The stream's own `write`. */
@@ -38,6 +49,8 @@ interface Held {
   held: boolean;
   /** The release that lets it go: the one queued after the latest delivery to it. */
   releasedBy: number;
+  /** When it was held, or last sent while a later delivery kept it held (`performance.now()`). */
+  heldSince: number;
   chunks: (Buffer | string | undefined)[];
   count: number;
   bytes: number;
@@ -73,6 +86,7 @@ const attach = (socket: Writable): Held => {
     limit: socket.writableHighWaterMark,
     held: false,
     releasedBy: 0,
+    heldSince: 0,
     chunks: [],
     count: 0,
     bytes: 0,
@@ -106,7 +120,8 @@ const attach = (socket: Writable): Held => {
   } as Writable["end"];
   return h;
 };
-export const createWriteCoalescer = () => {
+/** `maxHoldMs`: see MAX_HOLD_MS (tests of the batching pass a long one, so a slow turn cannot split it). */
+export const createWriteCoalescer = (maxHoldMs = MAX_HOLD_MS) => {
   const sockets = new WeakMap<Writable, Held>();
   /** Sockets held since the last release was queued, and that release's number. */
   let holding: Held[] = [];
@@ -114,9 +129,18 @@ export const createWriteCoalescer = () => {
   let queueDue = false;
 
   const release = (id: number, batch: Held[]): void => {
+    let now = 0;
     for (const h of batch) {
-      // A later delivery to it is queued behind this release: the later release sends both.
-      if (h.releasedBy !== id || !h.held) continue;
+      if (!h.held) continue;
+      if (h.releasedBy !== id) {
+        // A later delivery to it is queued behind this release: the later release sends both,
+        // unless the socket has waited long enough. It stays held for that later release.
+        now ||= performance.now();
+        if (now - h.heldSince < maxHoldMs) continue;
+        h.heldSince = now;
+        flush(h);
+        continue;
+      }
       h.held = false;
       flush(h);
     }
@@ -143,7 +167,10 @@ export const createWriteCoalescer = () => {
       releases++;
       queueMicrotask(queueRelease);
     }
-    h.held = true;
+    if (!h.held) {
+      h.held = true;
+      h.heldSince = performance.now();
+    }
     if (h.releasedBy === releases) return;
     h.releasedBy = releases;
     holding.push(h);

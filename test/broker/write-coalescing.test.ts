@@ -55,7 +55,8 @@ describe("write coalescing", () => {
     new Promise<string[]>((resolve) => setImmediate(() => resolve([...s.writes])));
 
   it("sends a batch's deliveries to a socket as one write, in the turn they were written", async () => {
-    const hold = createWriteCoalescer();
+    // However slow this turn is, the batch is not split by the 2 ms bound (tested below).
+    const hold = createWriteCoalescer(60_000);
     const deliver = deliverer(hold);
     const s = sink();
     s.stream.write("before|");
@@ -87,6 +88,35 @@ describe("write coalescing", () => {
     expect(second.writes).toEqual([]);
     await turns(2);
     expect(second.writes).toEqual(["next turn"]);
+  });
+
+  it("sends a socket that deliveries from every next turn keep holding once it has waited 2 ms", async () => {
+    const hold = createWriteCoalescer();
+    const deliver = deliverer(hold);
+    const s = sink();
+    const writesAtTurn: number[] = [];
+    const sent: string[] = [];
+    await new Promise<void>((done) => {
+      let turn = 0;
+      const step = () => {
+        // Each turn takes at least half a millisecond, as a loaded broker's turns do.
+        const busyUntil = performance.now() + 0.5;
+        while (performance.now() < busyUntil);
+        writesAtTurn.push(s.writes.length);
+        if (++turn === 40) return done();
+        sent.push(`${turn},`);
+        // From an immediate: the delivery, and the release behind it, are queued for the next turn.
+        deliver(s.stream, `${turn},`);
+        setImmediate(step);
+      };
+      setImmediate(step);
+    });
+    await turns(3);
+    expect(s.writes.join("")).toBe(sent.join(""));
+    // Not one write at the end of the chain: the first leaves after about 2 ms, four turns.
+    const firstWriteTurn = writesAtTurn.findIndex((count) => count > 0);
+    expect(firstWriteTurn).toBeGreaterThan(0);
+    expect(firstWriteTurn).toBeLessThanOrEqual(8);
   });
 
   it("writes what is held before a write it does not hold", async () => {
