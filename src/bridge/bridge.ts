@@ -61,7 +61,7 @@ export interface BridgeOptions {
 
 export interface BridgeEvents {
   role: [BridgeRole];
-  /** A batch was accepted by the broker and its cursor committed. */
+  /** A batch was accepted by the broker, with every batch before it, and its cursor moved (committed within 100 ms). */
   published: [{ partnerId: string; fromSeq: number; toSeq: number; count: number; pushed: boolean }];
   /** Retained cursors re-published for an idle partner. */
   watermark: [{ partnerId: string; seq: number }];
@@ -105,8 +105,14 @@ interface PartnerPump {
   /** Publishes handed over and not yet settled, oldest first: they settle in this order. */
   inFlight: InFlight[];
   inFlightMessages: number;
-  /** The first failure among the publishes in flight: nothing more is sent, and the pump backs off. */
+  /** The first failure among the publishes in flight, in the order they were handed over. */
   sendError: Error | undefined;
+  /**
+   * A publish in flight failed (or a 'published' listener threw): nothing more is handed over
+   * in this run, so nothing overtakes the events that failed; the pump backs off and starts
+   * again from what was accepted.
+   */
+  halted: boolean;
   /** Wakes the pump when a publish in flight settles or new events arrive. */
   wakeUp: (() => void) | undefined;
 }
@@ -409,6 +415,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       inFlight: [],
       inFlightMessages: 0,
       sendError: undefined,
+      halted: false,
       wakeUp: undefined,
     };
   }
@@ -521,6 +528,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     // Nothing is in flight between runs: this one starts where the broker last accepted.
     pump.sentSeq = pump.cursors.published.seq;
     pump.sendError = undefined;
+    pump.halted = false;
     try {
       if (pump.statusDue && term === this.#term) {
         pump.statusDue = false;
@@ -537,7 +545,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         ]);
       }
       let throttledForMs = 0;
-      while (term === this.#term && pump.sendError === undefined) {
+      while (term === this.#term && !pump.halted) {
         if (pump.dirty) {
           pump.dirty = false;
           throttledForMs = await this.#sendBacklog(pump, term);
@@ -626,17 +634,18 @@ export class Bridge extends EventEmitter<BridgeEvents> {
    * Hands the partner's committed events to the publisher, batch after batch, without waiting
    * for the broker between batches: the publisher keeps their order, and a batch that waited for
    * the one before it to be accepted waited a turn or two of the event loop, several milliseconds
-   * under load. At most a batch's worth of messages is in flight. Returns how long to wait when a
+   * under load. At most a batch's worth of messages is in flight (retained cursors included). Returns how long to wait when a
    * throttled partner ran out of tokens (0 otherwise).
    */
   async #sendBacklog(pump: PartnerPump, term: number): Promise<number> {
     const partnerId = pump.cursors.partnerId;
-    while (term === this.#term && pump.sendError === undefined) {
-      if (pump.inFlightMessages >= this.#options.batchSize) {
+    while (term === this.#term && !pump.halted) {
+      const room = this.#options.batchSize - pump.inFlightMessages;
+      if (room <= 0) {
         await this.#nextWakeUp(pump);
         continue;
       }
-      const allowed = this.#takeTokens(pump, this.#options.batchSize);
+      const allowed = this.#takeTokens(pump, room);
       if (allowed === 0) return Math.ceil(1_000 / this.#options.throttleRatePerSecond);
       const handed = this.#takeHanded(pump, allowed);
       const events =
@@ -645,7 +654,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           : await this.deps.source.readAfter([{ partnerId, afterSeq: pump.sentSeq }], allowed);
       // Unused tokens go back to a throttled partner's bucket.
       if (pump.cursors.state === "throttled") pump.tokens += allowed - events.length;
-      if (events.length === 0 || term !== this.#term || pump.sendError !== undefined) return 0;
+      if (events.length === 0 || term !== this.#term || pump.halted) return 0;
       this.#sendBatch(pump, events, term);
       // A short batch from the log means drained; from the handover, only if nothing later is known.
       const drained = handed.length > 0 ? pump.sentSeq >= pump.knownHeadSeq : events.length < allowed;
@@ -727,8 +736,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     pump.inFlightMessages += messages;
     accepted.then(
       () => this.#settle(pump, entry, undefined),
-      (error: unknown) =>
-        this.#settle(pump, entry, error instanceof Error ? error : new Error(String(error))),
+      (error: unknown) => {
+        // At once, not when its turn comes: a later batch must not go out ahead of these events.
+        pump.halted = true;
+        this.#settle(pump, entry, error instanceof Error ? error : new Error(String(error)));
+      },
     );
   }
 
@@ -750,6 +762,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       } catch (thrown) {
         // A listener of 'published' threw: the pump backs off and re-publishes from here.
         pump.sendError = thrown instanceof Error ? thrown : new Error(String(thrown));
+        pump.halted = true;
       }
     }
     pump.wakeUp?.();

@@ -183,21 +183,31 @@ describe("bridge: batches in flight", () => {
   /**
    * A layer in front of the real broker that hands each of one partner's events to it at once
    * but keeps the broker's acceptance from the bridge until the test lets it through (or turns
-   * it into a failure): what a broker that is slow to answer looks like to the bridge.
+   * it into a failure): what a broker that is slow to answer looks like to the bridge. A seq in
+   * `refuse` fails instead, before reaching the broker, as on a lost connection. Only an
+   * event's first publish is held or refused; a re-publish is accepted at once.
    */
   const withHeldAcceptance = (publisher: Publisher, partnerId: string) => {
     const held = new Map<number, { pass: () => void; fail: (error: Error) => void }>();
+    const refuse = new Set<number>();
+    const refused: number[] = [];
+    const attempted = new Set<number>();
     const layer: Publisher = {
       publish: async (message) => {
+        const ours =
+          message.topic.startsWith(`partners/${partnerId}/shops/`) && !message.topic.endsWith("/cursor");
+        const seq = ours ? (JSON.parse(message.payload) as { seq: number }).seq : 0;
+        const first = ours && !attempted.has(seq);
+        if (ours) attempted.add(seq);
+        if (first && refuse.has(seq)) {
+          refused.push(seq);
+          throw new Error(`injected: seq ${seq} never reached the broker`);
+        }
         await publisher.publish(message);
-        if (!message.topic.startsWith(`partners/${partnerId}/shops/`) || message.topic.endsWith("/cursor"))
-          return;
-        const { seq } = JSON.parse(message.payload) as { seq: number };
-        if (held.has(seq)) return; // re-published after a failure: accepted at once
-        await new Promise<void>((pass, fail) => held.set(seq, { pass, fail }));
+        if (first) await new Promise<void>((pass, fail) => held.set(seq, { pass, fail }));
       },
     };
-    return { layer, held };
+    return { layer, held, refuse, refused };
   };
 
   const setupHeld = async (options: Parameters<typeof startBridge>[2] = {}) => {
@@ -206,9 +216,18 @@ describe("bridge: batches in flight", () => {
     const broker = await embeddedTarget(t.db);
     onCleanup(() => broker.close());
     const partner = await seedPartner(t.db, { shops: 1 });
-    const { layer, held } = withHeldAcceptance(broker.publisher, partner.id);
-    const bridge = await startBridge(t.db, layer, { sweepIntervalMs: 60_000, ...options });
+    const { layer, held, refuse, refused } = withHeldAcceptance(broker.publisher, partner.id);
+    // A publish held by the test must not time out on a slow machine.
+    const bridge = await startBridge(t.db, layer, {
+      sweepIntervalMs: 60_000,
+      publishTimeoutMs: 120_000,
+      ...options,
+    });
     onCleanup(() => bridge.stop());
+    // Run first: a failed test may leave acceptances held, and stop() waits for what is in flight.
+    onCleanup(async () => {
+      for (const { pass } of held.values()) pass();
+    });
     await until(() => bridge.role === "leader", 5_000, "the bridge to lead");
     const recorder = await subscribe(broker, partner);
     const orders = createOrderStore(t.db);
@@ -224,12 +243,14 @@ describe("bridge: batches in flight", () => {
     bridge.on("published", (batch) => {
       if (batch.partnerId === partner.id) published.push(...range(batch.fromSeq, batch.toSeq));
     });
-    return { t, partner, bridge, recorder, held, commit, published };
+    return { t, partner, bridge, recorder, held, refuse, refused, commit, published };
+  };
+  const turns = async (n: number) => {
+    for (let turn = 0; turn < n; turn++) await new Promise((resolve) => setImmediate(resolve));
   };
 
   it("hands the next event over while the broker has not accepted the one before, and moves the cursor in order", async () => {
     const { partner, bridge, recorder, held, commit, published } = await setupHeld();
-    // The first event makes the partner known to the bridge; the second is the one held.
     await commit();
     await until(() => held.has(1), 10_000, "seq 1 handed to the broker");
     held.get(1)!.pass();
@@ -245,11 +266,51 @@ describe("bridge: batches in flight", () => {
     // Accepted out of order: the cursor still moves in order, once both are.
     held.get(3)!.pass();
     // Everything here is in-process: a few turns of the event loop settle what seq 3's acceptance starts.
-    for (let turn = 0; turn < 5; turn++) await new Promise((resolve) => setImmediate(resolve));
+    await turns(5);
     expect(bridge.publishedSeqs().get(partner.id)).toBe(1);
     held.get(2)!.pass();
     await until(() => bridge.publishedSeqs().get(partner.id) === 3, 5_000, "cursor at 3");
     expect(published).toEqual([1, 2, 3]);
+  });
+
+  it("after a failure, hands nothing more over until what failed went out again: no event overtakes it", async () => {
+    const { partner, bridge, recorder, held, refuse, refused, commit, published } = await setupHeld({
+      backoffInitialMs: 20,
+    });
+    await commit();
+    await until(() => held.has(1) && recorder.seqs.includes(1), 10_000, "seq 1 delivered");
+    // Seq 1 is delivered and waits for its acceptance; seq 2 never reaches the broker.
+    refuse.add(2);
+    await commit();
+    await until(() => refused.includes(2), 10_000, "seq 2 refused");
+    await commit();
+    await turns(5);
+    expect(held.has(3)).toBe(false);
+    expect(recorder.seqs).toEqual([1]);
+    held.get(1)!.pass();
+    await until(() => held.has(3), 10_000, "seq 3 handed over after seq 2 again");
+    held.get(3)!.pass();
+    await until(() => bridge.publishedSeqs().get(partner.id) === 3, 10_000, "cursor at 3");
+    await until(() => recorder.seqs.includes(3), 5_000, "seq 3 delivered");
+    expect(recorder.seqs).toEqual([1, 2, 3]);
+    expect(published).toEqual([1, 2, 3]);
+  });
+
+  it("keeps at most a batch of messages unaccepted", async () => {
+    const { t, partner, bridge, held, commit } = await setupHeld({ batchSize: 4 });
+    await commit();
+    await until(() => held.has(1), 10_000, "seq 1 in flight");
+    // Nine more at once, read from the log in one go while seq 1 waits: only three fit.
+    await createOrders(t.db, partner.id, partner.shops, 9);
+    bridge.wake(partner.id);
+    await until(() => held.size >= 4, 10_000, "a batch's worth in flight");
+    await turns(5);
+    expect([...held.keys()]).toEqual([1, 2, 3, 4]);
+    for (let seq = 1; seq <= 10; seq++) {
+      await until(() => held.has(seq), 10_000, `seq ${seq} handed over`);
+      held.get(seq)!.pass();
+    }
+    await until(() => bridge.publishedSeqs().get(partner.id) === 10, 10_000, "cursor at 10");
   });
 
   it("when one in flight fails, nothing after it counts as published: the pump re-publishes from there", async () => {
