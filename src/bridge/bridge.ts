@@ -634,8 +634,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
    * Hands the partner's committed events to the publisher, batch after batch, without waiting
    * for the broker between batches: the publisher keeps their order, and a batch that waited for
    * the one before it to be accepted waited a turn or two of the event loop, several milliseconds
-   * under load. At most a batch's worth of messages is in flight (retained cursors included). Returns how long to wait when a
-   * throttled partner ran out of tokens (0 otherwise).
+   * under load. At most a batch's worth of messages is in flight, retained cursors included.
+   * Returns how long to wait when a throttled partner ran out of tokens (0 otherwise).
    */
   async #sendBacklog(pump: PartnerPump, term: number): Promise<number> {
     const partnerId = pump.cursors.partnerId;
