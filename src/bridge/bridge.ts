@@ -562,8 +562,10 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       }
       if (pump.unpublishedShops.size > 0 && term === this.#term) {
         const wait = pump.cursorsPublishedAt + CURSOR_COALESCE_MS - Date.now();
-        if (wait <= 0) await this.#publishPendingCursors(pump, term);
-        else this.#publishCursorsLater(pump, term, wait);
+        if (wait <= 0) {
+          this.#sendPendingCursors(pump, term);
+          await this.#allAccepted(pump);
+        } else this.#publishCursorsLater(pump, term, wait);
       }
       if (pump.watermarkDue && term === this.#term) {
         pump.watermarkDue = false;
@@ -709,7 +711,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     });
   }
 
-  /** The retained cursors of what was accepted so far (a batch was just), handed over behind what is in flight. */
+  /** The retained cursors of what was accepted so far, handed over behind what is in flight; on failure they stay due. */
   #sendPendingCursors(pump: PartnerPump, term: number): void {
     const shopIds = [...pump.unpublishedShops];
     pump.unpublishedShops.clear();
@@ -782,18 +784,6 @@ export class Bridge extends EventEmitter<BridgeEvents> {
         resolve();
       };
     });
-  }
-
-  async #publishPendingCursors(pump: PartnerPump, term: number): Promise<void> {
-    const shopIds = [...pump.unpublishedShops];
-    pump.unpublishedShops.clear();
-    pump.cursorsPublishedAt = Date.now();
-    try {
-      await this.#publishCursors(pump, shopIds, term);
-    } catch (error) {
-      for (const shopId of shopIds) pump.unpublishedShops.add(shopId);
-      throw error;
-    }
   }
 
   /**
