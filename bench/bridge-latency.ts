@@ -210,18 +210,22 @@ const main = async () => {
   const idle = new Map<Phase, LatencyReport>();
   for (const phase of PHASES) idle.set(phase, await clients.call<LatencyReport>("report", { bucket: phase }));
 
+  /** The rounds' latencies together: median percentiles, the longest, every receipt. */
+  const latencyOf = (rs: LatencyReport[]) => ({
+    p50: median(rs.map((r) => r.p50)),
+    p90: median(rs.map((r) => r.p90)),
+    p99: median(rs.map((r) => r.p99)),
+    max: Math.max(...rs.map((r) => r.max)),
+    perRoundP50: rs.map((r) => Number(r.p50.toFixed(2))),
+    received: rs.reduce((a, r) => a + r.received, 0),
+    expected: rs.reduce((a, r) => a + r.expected, 0),
+  });
   const summary = PHASES.map((phase) => {
     const rs = results.filter((r) => r.bucket === phase);
     const idleReport = idle.get(phase)!;
     return {
       phase,
-      p50: median(rs.map((r) => r.p50)),
-      p90: median(rs.map((r) => r.p90)),
-      p99: median(rs.map((r) => r.p99)),
-      max: Math.max(...rs.map((r) => r.max)),
-      perRoundP50: rs.map((r) => Number(r.p50.toFixed(2))),
-      received: rs.reduce((a, r) => a + r.received, 0),
-      expected: rs.reduce((a, r) => a + r.expected, 0),
+      ...latencyOf(rs),
       writeRate: median(rs.map((r) => r.writeRate)),
       busyRequestsPerMin: median(rs.map((r) => perMinute(r.requests, r.seconds))),
       busyBytesPerMin: median(rs.map((r) => perMinute(r.bytes, r.seconds))),
@@ -231,15 +235,7 @@ const main = async () => {
   });
   // The floor of the MQTT phases: the same commits, at the same moments, through a bare socket.
   const mqttRounds = results.filter((r) => r.bucket === "mqtt");
-  const floorS = {
-    p50: median(mqttRounds.map((r) => r.floor.p50)),
-    p90: median(mqttRounds.map((r) => r.floor.p90)),
-    p99: median(mqttRounds.map((r) => r.floor.p99)),
-    max: Math.max(...mqttRounds.map((r) => r.floor.max)),
-    perRoundP50: mqttRounds.map((r) => Number(r.floor.p50.toFixed(2))),
-    received: mqttRounds.reduce((a, r) => a + r.floor.received, 0),
-    expected: mqttRounds.reduce((a, r) => a + r.floor.expected, 0),
-  };
+  const floorS = latencyOf(mqttRounds.map((r) => r.floor));
   const overFloor = (key: "p50" | "p99") => median(mqttRounds.map((r) => r[key] / r.floor[key]));
   const by = (phase: Phase) => summary.find((s) => s.phase === phase)!;
   const mqttS = by("mqtt");
@@ -291,13 +287,13 @@ const main = async () => {
   lines.push(
     `${"floor (socket)".padEnd(16)} ${fmt(floorS.p50, 2).padStart(7)} ${fmt(floorS.p90, 2).padStart(8)} ${fmt(floorS.p99, 2).padStart(8)} ${fmt(floorS.max).padStart(8)}  ${floorS.perRoundP50.join(" ").padEnd(14)} ${`${floorS.received}/${floorS.expected}`.padStart(18)}   (the MQTT phases' commits, written to one bare socket at commit)`,
   );
-  const mqttLoops = results.filter((r) => r.bucket === "mqtt").map((r) => r.loop);
-  const mqttClientLoops = results.filter((r) => r.bucket === "mqtt").map((r) => r.clientsLoop);
+  const mqttLoops = mqttRounds.map((r) => r.loop);
+  const mqttClientLoops = mqttRounds.map((r) => r.clientsLoop);
   lines.push(
     "",
     `brewcast during the MQTT phases (median): event loop delay p50 ${fmt(median(mqttLoops.map((l) => l.delayP50Ms)))} ms, p99 ${fmt(median(mqttLoops.map((l) => l.delayP99Ms)))} ms, max ${fmt(Math.max(...mqttLoops.map((l) => l.delayMaxMs)))} ms; GC ${fmt(median(mqttLoops.map((l) => l.gcTotalMs / seconds)), 0)} ms/s, longest pause ${fmt(Math.max(...mqttLoops.map((l) => l.gcMaxMs)))} ms`,
     `the consumers' process during the MQTT phases (median): event loop delay p99 ${fmt(median(mqttClientLoops.map((l) => l.delayP99Ms)))} ms, max ${fmt(Math.max(...mqttClientLoops.map((l) => l.delayMaxMs)))} ms`,
-    `the machine during the MQTT phases (median): ${fmt(median(results.filter((r) => r.bucket === "mqtt").map((r) => r.machineCoresBusy)), 2)} of ${machine.cpus} cores busy (every process: brewcast, its writer, Postgres, the consumers, anyone else's)`,
+    `the machine during the MQTT phases (median): ${fmt(median(mqttRounds.map((r) => r.machineCoresBusy)), 2)} of ${machine.cpus} cores busy (every process: brewcast, its writer, Postgres, the consumers, anyone else's)`,
   );
   lines.push("");
   for (const g of goals)
