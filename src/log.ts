@@ -36,3 +36,15 @@ export const redactUrl = (value: string): string => {
     return "***";
   }
 };
+
+/** At most this many bytes of anything a client sent go into one log field. */
+export const CLIENT_INPUT_LOG_BYTES = 200;
+
+/** At most CLIENT_INPUT_LOG_BYTES of client input, marked with its full length when cut. */
+export const clipClientInput = <T extends string | undefined>(value: T): T => {
+  if (value === undefined || value.length <= CLIENT_INPUT_LOG_BYTES / 4) return value;
+  const bytes = Buffer.byteLength(value);
+  if (bytes <= CLIENT_INPUT_LOG_BYTES) return value;
+  const head = Buffer.from(value).subarray(0, CLIENT_INPUT_LOG_BYTES).toString("utf8");
+  return `${head}…(${bytes} bytes)` as T;
+};

@@ -5,20 +5,33 @@
  *  - CONNECT: username = credential id and password = secret, or a
  *    registered TLS client certificate. CONNACK 4 bad credentials, 5 revoked
  *    or suspended [MQTT-3.2.2-5]; 3 when the partner is at its connection
- *    limit. Repeated failures from one address are refused in preConnect.
+ *    limit; 2 for an empty client id with CleanSession=0 [MQTT-3.1.3-8].
+ *    Repeated failures of one username from one address are refused in preConnect.
  *  - Client ids are namespaced by credential (`{credential}/{client id}`), so
  *    no client can take over or resume another credential's session.
+ *  - A stored subscription is always one its client may hold now: refused
+ *    filters are never stored, restored ones are authorized again (see
+ *    `mayHold`), and nothing outside a client's scope is ever forwarded to it.
  *  - SUBSCRIBE outside the principal's scope: SUBACK 0x80, still connected.
  *  - PUBLISH anywhere but its own status topic: disconnected, delivered to no one.
- *  - Forwarding: never above the QoS the matching subscriptions granted [MQTT-3.8.4-6].
+ *  - Forwarding: never outside the client's scope, never above the QoS the
+ *    matching subscriptions granted [MQTT-3.8.4-6].
  *  - Revocation and suspension close live connections at once.
  */
 import { timingSafeEqual } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import type { AccessChange, CredentialVerifier, LoginResult } from "../domain/access.ts";
 import type { CredentialKind, Principal } from "../domain/partners.ts";
-import { canPublish, canSubscribe, isBridgeTopic, parseTopic, topicMatchesFilter } from "../domain/topics.ts";
-import type { Logger } from "../log.ts";
+import {
+  canPublish,
+  canSubscribe,
+  isBridgeTopic,
+  parseTopic,
+  subscribeScope,
+  topicMatchesFilter,
+} from "../domain/topics.ts";
+import { clipClientInput, type Logger } from "../log.ts";
+import { usernameForLog } from "./log-fields.ts";
 import { createLoginThrottle } from "./login-throttle.ts";
 
 /** What we know about a connection before it logs in. */
@@ -42,7 +55,7 @@ interface HookPacket {
   qos: 0 | 1 | 2;
 }
 
-type ConnackCode = 3 | 4 | 5;
+type ConnackCode = 2 | 3 | 4 | 5;
 
 const refuse = (returnCode: ConnackCode, message: string): Error & { returnCode: number } =>
   Object.assign(new Error(message), { returnCode });
@@ -58,6 +71,8 @@ export interface AccessControlStats {
   throttledConnects: number;
   subscribeDenied: number;
   publishDenied: number;
+  /** Stored subscriptions dropped on restore because the client's credential may no longer hold them. */
+  restoredSubscriptionsDropped: number;
   connected: Record<string, Record<CredentialKind, number>>;
 }
 
@@ -90,14 +105,27 @@ export const createAccessControl = (options: AccessControlOptions) => {
   /** Connections logged in as the bridge's internal identity. */
   const bridges = new WeakSet<HookClient>();
   const byPartner = new Map<string, Set<HookClient>>();
+  /** The topic prefix of each logged-in client's scope (`partners/p/` or `partners/p/shops/s/`). */
+  const scopes = new WeakMap<HookClient, string>();
+  /** The latest logged-in connection of each (namespaced) client id: sessions are restored by id. */
+  const byClientId = new Map<string, HookClient>();
+  /** Connections whose CONNECT had an empty client id and CleanSession=0. */
+  const emptyPersistentIds = new WeakSet<HookClient>();
   const throttle = createLoginThrottle(options.loginFailureLimit, options.loginFailureWindowMs);
-  const stats = { authFailures: 0, throttledConnects: 0, subscribeDenied: 0, publishDenied: 0 };
+  const stats = {
+    authFailures: 0,
+    throttledConnects: 0,
+    subscribeDenied: 0,
+    publishDenied: 0,
+    restoredSubscriptionsDropped: 0,
+  };
   /** Bumped on every access change, so a login racing a revocation is checked again. */
   let accessEpoch = 0;
 
   const release = (client: HookClient): void => {
     const principal = principals.get(client);
     if (!principal) return;
+    if (byClientId.get(client.id) === client) byClientId.delete(client.id);
     const set = byPartner.get(principal.partnerId);
     set?.delete(client);
     if (set?.size === 0) byPartner.delete(principal.partnerId);
@@ -125,16 +153,18 @@ export const createAccessControl = (options: AccessControlOptions) => {
 
   const authenticate = async (client: HookClient, username?: string, password?: Buffer): Promise<void> => {
     const remote = options.info(client)?.remoteAddress ?? "unknown";
+    // [MQTT-3.1.3-8]: a persistent session needs a name to be resumed by.
+    if (emptyPersistentIds.has(client)) throw refuse(2, "identifier rejected");
     if (username === BRIDGE_USERNAME) {
       if (!options.bridgeSecret || !password || !sameSecret(password, options.bridgeSecret) || client._will) {
         stats.authFailures++;
-        throttle.fail(remote);
+        throttle.fail(remote, username);
         log.warn({ remote }, "mqtt bridge login refused");
         throw refuse(4, "bad_credentials");
       }
       bridges.add(client);
       client.id = `${BRIDGE_USERNAME}/${client.id}`;
-      log.info({ remote, clientId: client.id }, "bridge connected");
+      log.info({ remote, clientId: clipClientInput(client.id) }, "bridge connected");
       return;
     }
     let result: LoginResult;
@@ -145,8 +175,8 @@ export const createAccessControl = (options: AccessControlOptions) => {
     }
     if (!result.ok) {
       stats.authFailures++;
-      throttle.fail(remote);
-      log.info({ remote, username, refusal: result.refusal }, "mqtt login refused");
+      throttle.fail(remote, username);
+      log.info({ remote, username: usernameForLog(username), refusal: result.refusal }, "mqtt login refused");
       throw refuse(REFUSAL_CODES[result.refusal], result.refusal);
     }
     const principal = result.principal;
@@ -167,7 +197,9 @@ export const createAccessControl = (options: AccessControlOptions) => {
     set.add(client);
     byPartner.set(principal.partnerId, set);
     principals.set(client, principal);
+    scopes.set(client, `${subscribeScope(principal).join("/")}/`);
     client.id = `${principal.credentialId}/${client.id}`;
+    byClientId.set(client.id, client);
   };
 
   const closeWhere = (match: (p: Principal) => boolean, reason: string): number => {
@@ -177,7 +209,10 @@ export const createAccessControl = (options: AccessControlOptions) => {
         const principal = principals.get(client);
         if (principal && match(principal)) {
           closed++;
-          log.info({ clientId: client.id, partnerId: principal.partnerId, reason }, "mqtt connection closed");
+          log.info(
+            { clientId: clipClientInput(client.id), partnerId: principal.partnerId, reason },
+            "mqtt connection closed",
+          );
           client.close();
         }
       }
@@ -188,9 +223,14 @@ export const createAccessControl = (options: AccessControlOptions) => {
   return {
     principalOf: (client: HookClient) => principals.get(client),
 
-    preConnect(client: HookClient, _packet: unknown, cb: (err: Error | null, ok: boolean) => void): void {
+    preConnect(
+      client: HookClient,
+      packet: { clientId: string; clean: boolean; username?: string },
+      cb: (err: Error | null, ok: boolean) => void,
+    ): void {
       const remote = options.info(client)?.remoteAddress ?? "unknown";
-      if (throttle.blocked(remote)) {
+      if (packet.clientId === "" && !packet.clean) emptyPersistentIds.add(client);
+      if (throttle.blocked(remote, packet.username)) {
         stats.throttledConnects++;
         cb(new Error("too many failed logins from this address"), false);
         return;
@@ -247,13 +287,21 @@ export const createAccessControl = (options: AccessControlOptions) => {
         return;
       }
       stats.publishDenied++;
-      log.info({ clientId: client.id, topic: packet.topic }, "mqtt publish refused");
+      log.info(
+        { clientId: clipClientInput(client.id), topic: clipClientInput(packet.topic) },
+        "mqtt publish refused",
+      );
       // MQTT 3.1.1 has no negative PUBACK: the publisher is disconnected, the message goes nowhere.
       cb(new Error("publish not allowed"));
     },
 
-    /** Never forward above the highest QoS granted by a matching subscription [MQTT-3.8.4-6]. */
+    /**
+     * Never forward outside the client's scope (whatever a session store held), nor above the
+     * highest QoS granted by a matching subscription [MQTT-3.8.4-6].
+     */
     authorizeForward(client: HookClient, packet: HookPacket): HookPacket | null {
+      const scope = scopes.get(client);
+      if (scope === undefined || !packet.topic.startsWith(scope)) return null;
       if (packet.qos === 0) return packet;
       // Fast path (every delivery of a fan-out comes here): no subscription below the packet's QoS.
       let lower = false;
@@ -284,6 +332,20 @@ export const createAccessControl = (options: AccessControlOptions) => {
     },
 
     release,
+
+    /**
+     * May the client logged in under this (namespaced) id hold this subscription now? Undefined
+     * when no such client is logged in here (nothing to decide with).
+     */
+    mayHold(clientId: string, filter: string): boolean | undefined {
+      const client = byClientId.get(clientId);
+      const principal = client && principals.get(client);
+      return principal ? canSubscribe(principal, filter) : undefined;
+    },
+
+    restoredSubscriptionsDropped(count: number): void {
+      stats.restoredSubscriptionsDropped += count;
+    },
 
     stats(): AccessControlStats {
       const connected: AccessControlStats["connected"] = {};

@@ -3,11 +3,13 @@
  * WebSocket at /mqtt), logins and per-partner ACLs, limits, live revocation
  * and suspension, and Redis scale-out.
  *
- * Invariants: nothing a client sends reaches another partner's topics; only
+ * Invariants: nothing a client sends reaches another partner's topics, and no
+ * stored subscription outlives its authorization; only
  * `publish()` here (the bridge's internal identity) publishes under
  * `partners/…` except a client's own status topic; no packet over
  * `maxPacketBytes` is buffered; a stuck subscriber is dropped after
- * `drainTimeoutMs`.
+ * `drainTimeoutMs`; connections that have not logged in are bounded per
+ * listener and per source address, and closed if CONNECT does not come in time.
  *
  * May import: domain, node, aedes and its plugins, ws. Never config or store:
  * the composition root maps configuration to `BrokerOptions`.
@@ -21,13 +23,15 @@ import { Aedes } from "aedes";
 import aedesPersistence from "aedes-persistence";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import type { AccessChanges, CredentialVerifier } from "../domain/access.ts";
-import type { Logger } from "../log.ts";
+import { clipClientInput, type Logger } from "../log.ts";
 import {
   type AccessControlStats,
   type ConnectionInfo,
   createAccessControl,
   type HookClient,
 } from "./access-control.ts";
+import { keepSubscriptionsAuthorized, type SubscriptionPersistence } from "./authorized-subscriptions.ts";
+import { createConnectionGate, type GateRefusal } from "./connection-gate.ts";
 import { capOfflineQueues, type OutgoingPersistence } from "./offline-queue.ts";
 import { createOrderedPublisher, type OrderedAedes } from "./ordered-publish.ts";
 import { guardClientParser } from "./packet-guard.ts";
@@ -42,6 +46,12 @@ export interface BrokerOptions {
   tls?: { cert: string; key: string; ca?: string };
   maxPacketBytes: number;
   maxConnectionsPerPartner: number;
+  /** Connections each listener (TCP, TLS, WebSocket) holds at once (default 5,000). */
+  maxConnections?: number;
+  /** Connections one source address holds before they log in (default 100). */
+  maxPendingPerAddress?: number;
+  /** How long a connection may take to send CONNECT (default 5,000 ms). */
+  connectTimeoutMs?: number;
   drainTimeoutMs: number;
   offlineQueueMax: number;
   sessionTtlSeconds: number;
@@ -53,7 +63,7 @@ export interface BrokerOptions {
   accessChanges: AccessChanges;
   /** Secret of the bridge's internal identity (username `brewcast-bridge`) for a bridge in another process. */
   bridgeSecret?: string;
-  /** Failed logins per source address before its connections are refused (default 20 per minute). */
+  /** Failed logins of one username from one address before that pair is refused (default 10 a minute). */
   loginFailureLimit?: number;
   loginFailureWindowMs?: number;
   /** How often expired sessions are swept (default: a tenth of the TTL, at most a minute). */
@@ -69,6 +79,10 @@ export interface BrokerStats extends AccessControlStats {
   malformedClosed: number;
   sessionsExpired: number;
   drainTimeouts: number;
+  /** Connections closed at accept by the limits before login. */
+  connectionsRefused: Readonly<Record<GateRefusal, number>>;
+  /** Connections that have not logged in yet. */
+  pendingLogins: number;
 }
 
 export interface Broker {
@@ -129,7 +143,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     ...(options.bridgeSecret ? { bridgeSecret: options.bridgeSecret } : {}),
     log,
     maxConnectionsPerPartner: options.maxConnectionsPerPartner,
-    loginFailureLimit: options.loginFailureLimit ?? 20,
+    loginFailureLimit: options.loginFailureLimit ?? 10,
     loginFailureWindowMs: options.loginFailureWindowMs ?? 60_000,
     info: (client) => infos.get(client),
   });
@@ -139,6 +153,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     : null;
   const memoryPersistence = aedesPersistence as unknown as () => unknown;
   const persistence = redis ? redis.persistence : memoryPersistence();
+  keepSubscriptionsAuthorized(persistence as SubscriptionPersistence, {
+    mayHold: access.mayHold,
+    dropped(clientId, filters) {
+      access.restoredSubscriptionsDropped(filters.length);
+      log.info(
+        { clientId: clipClientInput(clientId), filters: filters.map(clipClientInput) },
+        "stored subscriptions dropped: no longer allowed",
+      );
+    },
+  });
   let connectedIds: Record<string, unknown> = {};
   const queues = capOfflineQueues(
     persistence as unknown as OutgoingPersistence,
@@ -146,11 +170,16 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     (clientId) => clientId in connectedIds,
   );
 
+  const gate = createConnectionGate({
+    maxPerListener: options.maxConnections ?? 5_000,
+    maxPendingPerAddress: options.maxPendingPerAddress ?? 100,
+  });
   const holdWrites = createWriteCoalescer();
   const aedes = await Aedes.createBroker({
     persistence: persistence as never,
     ...(redis ? { mq: redis.mq } : {}),
     drainTimeout: options.drainTimeoutMs,
+    connectTimeout: options.connectTimeoutMs ?? 5_000,
     preConnect: access.preConnect as never,
     authenticate: access.authenticate as never,
     authorizeSubscribe: access.authorizeSubscribe as never,
@@ -167,11 +196,11 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const drained = new WeakSet<object>();
   connectedIds = (aedes as unknown as { clients: Record<string, unknown> }).clients;
   aedes.on("clientError", (client, error) => {
-    log.debug({ clientId: client.id, err: error }, "mqtt client error");
+    log.debug({ clientId: clipClientInput(client.id), err: error }, "mqtt client error");
     if (error.message === "drain timeout" && !drained.has(client)) {
       drained.add(client);
       counters.drainTimeouts++;
-      log.warn({ clientId: client.id }, "mqtt subscriber dropped: drain timeout");
+      log.warn({ clientId: clipClientInput(client.id) }, "mqtt subscriber dropped: drain timeout");
     }
   });
 
@@ -202,8 +231,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
 
   const unsubscribeAccess = options.accessChanges.subscribe((change) => access.onAccessChange(change));
 
+  // A connection leaves the per-address count of those not logged in once Aedes registers it.
+  const pendingSlots = new WeakMap<object, () => void>();
+  aedes.on("client", (client) => pendingSlots.get(client)?.());
+
   const handle = (conn: Duplex, info: ConnectionInfo, req?: IncomingMessage): void => {
+    const pendingSlot = gate.admit(info.remoteAddress);
+    if (typeof pendingSlot === "string") {
+      conn.destroy();
+      return;
+    }
+    conn.once("close", pendingSlot);
     const client = aedes.handle(conn as net.Socket, req as never) as unknown as HookClient;
+    pendingSlots.set(client, pendingSlot);
     infos.set(client, info);
     guardClientParser(client, options.maxPacketBytes, (verdict) => {
       if (verdict === "oversize") counters.oversizeClosed++;
@@ -227,6 +267,12 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     track(socket);
     handle(socket, { transport: "tcp", remoteAddress: socket.remoteAddress ?? "unknown" });
   });
+  // Node closes a socket over maxConnections at accept and says so with 'drop'.
+  const capListener = (server: net.Server) => {
+    server.maxConnections = options.maxConnections ?? 5_000;
+    server.on("drop", () => gate.refused("listener_full"));
+  };
+  capListener(tcp);
   servers.push(tcp);
   const ports: { mqtt: number; mqtts?: number } = { mqtt: 0 };
   try {
@@ -252,6 +298,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         },
       );
       secure.on("tlsClientError", (error) => log.debug({ err: error }, "mqtts handshake failed"));
+      capListener(secure);
       servers.push(secure);
       ports.mqtts = await listen(secure, options.host, options.mqttsPort, "BREWCAST_MQTTS_PORT");
     }
@@ -274,12 +321,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       // ws checks frame sizes too: a frame over the limit is refused before it is buffered.
       const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPacketBytes });
       webSocketServers.push(wss);
+      const listener = { open: 0 };
       server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
         const path = (req.url ?? "").split("?")[0];
         if (path !== "/mqtt") {
           if (server.listenerCount("upgrade") === 1) socket.destroy();
           return;
         }
+        const slot = gate.admitToListener(listener);
+        if (typeof slot === "string") {
+          socket.destroy();
+          return;
+        }
+        socket.once("close", slot);
         wss.handleUpgrade(req, socket, head, (ws) => {
           const stream = createWebSocketStream(ws);
           track(stream);
@@ -296,6 +350,8 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         connectedByPartner: stats.connected,
         ...counters,
         offlineQueueDrops: queues.dropped(),
+        connectionsRefused: gate.refusals,
+        pendingLogins: gate.pending(),
       };
     },
     close() {

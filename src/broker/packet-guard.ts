@@ -5,9 +5,48 @@
  * buffers it, and closes the connection as soon as a header announces a
  * packet over the limit (or a malformed Remaining Length, [MQTT-2.2.3]).
  * Memory held per connection stays bounded by the limit.
+ *
+ * It also reads every UTF-8 string field of each decoded packet (client id,
+ * username, will topic, topics, filters): one that was not well-formed UTF-8
+ * (the decoder turns such bytes into U+FFFD) or holds U+0000 closes the
+ * connection before Aedes sees the packet [MQTT-1.5.3-1], [MQTT-1.5.3-2].
  */
 
-export type GuardVerdict = "ok" | "oversize" | "malformed";
+export type GuardVerdict = "ok" | "oversize" | "malformed" | "invalid_string";
+
+/**
+ * A string an MQTT client sent is well formed: no U+FFFD (what ill-formed UTF-8 decodes to;
+ * no topic of the contract holds it) and no U+0000.
+ */
+export const isWellFormedMqttString = (value: string): boolean =>
+  !value.includes("\uFFFD") && !value.includes("\u0000");
+
+/** The UTF-8 string fields of a decoded packet (mqtt-packet 9), the ones [MQTT-1.5.3] governs. */
+interface DecodedPacket {
+  cmd: string;
+  clientId?: string;
+  username?: string;
+  will?: { topic?: string } | null;
+  topic?: string;
+  subscriptions?: { topic: string }[];
+  unsubscriptions?: string[];
+}
+
+const stringFieldsAreWellFormed = (packet: DecodedPacket): boolean => {
+  const ok = (value: string | undefined) => value === undefined || isWellFormedMqttString(value);
+  switch (packet.cmd) {
+    case "connect":
+      return ok(packet.clientId) && ok(packet.username) && ok(packet.will?.topic);
+    case "publish":
+      return ok(packet.topic);
+    case "subscribe":
+      return (packet.subscriptions ?? []).every((sub) => ok(sub.topic));
+    case "unsubscribe":
+      return (packet.unsubscriptions ?? []).every(ok);
+    default:
+      return true;
+  }
+};
 
 /** A streaming reader of MQTT fixed headers: feed it raw chunks, it says whether they may pass. */
 export interface PacketSizeGuard {
@@ -65,7 +104,7 @@ export const createPacketSizeGuard = (maxBytes: number): PacketSizeGuard => {
 
 /** The part of an Aedes client this module touches (Aedes 1.2.0, lib/client.js). */
 interface GuardedClient {
-  _parser: { parse(buf: Buffer): unknown };
+  _parser: { parse(buf: Buffer): unknown; emit(event: string, ...args: unknown[]): boolean };
   conn: { destroy(error?: Error): void };
 }
 
@@ -73,8 +112,9 @@ interface GuardedClient {
  * Puts the guard in front of an Aedes client's parser. Aedes 1.2.0 reads
  * every byte with `conn.read()` and hands it to `client._parser.parse`;
  * intercepting there covers TCP, TLS and WebSocket alike with no extra
- * stream per connection. (Pinned: aedes is "1.2.0" exactly; the oversize
- * tests fail if this internal changes.)
+ * stream per connection; the parser's `packet` event is where each decoded
+ * packet leaves for Aedes. (Pinned: aedes is "1.2.0" exactly; the oversize
+ * and UTF-8 tests fail if these internals change.)
  */
 export const guardClientParser = (
   client: unknown,
@@ -88,16 +128,28 @@ export const guardClientParser = (
   }
   const guard = createPacketSizeGuard(maxBytes);
   const parse = parser.parse.bind(parser);
+  const emit = parser.emit.bind(parser);
   let closed = false;
+  const close = (verdict: Exclude<GuardVerdict, "ok">) => {
+    closed = true;
+    onViolation(verdict);
+    target.conn.destroy();
+  };
   parser.parse = (buf: Buffer) => {
     if (closed) return undefined;
     const verdict = guard.feed(buf);
     if (verdict !== "ok") {
-      closed = true;
-      onViolation(verdict);
-      target.conn.destroy();
+      close(verdict);
       return undefined;
     }
     return parse(buf);
+  };
+  parser.emit = (event: string, ...args: unknown[]) => {
+    if (closed) return false;
+    if (event === "packet" && !stringFieldsAreWellFormed(args[0] as DecodedPacket)) {
+      close("invalid_string");
+      return false;
+    }
+    return emit(event, ...args);
   };
 };

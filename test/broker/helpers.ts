@@ -178,8 +178,12 @@ export interface MosquittoProcess {
 export const runMosquitto = (
   command: "mosquitto_sub" | "mosquitto_pub",
   args: string[],
+  /** Line-buffer stdout (coreutils' stdbuf): `-d` lines reach us as they are printed. */
+  options: { lineBuffered?: boolean } = {},
 ): MosquittoProcess => {
-  const child = spawn(command, ["-V", "mqttv311", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const argv = [command, "-V", "mqttv311", ...args];
+  const [file, ...rest] = options.lineBuffered ? ["stdbuf", "-oL", ...argv] : argv;
+  const child = spawn(file!, rest, { stdio: ["ignore", "pipe", "pipe"] });
   const stdout: string[] = [];
   let err = "";
   let buffer = "";
