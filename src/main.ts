@@ -20,6 +20,7 @@ import { BRIDGE_USERNAME, type Broker, startBroker } from "./broker/index.ts";
 import type { Config } from "./config/schema.ts";
 import type { OrderEvent } from "./domain/events.ts";
 import type { Logger } from "./log.ts";
+import { checkFileDescriptorBudget } from "./ops/fd-budget.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { startPartnerMonitor } from "./ops/partner-monitor.ts";
 import { createAccessFeed } from "./store/access-feed.ts";
@@ -132,6 +133,11 @@ export const startBrewcast = async (
           : {}),
         maxPacketBytes: config.BREWCAST_MAX_PACKET_BYTES,
         maxConnectionsPerPartner: config.BREWCAST_MAX_CONNECTIONS_PER_PARTNER,
+        maxConnections: config.BREWCAST_MAX_CONNECTIONS,
+        maxPendingPerAddress: config.BREWCAST_MAX_PENDING_PER_ADDRESS,
+        connectTimeoutMs: config.BREWCAST_CONNECT_TIMEOUT_MS,
+        loginFailureLimit: config.BREWCAST_LOGIN_FAILURE_LIMIT,
+        loginFailureWindowMs: config.BREWCAST_LOGIN_FAILURE_WINDOW_MS,
         drainTimeoutMs: config.BREWCAST_DRAIN_TIMEOUT_MS,
         offlineQueueMax: config.BREWCAST_OFFLINE_QUEUE_MAX,
         sessionTtlSeconds: config.BREWCAST_SESSION_TTL,
@@ -254,6 +260,11 @@ export const startBrewcast = async (
         return { backend: clients?.backend ?? 0, device: clients?.device ?? 0 };
       },
       metrics,
+      ...(config.BREWCAST_METRICS_TOKEN ? { metricsToken: config.BREWCAST_METRICS_TOKEN } : {}),
+      timeouts: {
+        headersMs: config.BREWCAST_HTTP_HEADERS_TIMEOUT_MS,
+        requestMs: config.BREWCAST_HTTP_REQUEST_TIMEOUT_MS,
+      },
       onRequestCompleted: ({ route, method, status, partner }) => {
         metrics.httpRequests.inc({ route, method, status, partner: partner ?? "" });
         if (status === 401) metrics.httpAuthFailures();
@@ -262,6 +273,10 @@ export const startBrewcast = async (
       serveApi: role === "all",
     });
     broker?.attachWebSocket(app.server);
+    // The HTTP server's own cap, plus the MQTT-over-WebSocket clients it carries (capped by the broker).
+    app.server.maxConnections =
+      config.BREWCAST_HTTP_MAX_CONNECTIONS + (broker ? config.BREWCAST_MAX_CONNECTIONS : 0);
+    checkFileDescriptorBudget(config, role, log);
     await app.listen({ host: config.BREWCAST_HOST, port: config.BREWCAST_HTTP_PORT }).catch((error) => {
       throw portInUseError("BREWCAST_HTTP_PORT", config.BREWCAST_HOST, config.BREWCAST_HTTP_PORT, error);
     });

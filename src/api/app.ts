@@ -2,7 +2,7 @@
  * The HTTP app factory: routes, auth, problem+json errors. Separate from
  * listening, so tests use `inject()` and the schema generator needs no socket.
  */
-import { randomUUID } from "node:crypto";
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import fastifySwagger from "@fastify/swagger";
 import Fastify, { LogController } from "fastify";
 import {
@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import type { CredentialVerifier } from "../domain/access.ts";
 import type { OrderEvent } from "../domain/events.ts";
+import { clipClientInput } from "../log.ts";
 import type { CredentialStore } from "../store/credentials.ts";
 import type { DeliveryStatus } from "../store/delivery-status.ts";
 import type { EventPage, ReadEventsInput } from "../store/event-log.ts";
@@ -27,6 +28,7 @@ import adminRoutes from "./routes/admin-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
+
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 export interface ReadinessReport {
@@ -51,6 +53,10 @@ export interface HttpAppDeps {
   serveApi?: boolean;
   /** Prometheus text for GET /metrics; absent: no /metrics route. */
   metrics?: { render(): Promise<string>; contentType: string };
+  /** Bearer token GET /metrics asks for; absent: it answers anyone. */
+  metricsToken?: string;
+  /** Slow clients: how long headers, and a whole request, may take (defaults 10 s and 30 s). */
+  timeouts?: { headersMs: number; requestMs: number };
   /** Told about every answered request (metrics). */
   onRequestCompleted?(request: {
     route: string;
@@ -61,9 +67,17 @@ export interface HttpAppDeps {
 }
 
 export const buildHttpApp = async (deps: HttpAppDeps) => {
+  const timeouts = deps.timeouts ?? { headersMs: 10_000, requestMs: 30_000 };
   const app = Fastify({
     loggerInstance: deps.log,
     bodyLimit: BODY_LIMIT_BYTES,
+    // A client that never finishes its headers or its request is cut off. Node checks these every
+    // connectionsCheckingInterval (30 s by default), so check each second.
+    requestTimeout: timeouts.requestMs,
+    http: {
+      headersTimeout: timeouts.headersMs,
+      connectionsCheckingInterval: Math.min(1_000, timeouts.headersMs),
+    },
     // One line per request comes from our onResponse hook instead.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
     // A caller's X-Request-Id is kept when it is a sane token; anything else gets a fresh id,
@@ -140,7 +154,7 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
   app.addHook("onResponse", async (request, reply) => {
     const fields = {
       method: request.method,
-      url: request.url.split("?")[0],
+      url: clipClientInput(request.url.split("?")[0]),
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime),
       credential: request.principal?.credentialId,
@@ -176,9 +190,19 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   const metrics = deps.metrics;
   if (metrics) {
-    app.get("/metrics", { schema: { hide: true } }, async (_request, reply) =>
-      reply.type(metrics.contentType).send(await metrics.render()),
-    );
+    const token = deps.metricsToken === undefined ? undefined : Buffer.from(`Bearer ${deps.metricsToken}`);
+    app.get("/metrics", { schema: { hide: true } }, async (request, reply) => {
+      if (token) {
+        const given = Buffer.from(request.headers.authorization ?? "");
+        if (given.length !== token.length || !timingSafeEqual(given, token)) {
+          return sendProblem(
+            reply,
+            buildProblem("UNAUTHENTICATED", "GET /metrics needs its bearer token", request),
+          );
+        }
+      }
+      return reply.type(metrics.contentType).send(await metrics.render());
+    });
   }
 
   if (deps.serveApi === false) return app;

@@ -23,6 +23,8 @@ export interface LoadedConfig {
 
 const KNOWN = new Set(Object.keys(CONFIG_FIELDS));
 
+const isLoopback = (host: string): boolean => host === "127.0.0.1" || host === "localhost" || host === "::1";
+
 export const loadConfig = (env: NodeJS.ProcessEnv): LoadedConfig => {
   const input: Record<string, string | undefined> = {};
   // An empty value is unset (a shell `VAR=`), for every field: zod would coerce
@@ -42,6 +44,12 @@ export const loadConfig = (env: NodeJS.ProcessEnv): LoadedConfig => {
         message: "needs BREWCAST_TLS_CERT and BREWCAST_TLS_KEY",
       });
     }
+    if (c.BREWCAST_HTTP_HEADERS_TIMEOUT_MS > c.BREWCAST_HTTP_REQUEST_TIMEOUT_MS) {
+      problems.push({
+        variable: "BREWCAST_HTTP_HEADERS_TIMEOUT_MS",
+        message: `must not exceed BREWCAST_HTTP_REQUEST_TIMEOUT_MS (${c.BREWCAST_HTTP_REQUEST_TIMEOUT_MS})`,
+      });
+    }
     if (c.BREWCAST_TLS_CA && c.BREWCAST_MQTTS_PORT === undefined) {
       problems.push({
         variable: "BREWCAST_TLS_CA",
@@ -56,16 +64,17 @@ export const loadConfig = (env: NodeJS.ProcessEnv): LoadedConfig => {
     (name) => name.startsWith("BREWCAST_") && !KNOWN.has(name),
   );
   const warnings: string[] = [];
-  if (
-    config.BREWCAST_HOST !== "127.0.0.1" &&
-    config.BREWCAST_HOST !== "localhost" &&
-    config.BREWCAST_HOST !== "::1"
-  ) {
+  if (!isLoopback(config.BREWCAST_HOST)) {
     if (config.BREWCAST_MQTTS_PORT === undefined) {
       warnings.push(
         `BREWCAST_HOST=${config.BREWCAST_HOST} exposes MQTT without TLS: passwords cross the network in clear`,
       );
     }
+  }
+  if (!isLoopback(config.BREWCAST_HOST) && !config.BREWCAST_METRICS_TOKEN) {
+    warnings.push(
+      `BREWCAST_HOST=${config.BREWCAST_HOST} serves GET /metrics (partner ids, lag, client counts) to anyone: set BREWCAST_METRICS_TOKEN`,
+    );
   }
   if (!config.BREWCAST_ADMIN_TOKEN)
     warnings.push("BREWCAST_ADMIN_TOKEN is not set: a one-time admin token is generated");

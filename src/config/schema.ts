@@ -81,6 +81,37 @@ export const CONFIG_FIELDS = {
   BREWCAST_MAX_CONNECTIONS_PER_PARTNER: positiveInt(1000).describe(
     "MQTT connections one partner may hold at once.",
   ),
+  BREWCAST_MAX_CONNECTIONS: positiveInt(5_000).describe(
+    "MQTT connections each listener (TCP, TLS, WebSocket) holds at once, logged in or not; beyond it a new one is closed at accept.",
+  ),
+  BREWCAST_MAX_PENDING_PER_ADDRESS: positiveInt(100).describe(
+    "MQTT connections one source address may hold before they log in; beyond it its new ones are closed at accept. Behind a TCP load balancer (one address for all) raise it towards BREWCAST_MAX_CONNECTIONS.",
+  ),
+  BREWCAST_CONNECT_TIMEOUT_MS: positiveInt(5_000, 60_000).describe(
+    "How long a new MQTT connection may take to send its CONNECT before it is closed.",
+  ),
+  BREWCAST_LOGIN_FAILURE_LIMIT: positiveInt(10).describe(
+    "Failed MQTT logins of one username from one source address, within BREWCAST_LOGIN_FAILURE_WINDOW_MS, after which that pair's connections are refused until the window ends.",
+  ),
+  BREWCAST_LOGIN_FAILURE_WINDOW_MS: positiveInt(60_000).describe(
+    "The window of BREWCAST_LOGIN_FAILURE_LIMIT.",
+  ),
+  BREWCAST_HTTP_MAX_CONNECTIONS: positiveInt(1_000).describe(
+    "HTTP connections held at once besides MQTT over WebSocket; beyond it a new one is closed at accept.",
+  ),
+  BREWCAST_HTTP_HEADERS_TIMEOUT_MS: positiveInt(10_000).describe(
+    "How long a client may take to send a request's headers before the connection is closed.",
+  ),
+  BREWCAST_HTTP_REQUEST_TIMEOUT_MS: positiveInt(30_000).describe(
+    "How long a client may take to send a whole request (headers and body).",
+  ),
+  BREWCAST_METRICS_TOKEN: optionalString
+    .refine((value) => value === undefined || value.length >= 16, {
+      message: "must be at least 16 characters",
+    })
+    .describe(
+      "Bearer token GET /metrics asks for (Prometheus `authorization: { credentials: … }`). Unset: /metrics answers anyone who reaches the HTTP port.",
+    ),
   BREWCAST_DRAIN_TIMEOUT_MS: positiveInt(10_000, 15_000).describe(
     "How long a subscriber that stops reading may hold up delivery before it is disconnected.",
   ),
@@ -109,6 +140,7 @@ export type Config = Readonly<z.infer<typeof configSchema>>;
 export const SECRET_FIELDS = new Set<keyof Config>([
   "BREWCAST_BRIDGE_SECRET",
   "BREWCAST_ADMIN_TOKEN",
+  "BREWCAST_METRICS_TOKEN",
   "DATABASE_URL",
   "REDIS_URL",
   "BREWCAST_MQTT_URL",

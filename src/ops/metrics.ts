@@ -14,9 +14,21 @@ export interface MetricsSources {
   /** Connected MQTT clients by partner and credential kind (a process with a broker). */
   connectedClients?(): Record<string, Record<string, number>>;
   /** Broker-wide counters, read at scrape time. */
-  brokerCounters?(): { authFailures: number; offlineQueueDrops: number };
+  brokerCounters?(): BrokerCounters;
   /** 1 when this process's bridge leads, 0 when it stands by; absent without a bridge. */
   bridgeLeader?(): boolean;
+}
+
+/** What the broker counts (monotonic, since it started) and a gauge or two, read at scrape time. */
+export interface BrokerCounters {
+  authFailures: number;
+  offlineQueueDrops: number;
+  throttledConnects: number;
+  connectionsRefused: Readonly<Record<"listener_full" | "address_pending", number>>;
+  restoredSubscriptionsDropped: number;
+  oversizeClosed: number;
+  malformedClosed: number;
+  pendingLogins: number;
 }
 
 export interface Metrics {
@@ -105,6 +117,7 @@ export const createMetrics = (sources: MetricsSources): Metrics => {
     });
   }
 
+  let beforeRender = () => {};
   const authFailures = new Counter({
     name: "brewcast_auth_failures_total",
     help: "Refused logins, by transport.",
@@ -113,20 +126,69 @@ export const createMetrics = (sources: MetricsSources): Metrics => {
   });
   if (sources.brokerCounters) {
     const counters = sources.brokerCounters;
-    let seenAuth = 0;
-    let seenDrops = 0;
-    new Counter({
-      name: "brewcast_offline_queue_drops_total",
-      help: "Messages dropped from full offline queues of persistent sessions (REST recovers them).",
+    // Each series mirrors a number the broker keeps: the counter moves by what it grew since the last scrape.
+    const mirrors: {
+      counter: Counter<string>;
+      labels: Record<string, string>;
+      read(c: BrokerCounters): number;
+      seen: number;
+    }[] = [];
+    const mirror = (
+      counter: Counter<string>,
+      labels: Record<string, string>,
+      read: (c: BrokerCounters) => number,
+    ) => mirrors.push({ counter, labels, read, seen: 0 });
+    const counter = (name: string, help: string, labelNames: string[] = []) =>
+      new Counter({ name, help, labelNames, registers: [registry] });
+    mirror(authFailures, { transport: "mqtt" }, (c) => c.authFailures);
+    mirror(
+      counter(
+        "brewcast_offline_queue_drops_total",
+        "Messages dropped from full offline queues of persistent sessions (REST recovers them).",
+      ),
+      {},
+      (c) => c.offlineQueueDrops,
+    );
+    const refused = counter(
+      "brewcast_mqtt_connections_refused_total",
+      "MQTT connections closed before login: the listener full, the source address at its limit of connections not logged in, or its login throttled.",
+      ["reason"],
+    );
+    mirror(refused, { reason: "listener_full" }, (c) => c.connectionsRefused.listener_full);
+    mirror(refused, { reason: "address_pending" }, (c) => c.connectionsRefused.address_pending);
+    mirror(refused, { reason: "login_throttled" }, (c) => c.throttledConnects);
+    const closed = counter(
+      "brewcast_mqtt_protocol_violations_total",
+      "MQTT connections closed for a packet over the size limit, or a malformed one (ill-formed UTF-8 included).",
+      ["reason"],
+    );
+    mirror(closed, { reason: "oversize" }, (c) => c.oversizeClosed);
+    mirror(closed, { reason: "malformed" }, (c) => c.malformedClosed);
+    mirror(
+      counter(
+        "brewcast_mqtt_subscriptions_dropped_total",
+        "Stored subscriptions of a resumed session dropped because its credential may no longer hold them.",
+      ),
+      {},
+      (c) => c.restoredSubscriptionsDropped,
+    );
+    new Gauge({
+      name: "brewcast_mqtt_pending_logins",
+      help: "MQTT connections accepted that have not logged in yet.",
       registers: [registry],
       collect() {
-        const now = counters();
-        if (now.offlineQueueDrops > seenDrops) this.inc(now.offlineQueueDrops - seenDrops);
-        seenDrops = now.offlineQueueDrops;
-        if (now.authFailures > seenAuth) authFailures.inc({ transport: "mqtt" }, now.authFailures - seenAuth);
-        seenAuth = now.authFailures;
+        this.set(counters().pendingLogins);
       },
     });
+    // Before each render, not in a collect(): a counter renders before a later metric's collect runs.
+    beforeRender = () => {
+      const now = counters();
+      for (const m of mirrors) {
+        const value = m.read(now);
+        if (value > m.seen) m.counter.inc(m.labels, value - m.seen);
+        m.seen = value;
+      }
+    };
   }
 
   if (sources.bridgeLeader) {
@@ -168,7 +230,10 @@ export const createMetrics = (sources: MetricsSources): Metrics => {
       labelNames: ["partner", "from", "to"],
       registers: [registry],
     }),
-    render: () => registry.metrics(),
+    render: () => {
+      beforeRender();
+      return registry.metrics();
+    },
     contentType: registry.contentType,
   };
 };
