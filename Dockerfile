@@ -46,6 +46,8 @@ EXPOSE 8080 1883
 # Liveness: /healthz on the HTTP port (every role serves it). Readiness (/readyz) is for load balancers.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.BREWCAST_HTTP_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# Open files: an image cannot raise its limit; run it with `--ulimit nofile=65536:65536` (the compose
+# file does), above the budget of docs/operations.md (11,200 with the default connection caps).
 # The CLI handles SIGTERM itself (graceful stop within 10 s), so node can be PID 1.
 ENTRYPOINT ["node", "bin/brewcast.js"]
 CMD ["start"]

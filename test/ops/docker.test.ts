@@ -13,6 +13,7 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { loadConfig } from "../../src/config/load-config.ts";
 import { CONFIG_FIELDS } from "../../src/config/schema.ts";
+import { fileDescriptorBudget } from "../../src/ops/fd-budget.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const read = (path: string) => readFileSync(new URL(path, ROOT), "utf8");
@@ -29,6 +30,7 @@ interface Service {
   depends_on?: Record<string, { condition?: string }>;
   ports?: string[];
   volumes?: string[];
+  ulimits?: { nofile?: { soft: number; hard: number } };
 }
 
 const COMPOSE_TEXT = read("docker-compose.yml");
@@ -118,6 +120,24 @@ describe("docker-compose.yml", () => {
     expect(String(services.bridge!.environment!.BREWCAST_BRIDGE_SECRET)).toMatch(
       /^\$\{BREWCAST_BRIDGE_SECRET:\?/,
     );
+  });
+
+  it("gives every brewcast service more open files than its connection caps need", () => {
+    const answers = {
+      BREWCAST_ADMIN_TOKEN: "a-compose-admin-token",
+      BREWCAST_BRIDGE_SECRET: "a-compose-bridge-secret",
+    };
+    for (const [name, service] of brewcastServices) {
+      const env = Object.fromEntries(
+        Object.entries(service.environment ?? {}).map(([key, value]) => [
+          key,
+          interpolate(String(value ?? ""), answers),
+        ]),
+      );
+      const role = service.command?.[0] === "start" ? "all" : (service.command?.[0] as "broker" | "bridge");
+      const { needed } = fileDescriptorBudget(loadConfig(env).config, role, undefined);
+      expect(service.ulimits?.nofile?.soft, name).toBeGreaterThanOrEqual(needed);
+    }
   });
 
   it("documents every variable it interpolates", () => {
