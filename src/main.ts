@@ -30,6 +30,7 @@ import type { Db } from "./store/db.ts";
 import { readDeliveryStatus } from "./store/delivery-status.ts";
 import { readEvents } from "./store/event-log.ts";
 import { migrate } from "./store/migrate.ts";
+import { createSessionLog, createSessionStore } from "./store/mqtt-sessions.ts";
 import { openDb } from "./store/open-db.ts";
 import { createOrderStore } from "./store/orders.ts";
 import { createPartnerStore } from "./store/partners.ts";
@@ -139,7 +140,8 @@ export const startBrewcast = async (
         loginFailureLimit: config.BREWCAST_LOGIN_FAILURE_LIMIT,
         loginFailureWindowMs: config.BREWCAST_LOGIN_FAILURE_WINDOW_MS,
         drainTimeoutMs: config.BREWCAST_DRAIN_TIMEOUT_MS,
-        offlineQueueMax: config.BREWCAST_OFFLINE_QUEUE_MAX,
+        sessions: { store: createSessionStore(db), log: createSessionLog(db) },
+        sessionFlushMs: config.BREWCAST_SESSION_FLUSH_MS,
         sessionTtlSeconds: config.BREWCAST_SESSION_TTL,
         ...(config.REDIS_URL ? { redisUrl: config.REDIS_URL } : {}),
         log: log.child({ component: "broker" }),

@@ -343,6 +343,15 @@ export const createAccessControl = (options: AccessControlOptions) => {
       return principal ? canSubscribe(principal, filter) : undefined;
     },
 
+    /** The connection logged in under this (namespaced) client id, and whose it is. */
+    ownerOf(clientId: string): { client: HookClient; credentialId: string; partnerId: string } | undefined {
+      const client = byClientId.get(clientId);
+      const principal = client && principals.get(client);
+      return (
+        principal && { client: client!, credentialId: principal.credentialId, partnerId: principal.partnerId }
+      );
+    },
+
     restoredSubscriptionsDropped(count: number): void {
       stats.restoredSubscriptionsDropped += count;
     },

@@ -1,7 +1,8 @@
 /**
  * The embedded MQTT broker (Aedes 1.2.0): listeners (TCP, TLS/mTLS,
  * WebSocket at /mqtt), logins and per-partner ACLs, limits, live revocation
- * and suspension, and Redis scale-out.
+ * and suspension, persistent sessions (positions in the event log, see
+ * src/sessions/) and Redis scale-out.
  *
  * Invariants: nothing a client sends reaches another partner's topics, and no
  * stored subscription outlives its authorization; only
@@ -11,8 +12,9 @@
  * `drainTimeoutMs`; connections that have not logged in are bounded per
  * listener and per source address, and closed if CONNECT does not come in time.
  *
- * May import: domain, node, aedes and its plugins, ws. Never config or store:
- * the composition root maps configuration to `BrokerOptions`.
+ * May import: domain, sessions, node, aedes and its plugins, ws. Never config
+ * or store: the composition root maps configuration to `BrokerOptions` and
+ * hands it the session store and the log as ports.
  */
 import { readFileSync } from "node:fs";
 import type { Server as HttpServer, IncomingMessage } from "node:http";
@@ -23,7 +25,13 @@ import { Aedes } from "aedes";
 import aedesPersistence from "aedes-persistence";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import type { AccessChanges, CredentialVerifier } from "../domain/access.ts";
+import type { SessionLog, SessionStore } from "../domain/sessions.ts";
 import { clipClientInput, type Logger } from "../log.ts";
+import {
+  createSessionPersistence,
+  type DelegatePersistence,
+  type SessionStats,
+} from "../sessions/session-persistence.ts";
 import {
   type AccessControlStats,
   type ConnectionInfo,
@@ -32,7 +40,6 @@ import {
 } from "./access-control.ts";
 import { keepSubscriptionsAuthorized, type SubscriptionPersistence } from "./authorized-subscriptions.ts";
 import { createConnectionGate, type GateRefusal } from "./connection-gate.ts";
-import { capOfflineQueues, type OutgoingPersistence } from "./offline-queue.ts";
 import { createOrderedPublisher, type OrderedAedes } from "./ordered-publish.ts";
 import { guardClientParser } from "./packet-guard.ts";
 import { createRedisBackend } from "./redis.ts";
@@ -53,7 +60,10 @@ export interface BrokerOptions {
   /** How long a connection may take to send CONNECT (default 5,000 ms). */
   connectTimeoutMs?: number;
   drainTimeoutMs: number;
-  offlineQueueMax: number;
+  /** Persistent sessions: where they are kept, and the log they are positions in. */
+  sessions: { store: SessionStore; log: SessionLog };
+  /** How often sessions' progress is written (default 1,000 ms): the most a crash re-delivers. */
+  sessionFlushMs?: number;
   sessionTtlSeconds: number;
   redisUrl?: string;
   /** Prefix of every Redis key and channel (tests run side by side). Default `brewcast:`. */
@@ -73,11 +83,10 @@ export interface BrokerOptions {
 export interface BrokerStats extends AccessControlStats {
   /** Same as `connected`: clients logged in now, by partner and credential kind. */
   connectedByPartner: AccessControlStats["connected"];
-  /** Queued messages dropped because a session's offline queue was full (REST recovers them). */
-  offlineQueueDrops: number;
+  /** Persistent sessions: expired, ended on resume, events replayed, connected here. */
+  sessions: SessionStats;
   oversizeClosed: number;
   malformedClosed: number;
-  sessionsExpired: number;
   drainTimeouts: number;
   /** Connections closed at accept by the limits before login. */
   connectionsRefused: Readonly<Record<GateRefusal, number>>;
@@ -136,7 +145,7 @@ const readPem = (path: string, variable: string): Buffer => {
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const { log } = options;
   const infos = new WeakMap<object, ConnectionInfo>();
-  const counters = { oversizeClosed: 0, malformedClosed: 0, sessionsExpired: 0, drainTimeouts: 0 };
+  const counters = { oversizeClosed: 0, malformedClosed: 0, drainTimeouts: 0 };
 
   const access = createAccessControl({
     verifier: options.verifier,
@@ -151,9 +160,22 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const redis = options.redisUrl
     ? createRedisBackend(options.redisUrl, options.redisPrefix ?? "brewcast:")
     : null;
-  const memoryPersistence = aedesPersistence as unknown as () => unknown;
-  const persistence = redis ? redis.persistence : memoryPersistence();
-  keepSubscriptionsAuthorized(persistence as SubscriptionPersistence, {
+  const memoryPersistence = aedesPersistence as unknown as () => DelegatePersistence;
+  const ttlMs = options.sessionTtlSeconds * 1000;
+  const persistence = createSessionPersistence({
+    store: options.sessions.store,
+    log: options.sessions.log,
+    // Retained messages, wills and inbound QoS 2: in memory, or in Redis to share them between nodes.
+    delegate: redis ? (redis.persistence as DelegatePersistence) : memoryPersistence(),
+    ownerOf: access.ownerOf,
+    flushMs: options.sessionFlushMs ?? 1_000,
+    ttlSeconds: options.sessionTtlSeconds,
+    sweepMs: options.sessionSweepMs ?? Math.min(Math.max(ttlMs / 10, 1000), 60_000),
+    onError: (error, what) => log.warn({ err: error }, `mqtt sessions: ${what} failed`),
+    onEnded: (clientId, reason) =>
+      log.info({ clientId: clipClientInput(clientId), reason }, "mqtt session ended: cannot be resumed"),
+  });
+  keepSubscriptionsAuthorized(persistence as unknown as SubscriptionPersistence, {
     mayHold: access.mayHold,
     dropped(clientId, filters) {
       access.restoredSubscriptionsDropped(filters.length);
@@ -163,12 +185,6 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       );
     },
   });
-  let connectedIds: Record<string, unknown> = {};
-  const queues = capOfflineQueues(
-    persistence as unknown as OutgoingPersistence,
-    options.offlineQueueMax,
-    (clientId) => clientId in connectedIds,
-  );
 
   const gate = createConnectionGate({
     maxPerListener: options.maxConnections ?? 5_000,
@@ -188,13 +204,14 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       client: HookClient & { conn: Writable },
       packet: Parameters<typeof access.authorizeForward>[1],
     ) => {
-      const forwarded = access.authorizeForward(client, packet);
+      const allowed = access.authorizeForward(client, packet);
+      // A resuming session holds live messages back until its replay is written.
+      const forwarded = allowed && persistence.forward(client, allowed);
       if (forwarded) holdWrites(client.conn);
       return forwarded;
     }) as never,
   });
   const drained = new WeakSet<object>();
-  connectedIds = (aedes as unknown as { clients: Record<string, unknown> }).clients;
   aedes.on("clientError", (client, error) => {
     log.debug({ clientId: clipClientInput(client.id), err: error }, "mqtt client error");
     if (error.message === "drain timeout" && !drained.has(client)) {
@@ -203,31 +220,6 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       log.warn({ clientId: clipClientInput(client.id) }, "mqtt subscriber dropped: drain timeout");
     }
   });
-
-  // Session expiry: persistent sessions unused for the TTL are forgotten (subscriptions and queue).
-  const lastSeen = new Map<string, number>();
-  aedes.on("client", (client) => lastSeen.delete(client.id));
-  aedes.on("clientDisconnect", (client) => {
-    if (!(client as unknown as { clean: boolean }).clean) lastSeen.set(client.id, Date.now());
-  });
-  const ttlMs = options.sessionTtlSeconds * 1000;
-  const sweep = setInterval(
-    () => {
-      const now = Date.now();
-      for (const [clientId, seen] of lastSeen) {
-        if (
-          now - seen < ttlMs ||
-          (aedes as unknown as { clients: Record<string, unknown> }).clients[clientId]
-        )
-          continue;
-        lastSeen.delete(clientId);
-        counters.sessionsExpired++;
-        queues.forget(clientId).catch((error) => log.warn({ err: error, clientId }, "session expiry failed"));
-      }
-    },
-    options.sessionSweepMs ?? Math.min(Math.max(ttlMs / 10, 1000), 60_000),
-  );
-  sweep.unref();
 
   const unsubscribeAccess = options.accessChanges.subscribe((change) => access.onAccessChange(change));
 
@@ -253,7 +245,10 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         "mqtt connection closed: packet",
       );
     });
-    conn.once("close", () => access.release(client));
+    conn.once("close", () => {
+      access.release(client);
+      persistence.disconnected(client);
+    });
   };
 
   const servers: net.Server[] = [];
@@ -306,8 +301,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     await Promise.all(servers.filter((s) => s.listening).map(closeServer));
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     unsubscribeAccess();
-    clearInterval(sweep);
-    await redis?.close();
+    await persistence.destroy();
     throw error;
   }
 
@@ -349,7 +343,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         ...stats,
         connectedByPartner: stats.connected,
         ...counters,
-        offlineQueueDrops: queues.dropped(),
+        sessions: persistence.stats(),
         connectionsRefused: gate.refusals,
         pendingLogins: gate.pending(),
       };
@@ -357,13 +351,13 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     close() {
       closed ??= (async () => {
         unsubscribeAccess();
-        clearInterval(sweep);
         const serversClosed = Promise.all(servers.map(closeServer));
         for (const wss of webSocketServers) wss.close();
         await new Promise<void>((resolve) => aedes.close(() => resolve()));
         for (const socket of sockets) socket.destroy();
         await serversClosed;
-        await redis?.close();
+        // Every session's progress is written (the clients' closes started it), then the delegate ends.
+        await persistence.destroy();
       })();
       return closed;
     },

@@ -1,26 +1,23 @@
 /**
- * Redis scale-out: aedes-persistence-redis 12 (sessions, subscriptions,
- * retained messages, offline queues, wills) and mqemitter-redis 7.2.1
- * (message fan-out between broker nodes), both under one key/channel prefix
- * so that several deployments or test runs can share a Redis.
+ * Redis scale-out: mqemitter-redis 7.2.1 (message fan-out between broker
+ * nodes) and aedes-persistence-redis 12 for what the nodes must share
+ * besides sessions: retained messages, wills and inbound QoS 2. Persistent
+ * sessions are in the database (src/sessions/), not here. Both under one
+ * key/channel prefix so that several deployments or test runs can share a Redis.
  */
 import { createRequire } from "node:module";
 import { Redis } from "ioredis";
 
 const require = createRequire(import.meta.url);
 
-interface Closable {
-  destroy(): Promise<void>;
-}
-
 export interface RedisBackend {
+  /** Ended by whoever ends the broker's persistence (it delegates to this one). */
   persistence: unknown;
   mq: unknown;
-  close(): Promise<void>;
 }
 
 export const createRedisBackend = (url: string, prefix: string): RedisBackend => {
-  const redisPersistence = require("aedes-persistence-redis") as (opts: { conn: Redis }) => Closable;
+  const redisPersistence = require("aedes-persistence-redis") as (opts: { conn: Redis }) => unknown;
   const { MQEmitterRedisPrefix } = require("mqemitter-redis") as {
     MQEmitterRedisPrefix: new (prefix: string, opts: { pubConn: Redis; subConn: Redis }) => unknown;
   };
@@ -31,15 +28,5 @@ export const createRedisBackend = (url: string, prefix: string): RedisBackend =>
     pubConn: new Redis(url, { enableAutoPipelining: true }),
     subConn: new Redis(url, { enableReadyCheck: false, enableAutoPipelining: true }),
   });
-  let closed = false;
-  return {
-    persistence,
-    mq,
-    async close() {
-      if (closed) return;
-      closed = true;
-      // Aedes closes the emitter itself; the persistence is ours to end.
-      await persistence.destroy().catch(() => undefined);
-    },
-  };
+  return { persistence, mq };
 };

@@ -115,8 +115,8 @@ export const CONFIG_FIELDS = {
   BREWCAST_DRAIN_TIMEOUT_MS: positiveInt(10_000, 15_000).describe(
     "How long a subscriber that stops reading may hold up delivery before it is disconnected.",
   ),
-  BREWCAST_OFFLINE_QUEUE_MAX: positiveInt(10_000).describe(
-    "Messages kept per persistent session while offline; the oldest are dropped (and counted) beyond it.",
+  BREWCAST_SESSION_FLUSH_MS: positiveInt(1_000, 60_000).describe(
+    "How often persistent MQTT sessions' positions (what each client acknowledged) are written to the database; a crash re-delivers at most this much, never skips.",
   ),
   BREWCAST_SESSION_TTL: z.coerce
     .number()

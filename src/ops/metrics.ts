@@ -22,13 +22,19 @@ export interface MetricsSources {
 /** What the broker counts (monotonic, since it started) and a gauge or two, read at scrape time. */
 export interface BrokerCounters {
   authFailures: number;
-  offlineQueueDrops: number;
   throttledConnects: number;
   connectionsRefused: Readonly<Record<"listener_full" | "address_pending", number>>;
   restoredSubscriptionsDropped: number;
   oversizeClosed: number;
   malformedClosed: number;
   pendingLogins: number;
+  sessions: {
+    expired: number;
+    ended: Readonly<Record<"past_retention" | "log_reset", number>>;
+    replayed: number;
+    heldDropped: number;
+    connected: number;
+  };
 }
 
 export interface Metrics {
@@ -143,11 +149,26 @@ export const createMetrics = (sources: MetricsSources): Metrics => {
     mirror(authFailures, { transport: "mqtt" }, (c) => c.authFailures);
     mirror(
       counter(
-        "brewcast_offline_queue_drops_total",
-        "Messages dropped from full offline queues of persistent sessions (REST recovers them).",
+        "brewcast_mqtt_sessions_expired_total",
+        "Persistent MQTT sessions removed after BREWCAST_SESSION_TTL unused.",
       ),
       {},
-      (c) => c.offlineQueueDrops,
+      (c) => c.sessions.expired,
+    );
+    const ended = counter(
+      "brewcast_mqtt_sessions_ended_total",
+      "Stored persistent sessions that could not be resumed (sessionPresent=0): their position is older than the retained history, or belongs to another log.",
+      ["reason"],
+    );
+    mirror(ended, { reason: "past_retention" }, (c) => c.sessions.ended.past_retention);
+    mirror(ended, { reason: "log_reset" }, (c) => c.sessions.ended.log_reset);
+    mirror(
+      counter(
+        "brewcast_mqtt_session_replayed_events_total",
+        "Events sent from the log to resumed persistent sessions.",
+      ),
+      {},
+      (c) => c.sessions.replayed,
     );
     const refused = counter(
       "brewcast_mqtt_connections_refused_total",
@@ -178,6 +199,14 @@ export const createMetrics = (sources: MetricsSources): Metrics => {
       registers: [registry],
       collect() {
         this.set(counters().pendingLogins);
+      },
+    });
+    new Gauge({
+      name: "brewcast_mqtt_persistent_sessions_connected",
+      help: "Persistent MQTT sessions (CleanSession=0) connected to this process.",
+      registers: [registry],
+      collect() {
+        this.set(counters().sessions.connected);
       },
     });
     // Before each render, not in a collect(): a counter renders before a later metric's collect runs.

@@ -12,6 +12,7 @@ import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createBridgeLog, createLeaderLock } from "../../src/store/bridge-log.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import type { Db } from "../../src/store/db.ts";
+import { createSessionLog, createSessionStore } from "../../src/store/mqtt-sessions.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { connect, until } from "../broker/helpers.ts";
 import { silentLog } from "../support/test-db.ts";
@@ -37,7 +38,7 @@ export const embeddedTarget = async (db: Db): Promise<BrokerTarget> => {
     maxPacketBytes: 65_536,
     maxConnectionsPerPartner: 100,
     drainTimeoutMs: 5_000,
-    offlineQueueMax: 100_000,
+    sessions: { store: createSessionStore(db), log: createSessionLog(db) },
     sessionTtlSeconds: 3_600,
     log: silentLog,
     verifier: createCredentialStore(db, { accessChanges }),

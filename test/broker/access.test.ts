@@ -7,6 +7,7 @@ import {
   buildPartnerCursorTopic,
   buildShopCursorTopic,
 } from "../../src/domain/topics.ts";
+import { createSessionLog, createSessionStore } from "../../src/store/mqtt-sessions.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
 import { silentLog } from "../support/test-db.ts";
 import {
@@ -362,7 +363,7 @@ describe("startBroker", () => {
         maxPacketBytes: 1024,
         maxConnectionsPerPartner: 1,
         drainTimeoutMs: 1000,
-        offlineQueueMax: 1,
+        sessions: { store: createSessionStore(h.testDb.db), log: createSessionLog(h.testDb.db) },
         sessionTtlSeconds: 60,
         log: silentLog,
         verifier: h.credentials,

@@ -7,6 +7,7 @@
 import { startBroker } from "../../src/broker/index.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
+import { createSessionLog, createSessionStore } from "../../src/store/mqtt-sessions.ts";
 import { createPgDb } from "../../src/store/pg-db.ts";
 import { silentLog } from "../support/test-db.ts";
 import { TEST_BROKER_LIMITS } from "./helpers.ts";
@@ -18,6 +19,7 @@ const broker = await startBroker({
   redisUrl: process.env.REDIS_URL!,
   redisPrefix: process.env.NODE_REDIS_PREFIX!,
   verifier: createCredentialStore(db, { accessChanges }),
+  sessions: { store: createSessionStore(db), log: createSessionLog(db) },
   accessChanges,
 });
 process.stdout.write(`${JSON.stringify({ mqtt: broker.ports.mqtt })}\n`);

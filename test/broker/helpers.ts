@@ -8,6 +8,7 @@ import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { type Broker, type BrokerOptions, startBroker } from "../../src/broker/index.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { type CredentialStore, createCredentialStore } from "../../src/store/credentials.ts";
+import { createSessionLog, createSessionStore } from "../../src/store/mqtt-sessions.ts";
 import { createPartnerStore, type PartnerStore } from "../../src/store/partners.ts";
 import { type SeededPartner, seedPartner } from "../support/fixtures.ts";
 import { createTestDb, silentLog, type TestDb } from "../support/test-db.ts";
@@ -31,7 +32,6 @@ export const TEST_BROKER_LIMITS = {
   maxPacketBytes: 65_536,
   maxConnectionsPerPartner: 1000,
   drainTimeoutMs: 10_000,
-  offlineQueueMax: 10_000,
   sessionTtlSeconds: 3600,
   log: silentLog,
 } satisfies Partial<BrokerOptions>;
@@ -45,6 +45,7 @@ export const startHarness = async (overrides: Partial<BrokerOptions> = {}): Prom
     ...TEST_BROKER_LIMITS,
     verifier: credentials,
     accessChanges,
+    sessions: { store: createSessionStore(testDb.db), log: createSessionLog(testDb.db) },
     loginFailureLimit: 1000,
     ...overrides,
   };

@@ -21,7 +21,6 @@ beforeAll(async () => {
   h = await startHarness({
     maxPacketBytes: 65_536,
     drainTimeoutMs: 1_000,
-    offlineQueueMax: 5,
   });
   p = await h.seed(2);
 });
@@ -139,27 +138,6 @@ describe("QoS downgrade through wildcards [MQTT-3.8.4-6]", () => {
     expect(gotExact.messages[0]!.qos).toBe(2);
     for (const c of [q1, q0, exact]) c.end(true);
   });
-
-  it("a queued message for a persistent wildcard QoS 1 session is delivered at QoS 1", async () => {
-    const clientId = `q-${randomBytes(4).toString("hex")}`;
-    const first = await login(h.url, p.backend, { clientId, clean: false });
-    expect(await subscribeGranted(first, `partners/${p.id}/shops/+/cursor`, 1)).toBe(1);
-    first.end(true);
-    await closed(first);
-    await h.broker.publish({
-      topic: buildShopCursorTopic(p.id, "shop-2"),
-      payload: "queued",
-      qos: 2,
-      retain: false,
-    });
-    let got!: ReturnType<typeof collect>;
-    const again = await login(h.url, p.backend, { clientId, clean: false }, (c) => {
-      got = collect(c);
-    });
-    await got.waitFor(1);
-    expect(got.messages[0]).toMatchObject({ payload: "queued", qos: 1 });
-    again.end(true);
-  });
 });
 
 describe("slow subscribers", () => {
@@ -188,90 +166,4 @@ describe("slow subscribers", () => {
     expect(elapsed).toBeLessThan(4_000);
     healthy.end(true);
   }, 30_000);
-});
-
-describe("persistent sessions", () => {
-  it("keeps at most offlineQueueMax queued messages, dropping the oldest and counting them", async () => {
-    const clientId = `cap-${randomBytes(4).toString("hex")}`;
-    const first = await login(h.url, p.backend, { clientId, clean: false });
-    await subscribeGranted(first, `partners/${p.id}/shops/shop-2/orders/+`, 1);
-    first.end(true);
-    await closed(first);
-    // Offline means offline for the broker too.
-    await until(() => (h.broker.stats().connected[p.id]?.backend ?? 0) === 0, 5_000, "disconnect seen");
-    const before = h.broker.stats().offlineQueueDrops;
-    for (let i = 0; i < 12; i++) {
-      await h.broker.publish({
-        topic: buildOrderEventTopic(p.id, "shop-2", "created"),
-        payload: String(i),
-        qos: 1,
-        retain: false,
-      });
-    }
-    expect(h.broker.stats().offlineQueueDrops).toBe(before + 7);
-    let got!: ReturnType<typeof collect>;
-    const again = await login(h.url, p.backend, { clientId, clean: false }, (c) => {
-      got = collect(c);
-    });
-    await h.broker.publish({
-      topic: buildOrderEventTopic(p.id, "shop-2", "status_changed"),
-      payload: "live",
-      qos: 1,
-      retain: false,
-    });
-    // The queue flush and live messages interleave: wait for the five newest, then a second live marker.
-    await until(() => got.messages.length >= 6, 5_000, "queued and live").catch((e) => {
-      throw new Error(`${e.message}: ${JSON.stringify(got.messages)} ${again.connected}`);
-    });
-    await h.broker.publish({
-      topic: buildOrderEventTopic(p.id, "shop-2", "status_changed"),
-      payload: "live2",
-      qos: 1,
-      retain: false,
-    });
-    await until(() => got.messages.some((m) => m.payload === "live2"), 5_000, "second live marker");
-    const queued = got.messages.map((m) => m.payload).filter((m) => !m.startsWith("live"));
-    expect(queued).toEqual(["7", "8", "9", "10", "11"]);
-    again.end(true);
-  });
-
-  it("expires a persistent session unused for the session TTL", async () => {
-    const short = await h.extraBroker({ sessionTtlSeconds: 1, sessionSweepMs: 100 });
-    const clientId = `ttl-${randomBytes(4).toString("hex")}`;
-    const first = await login(short.url, p.backend, { clientId, clean: false });
-    await subscribeGranted(first, `partners/${p.id}/shops/shop-1/orders/+`, 1);
-    first.end(true);
-    await closed(first);
-    await short.broker.publish({
-      topic: buildOrderEventTopic(p.id, "shop-1", "created"),
-      payload: "before-expiry",
-      qos: 1,
-      retain: false,
-    });
-    const expired = short.broker.stats().sessionsExpired;
-    await until(() => short.broker.stats().sessionsExpired > expired, 5_000, "session expiry");
-    let got!: ReturnType<typeof collect>;
-    let sessionPresent: boolean | undefined;
-    const again = await login(short.url, p.backend, { clientId, clean: false }, (c) => {
-      got = collect(c);
-      c.once("connect", (connack) => {
-        sessionPresent = connack.sessionPresent;
-      });
-    });
-    expect(sessionPresent).toBe(false);
-    // The session is gone: no subscription, so a new event does not arrive; the queued one was dropped.
-    const probe = await login(short.url, p.backend);
-    const probeGot = collect(probe);
-    await subscribeGranted(probe, `partners/${p.id}/shops/shop-1/orders/+`, 1);
-    await short.broker.publish({
-      topic: buildOrderEventTopic(p.id, "shop-1", "created"),
-      payload: "after",
-      qos: 1,
-      retain: false,
-    });
-    await probeGot.waitFor(1);
-    expect(got.messages).toEqual([]);
-    again.end(true);
-    probe.end(true);
-  });
 });

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildOrderEventTopic, buildShopCursorTopic } from "../../src/domain/topics.ts";
+import { createOrders } from "../bridge/helpers.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
 import { seedPartner } from "../support/fixtures.ts";
 import { createTestDb, DATABASE_URL, REDIS_URL, type TestDb } from "../support/test-db.ts";
@@ -97,27 +98,41 @@ describe.skipIf(!REDIS_URL || !DATABASE_URL)("Redis scale-out: two broker proces
     sub.end(true);
   });
 
-  it("a persistent session made on one node resumes on the other, with its queued messages", async () => {
+  it("a persistent session made on one node resumes on the other: the log it missed, then live", async () => {
     const clientId = `resume-${randomBytes(4).toString("hex")}`;
+    const filter = `partners/${p.id}/shops/shop-1/orders/+`;
     const first = await login(a.url, p.backend, { clientId, clean: false });
+    await subscribeGranted(first, filter, 1);
     await subscribeGranted(first, `partners/${p.id}/devices/+/status`, 1);
     first.end(true);
     await closed(first);
-    // A device publishes (through node a) while the session is offline.
+    // While the session is offline: three events are committed, and a device's status changes.
+    await createOrders(testDb.db, p.id, ["shop-1"], 3);
     const device = p.devices[0]!;
     const pub = await login(a.url, device);
-    await pub.publishAsync(`partners/${p.id}/devices/${device.id}/status`, "while-away", { qos: 1 });
+    await pub.publishAsync(`partners/${p.id}/devices/${device.id}/status`, "online-while-away", {
+      qos: 1,
+      retain: true,
+    });
     pub.end(true);
     let got!: ReturnType<typeof collect>;
     let sessionPresent: boolean | undefined;
-    const again = await login(b.url, p.backend, { clientId, clean: false, connectTimeout: 15_000 }, (c) => {
+    const again = await login(b.url, p.backend, { clientId, clean: false }, (c) => {
       got = collect(c);
       c.once("connect", (connack) => {
         sessionPresent = connack.sessionPresent;
       });
     });
     expect(sessionPresent).toBe(true);
-    await until(() => got.messages.some((m) => m.payload === "while-away"), 10_000, "queued message");
+    await until(() => got.messages.length >= 4, 10_000, "the missed events and the device's status");
+    const events = got.messages.filter((m) => m.topic.includes("/orders/"));
+    expect(events.map((m) => JSON.parse(m.payload).seq)).toEqual([1, 2, 3]);
+    // Sent because the session's subscription matches: RETAIN=0 [MQTT-3.3.1-9].
+    expect(got.messages.find((m) => m.topic.endsWith("/status"))).toMatchObject({
+      payload: "online-while-away",
+      retain: false,
+    });
+    expect(got.messages.every((m) => !m.retain)).toBe(true);
     again.end(true);
   });
 

@@ -62,15 +62,7 @@ export const renderPartnerBridge = (text: string, settings: BridgeSettings): str
   return lines.join("\n");
 };
 
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
+export { freePort } from "../support/ports.ts";
 
 const accepts = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
