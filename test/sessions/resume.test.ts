@@ -4,7 +4,7 @@
  * the log, in order, RETAIN=0, then the live stream with no gap.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closed, collect, login, subscribeGranted, until } from "../broker/helpers.ts";
+import { closed, login, subscribeGranted, until } from "../broker/helpers.ts";
 import { createOrders, readAll } from "../client/helpers.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
 import { type System, startSystem } from "../support/system.ts";
