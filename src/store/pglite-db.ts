@@ -1,48 +1,18 @@
 /**
  * The Db port over embedded PGlite (Postgres compiled to WASM), so that a
  * fresh machine runs the whole system with no database server. One process
- * owns a data directory: a lock file refuses a second one.
+ * owns a data directory: a kernel lock on a file in it refuses a second one
+ * (data-dir-lock.ts).
  */
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
+import { lockDataDir } from "./data-dir-lock.ts";
 import { assertChannelName, beginStatement, type Db, type Queryable, type Row, type Sql } from "./db.ts";
 
 const INT8_OID = 20;
 
 export const MEMORY_DATA_DIR = "memory://";
-
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-};
-
-/** Takes `<dir>/brewcast.lock`, replacing a stale one left by a dead process. */
-const lockDataDir = (dir: string): (() => void) => {
-  const lockPath = join(dir, "brewcast.lock");
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(lockPath, "wx");
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return () => rmSync(lockPath, { force: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      const holder = Number(readFileSync(lockPath, "utf8"));
-      if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
-        throw new Error(
-          `BREWCAST_DATA_DIR=${dir} is in use by process ${holder}; the embedded database serves one process (set DATABASE_URL to share a Postgres server)`,
-        );
-      }
-      rmSync(lockPath, { force: true });
-    }
-  }
-  throw new Error(`could not lock BREWCAST_DATA_DIR=${dir}`);
-};
 
 export const createPgliteDb = async (dataDir: string): Promise<Db> => {
   let unlock = () => {};
