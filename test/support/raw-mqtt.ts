@@ -85,3 +85,54 @@ export const readBytes = (socket: net.Socket, n: number): Promise<Buffer> =>
     socket.on("data", onData);
     socket.once("close", () => reject(new Error(`closed after ${got.length} of ${n} bytes`)));
   });
+
+export interface RawPublish {
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  dup: boolean;
+  retain: boolean;
+  messageId: number | undefined;
+}
+
+/**
+ * Reads the packets a broker sends on `socket` and hands each PUBLISH to `onPublish`, acknowledging
+ * nothing: a client that takes messages and never answers. Returns the types of every packet read
+ * (2 CONNACK, 3 PUBLISH, 9 SUBACK…), in order.
+ */
+export const onPublishes = (socket: net.Socket, onPublish: (publish: RawPublish) => void): number[] => {
+  const types: number[] = [];
+  let buffer = Buffer.alloc(0);
+  socket.on("data", (chunk: Buffer) => {
+    buffer = Buffer.concat([buffer, chunk]);
+    for (;;) {
+      let length = 0;
+      let multiplier = 1;
+      let i = 1;
+      for (; i < buffer.length && i <= 4; i++) {
+        length += (buffer[i]! & 0x7f) * multiplier;
+        multiplier *= 128;
+        if ((buffer[i]! & 0x80) === 0) break;
+      }
+      if (i >= buffer.length || buffer.length < i + 1 + length) return;
+      const first = buffer[0]!;
+      const body = buffer.subarray(i + 1, i + 1 + length);
+      buffer = buffer.subarray(i + 1 + length);
+      types.push(first >> 4);
+      if (first >> 4 !== 3) continue;
+      const qos = (first >> 1) & 3;
+      const topicLength = body.readUInt16BE(0);
+      const topic = body.subarray(2, 2 + topicLength).toString("utf8");
+      const messageId = qos > 0 ? body.readUInt16BE(2 + topicLength) : undefined;
+      onPublish({
+        topic,
+        payload: body.subarray(2 + topicLength + (qos > 0 ? 2 : 0)),
+        qos,
+        dup: (first & 0x08) !== 0,
+        retain: (first & 0x01) !== 0,
+        messageId,
+      });
+    }
+  });
+  return types;
+};
