@@ -26,10 +26,14 @@ const fail = (message: string): never => {
 
 const TAIL_USAGE = `usage: brewcast tail --api URL --mqtt URL --id CREDENTIAL --secret SECRET
                      [--after SEQ] [--count N] [--shop ID] [--partner ID] [--name NAME] [--store FILE]
+                     [--watermark MS]
 
 Prints each event of the credential's scope as one JSON line on stdout, every
 event once and in seq order (MQTT push, REST catch-up and gap filling through
-the consumer SDK). With a TTY on stderr, a status line shows state, seq and lag.
+the consumer SDK). Errors and state changes go to stderr; with a TTY there, a
+status line shows state, seq and lag. What can heal (the network, 429, 5xx) is
+retried and said once; an answer that would be the same again (a bad
+credential, a shop or partner it may not read) exits 1.
 
   --after SEQ     start after this seq (default 0; a --store position wins)
   --count N       exit after N events
@@ -83,8 +87,9 @@ const tail = async (argv: string[]): Promise<void> => {
     credentialId: values.id!,
     secret: values.secret!,
     name: values.name ?? "tail",
-    ...(values.shop ? { shop: values.shop } : {}),
-    ...(values.partner ? { partner: values.partner } : {}),
+    // An empty --shop or --partner is refused by the SDK, not taken for "every shop".
+    ...(values.shop !== undefined ? { shop: values.shop } : {}),
+    ...(values.partner !== undefined ? { partner: values.partner } : {}),
     ...(after !== undefined ? { after } : {}),
     ...(watermarkMs ? { watermarkMs } : {}),
     ...(values.store ? { store: createFileStore(values.store) } : {}),
@@ -102,6 +107,11 @@ const tail = async (argv: string[]): Promise<void> => {
       `\r\x1b[2K[${s.phase}${s.connected ? "" : ", push down"}] seq ${s.seq} head ${s.head} lag ${s.head - s.seq} events${lagMs === null ? "" : ` / ${(lagMs / 1000).toFixed(1)} s`}`,
     );
   };
+  // One line on stderr, above the status line when there is one.
+  const say = (line: string) => {
+    process.stderr.write(`${tty ? "\r\x1b[2K" : ""}brewcast tail: ${line}\n`);
+    status(true);
+  };
   if (tty) {
     for (const name of [
       "connecting",
@@ -113,10 +123,25 @@ const tail = async (argv: string[]): Promise<void> => {
       "cursor",
     ] as const)
       consumer.on(name, () => status(true));
-    consumer.on("error", ({ error, during }) =>
-      process.stderr.write(`\r\x1b[2Kbrewcast tail: ${during}: ${error.message}\n`),
-    );
+  } else {
+    // No status line: say the moves a reader of a log needs.
+    consumer.on("live", ({ seq }) => say(`live at seq ${seq}`));
+    consumer.on("disconnected", ({ reason }) => say(`push down (${reason}): reading the history meanwhile`));
   }
+  // Errors go to stderr whatever it is. A failure that repeats (a refused MQTT port, every
+  // reconnect) is said once until something else happens; the terminal one is said below.
+  let lastError = "";
+  consumer.on("error", ({ error, during, retryInMs, fatal }) => {
+    if (fatal) return;
+    const line = `${during}: ${error.message}`;
+    if (line === lastError) return;
+    lastError = line;
+    say(`${line}${retryInMs === undefined ? "" : ` (retrying in ${retryInMs} ms; repeats are not shown)`}`);
+  });
+  for (const name of ["connected", "live"] as const) consumer.on(name, () => (lastError = ""));
+  consumer.on("ahead", ({ seq, head }) =>
+    say(`position ${seq} is past the head of the log (${head}): waiting for seq ${seq + 1}`),
+  );
 
   let printed = 0;
   let stopping = false;
