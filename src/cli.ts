@@ -19,6 +19,8 @@ commands:
 
 Configuration is environment only; see the README's configuration table.`;
 
+const COMMANDS = new Set(["start", "broker", "bridge", "migrate", "check-config"]);
+
 const fail = (message: string): never => {
   process.stderr.write(`brewcast: ${message}\n`);
   process.exit(1);
@@ -200,6 +202,8 @@ const main = async (argv: string[]): Promise<void> => {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
+  // Before the configuration is read: an unknown command starts, logs and generates nothing.
+  if (!COMMANDS.has(command)) fail(`unknown command '${command}'\n${USAGE}`);
   const { config, unknownVariables, warnings } = readConfig();
 
   if (command === "check-config") {
