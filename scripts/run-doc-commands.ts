@@ -13,8 +13,9 @@
  *   to its process group) and must stop.
  * - `npm test` is not run: it is the suite that runs this script.
  *
- * `npm test` runs this through test/integration/doc-commands.test.ts; by hand:
- * `npx tsx scripts/run-doc-commands.ts [--keep]` (--keep leaves the copy).
+ * `npm test` runs this through test/serial/doc-commands.test.ts, after the
+ * main suite (it loads the machine). By hand: `npx tsx
+ * scripts/run-doc-commands.ts [--keep]` (--keep leaves the copy).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
