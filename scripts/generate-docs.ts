@@ -1,7 +1,8 @@
 /**
  * Writes the README's generated tables from the code: the error codes from
- * the registry (src/domain/errors.ts) and the configuration from the config
- * schema (src/config/schema.ts). Each table sits between marker comments,
+ * the registry (src/domain/errors.ts), the configuration from the config
+ * schema (src/config/schema.ts), and `brewcast tail --help` from the CLI's
+ * help text (src/cli-usage.ts). Each block sits between marker comments,
  * `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`; everything else in
  * the README is left alone. `npm run docs` rewrites the tables, `npm run docs
  * -- --check` exits 1 when one is stale (test/unit/readme.test.ts does the same).
@@ -10,6 +11,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { z } from "zod";
+import { TAIL_USAGE } from "../src/cli-usage.ts";
 import { CONFIG_FIELDS } from "../src/config/schema.ts";
 import { ERROR_CODES, ERRORS } from "../src/domain/errors.ts";
 
@@ -42,7 +44,14 @@ export const configTable = (): string =>
     }),
   ].join("\n");
 
-export const GENERATED: Record<string, () => string> = { errors: errorTable, config: configTable };
+/** What `npx brewcast tail --help` prints. */
+export const tailUsage = (): string => `\`\`\`text\n${TAIL_USAGE}\n\`\`\``;
+
+export const GENERATED: Record<string, () => string> = {
+  errors: errorTable,
+  config: configTable,
+  tail: tailUsage,
+};
 
 /** The README with every generated block replaced; throws when a marker pair is missing. */
 export const renderReadme = (readme: string): string => {

@@ -2,44 +2,18 @@
  * The `brewcast` command: start, migrate, check-config, tail.
  */
 import { parseArgs } from "node:util";
+import { TAIL_USAGE, USAGE } from "./cli-usage.ts";
 import { createConsumer, createFileStore, ResyncRequiredError } from "./client/index.ts";
 import { ConfigError, loadConfig, redactConfig } from "./config/load-config.ts";
 import { createLogger } from "./log.ts";
 import { openMigratedDb, startBrewcast } from "./main.ts";
 
-const USAGE = `usage: brewcast <command>
-
-commands:
-  start          run the API, the embedded MQTT broker and the bridge in one process
-  broker         run the MQTT broker alone (several share REDIS_URL behind a TCP load balancer)
-  bridge         run the bridge alone, publishing to BREWCAST_MQTT_URL
-  migrate        apply pending database migrations and exit
-  check-config   print the effective configuration (secrets redacted) and exit
-  tail           print a partner's or shop's events as JSON lines, once and in order (brewcast tail --help)
-
-Configuration is environment only; see the README's configuration table.`;
+const COMMANDS = new Set(["start", "broker", "bridge", "migrate", "check-config"]);
 
 const fail = (message: string): never => {
   process.stderr.write(`brewcast: ${message}\n`);
   process.exit(1);
 };
-
-const TAIL_USAGE = `usage: brewcast tail --api URL --mqtt URL --id CREDENTIAL --secret SECRET
-                     [--after SEQ] [--count N] [--shop ID] [--partner ID] [--name NAME] [--store FILE]
-
-Prints each event of the credential's scope as one JSON line on stdout, every
-event once and in seq order (MQTT push, REST catch-up and gap filling through
-the consumer SDK). With a TTY on stderr, a status line shows state, seq and lag.
-
-  --after SEQ     start after this seq (default 0; a --store position wins)
-  --count N       exit after N events
-  --shop ID       one shop only (required for a device credential)
-  --partner ID    the partner id (default: read from the history)
-  --name NAME     the persistent MQTT session's name (default "tail")
-  --store FILE    keep the position in FILE (atomic writes) to resume after a restart
-  --watermark MS  the server's BREWCAST_WATERMARK_MS (default 5000)
-
-Exit status: 0 done, 1 error, 3 resync needed (the log changed or the position expired).`;
 
 const nonNegativeInt = (flag: string, value: string | undefined): number | undefined => {
   if (value === undefined) return undefined;
@@ -83,8 +57,9 @@ const tail = async (argv: string[]): Promise<void> => {
     credentialId: values.id!,
     secret: values.secret!,
     name: values.name ?? "tail",
-    ...(values.shop ? { shop: values.shop } : {}),
-    ...(values.partner ? { partner: values.partner } : {}),
+    // An empty --shop or --partner is refused by the SDK, not taken for "every shop".
+    ...(values.shop !== undefined ? { shop: values.shop } : {}),
+    ...(values.partner !== undefined ? { partner: values.partner } : {}),
     ...(after !== undefined ? { after } : {}),
     ...(watermarkMs ? { watermarkMs } : {}),
     ...(values.store ? { store: createFileStore(values.store) } : {}),
@@ -102,6 +77,11 @@ const tail = async (argv: string[]): Promise<void> => {
       `\r\x1b[2K[${s.phase}${s.connected ? "" : ", push down"}] seq ${s.seq} head ${s.head} lag ${s.head - s.seq} events${lagMs === null ? "" : ` / ${(lagMs / 1000).toFixed(1)} s`}`,
     );
   };
+  // One line on stderr, above the status line when there is one.
+  const say = (line: string) => {
+    process.stderr.write(`${tty ? "\r\x1b[2K" : ""}brewcast tail: ${line}\n`);
+    status(true);
+  };
   if (tty) {
     for (const name of [
       "connecting",
@@ -113,10 +93,25 @@ const tail = async (argv: string[]): Promise<void> => {
       "cursor",
     ] as const)
       consumer.on(name, () => status(true));
-    consumer.on("error", ({ error, during }) =>
-      process.stderr.write(`\r\x1b[2Kbrewcast tail: ${during}: ${error.message}\n`),
-    );
+  } else {
+    // No status line: say the moves a reader of a log needs.
+    consumer.on("live", ({ seq }) => say(`live at seq ${seq}`));
+    consumer.on("disconnected", ({ reason }) => say(`push down (${reason}): reading the history meanwhile`));
   }
+  // Errors go to stderr whatever it is. A failure that repeats (a refused MQTT port, every
+  // reconnect) is said once until something else happens; the terminal one is said below.
+  let lastError = "";
+  consumer.on("error", ({ error, during, retryInMs, fatal }) => {
+    if (fatal) return;
+    const line = `${during}: ${error.message}`;
+    if (line === lastError) return;
+    lastError = line;
+    say(`${line}${retryInMs === undefined ? "" : ` (retrying in ${retryInMs} ms; repeats are not shown)`}`);
+  });
+  for (const name of ["connected", "live"] as const) consumer.on(name, () => (lastError = ""));
+  consumer.on("ahead", ({ seq, head }) =>
+    say(`position ${seq} is past the head of the log (${head}): waiting for seq ${seq + 1}`),
+  );
 
   let printed = 0;
   let stopping = false;
@@ -175,6 +170,8 @@ const main = async (argv: string[]): Promise<void> => {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
+  // Before the configuration is read: an unknown command starts, logs and generates nothing.
+  if (!COMMANDS.has(command)) fail(`unknown command '${command}'\n${USAGE}`);
   const { config, unknownVariables, warnings } = readConfig();
 
   if (command === "check-config") {

@@ -19,7 +19,8 @@ import type { Publisher } from "./bridge/ports.ts";
 import { BRIDGE_USERNAME, type Broker, startBroker } from "./broker/index.ts";
 import type { Config } from "./config/schema.ts";
 import type { OrderEvent } from "./domain/events.ts";
-import type { Logger } from "./log.ts";
+import { checkPortsFree, listenError } from "./listen-error.ts";
+import { type Logger, redactUrl } from "./log.ts";
 import { checkFileDescriptorBudget } from "./ops/fd-budget.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { startPartnerMonitor } from "./ops/partner-monitor.ts";
@@ -51,24 +52,29 @@ export interface RunningBrewcast {
 
 const RETENTION_INTERVAL_MS = 3_600_000;
 
-/** Turns EADDRINUSE into the one line an operator needs: which variable, which address. */
-export const portInUseError = (variable: string, host: string, port: number, error: unknown): Error => {
-  if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") {
-    return new Error(
-      `${variable}=${port}: ${host}:${port} is already in use (choose another port, or 0 for any free one)`,
-    );
+/** Opens the database, naming the variable to fix when it cannot be reached or opened. */
+const openConfiguredDb = async (config: Config, log: Logger): Promise<Db> => {
+  try {
+    return await openDb({ databaseUrl: config.DATABASE_URL, dataDir: config.BREWCAST_DATA_DIR, log });
+  } catch (error) {
+    const why = (error as Error).message || (error as NodeJS.ErrnoException).code || String(error);
+    throw config.DATABASE_URL
+      ? new Error(`DATABASE_URL=${redactUrl(config.DATABASE_URL)}: cannot connect (${why})`, { cause: error })
+      : new Error(
+          `BREWCAST_DATA_DIR=${config.BREWCAST_DATA_DIR}: cannot open the embedded database (${why})`,
+          {
+            cause: error,
+          },
+        );
   }
-  if ((error as NodeJS.ErrnoException).code === "EACCES") {
-    return new Error(`${variable}=${port}: not allowed to bind ${host}:${port}`);
-  }
-  return error as Error;
 };
 
 export const openMigratedDb = async (config: Config, log: Logger): Promise<Db> => {
-  const db = await openDb({ databaseUrl: config.DATABASE_URL, dataDir: config.BREWCAST_DATA_DIR, log });
+  const db = await openConfiguredDb(config, log);
   try {
     const applied = await migrate(db);
     if (applied.length > 0) log.info({ applied }, "migrations applied");
+    else log.info({ applied }, "no migrations to apply: the database is up to date");
     return db;
   } catch (error) {
     await db.close();
@@ -91,6 +97,15 @@ export const startBrewcast = async (
   if (role === "bridge" && !config.BREWCAST_MQTT_URL) {
     throw new Error("BREWCAST_MQTT_URL: required by `brewcast bridge` (the broker it publishes to)");
   }
+  const runsBroker = role === "broker" || (role === "all" && !config.BREWCAST_MQTT_URL);
+  // Before the database, which may take seconds to open: a taken port or a wrong host fails at once.
+  await checkPortsFree(config.BREWCAST_HOST, [
+    { variable: "BREWCAST_HTTP_PORT", port: config.BREWCAST_HTTP_PORT },
+    ...(runsBroker ? [{ variable: "BREWCAST_MQTT_PORT", port: config.BREWCAST_MQTT_PORT }] : []),
+    ...(runsBroker && config.BREWCAST_MQTTS_PORT !== undefined
+      ? [{ variable: "BREWCAST_MQTTS_PORT", port: config.BREWCAST_MQTTS_PORT }]
+      : []),
+  ]);
   const db = await openMigratedDb(config, log);
   // Shutdown order, whatever the start order: the bridge finishes its in-flight publishes and
   // commits its cursors while the broker is still up; the broker then closes every MQTT client
@@ -118,7 +133,7 @@ export const startBrewcast = async (
     const orders = createOrderStore(db);
 
     let broker: Broker | undefined;
-    if (role === "broker" || (role === "all" && !config.BREWCAST_MQTT_URL)) {
+    if (runsBroker) {
       broker = await startBroker({
         host: config.BREWCAST_HOST,
         mqttPort: config.BREWCAST_MQTT_PORT,
@@ -280,7 +295,7 @@ export const startBrewcast = async (
       config.BREWCAST_HTTP_MAX_CONNECTIONS + (broker ? config.BREWCAST_MAX_CONNECTIONS : 0);
     checkFileDescriptorBudget(config, role, log);
     await app.listen({ host: config.BREWCAST_HOST, port: config.BREWCAST_HTTP_PORT }).catch((error) => {
-      throw portInUseError("BREWCAST_HTTP_PORT", config.BREWCAST_HOST, config.BREWCAST_HTTP_PORT, error);
+      throw listenError("BREWCAST_HTTP_PORT", config.BREWCAST_HOST, config.BREWCAST_HTTP_PORT, error);
     });
     onStop("http", async () => {
       const closing = app.close();

@@ -26,6 +26,7 @@ import aedesPersistence from "aedes-persistence";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import type { AccessChanges, CredentialVerifier } from "../domain/access.ts";
 import type { SessionLog, SessionStore } from "../domain/sessions.ts";
+import { listenError } from "../listen-error.ts";
 import { clipClientInput, type Logger } from "../log.ts";
 import {
   createSessionPersistence,
@@ -114,13 +115,7 @@ const listen = (server: net.Server, host: string, port: number, variable: string
   new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       server.off("listening", onListening);
-      const why =
-        error.code === "EADDRINUSE"
-          ? "is already in use"
-          : error.code === "EACCES"
-            ? "is not permitted"
-            : `cannot be bound (${error.code ?? error.message})`;
-      reject(new Error(`${variable}=${port}: ${host}:${port} ${why}`));
+      reject(listenError(variable, host, port, error));
     };
     const onListening = () => {
       server.off("error", onError);

@@ -24,6 +24,11 @@
  * - An epoch other than the position's (the log was reset or restored), or
  *   a position older than the retained history, stops it with a `resync`
  *   event and a ResyncRequiredError instead of mixing two logs.
+ * - Only what can heal is retried (the network, 408, 429, 5xx, MQTT
+ *   reconnects), each retry reported as an `error` event with `retryInMs`.
+ *   An answer that would be the same again (any other 4xx, CONNACK 2 or 4,
+ *   a refused subscription, a partner other than the credential's) stops it:
+ *   one `error` event with `fatal: true`, and `run()` rejects with that error.
  * - It emits typed events for its state and never logs.
  *
  * Imports domain code and the `mqtt` package only, so it ships on its own.
@@ -120,7 +125,15 @@ export interface ConsumerEvents {
       seq: number;
     },
   ];
-  /** Something failed and is retried (`retryInMs`), or stops the consumer (`fatal`). */
+  /**
+   * The position is past the head of the partner's log (an `after` beyond it): nothing is
+   * handed out until the log passes it. Partner scope only (a shop's head is not the log's).
+   */
+  ahead: [{ seq: number; head: number }];
+  /**
+   * Something failed and is retried after `retryInMs` (the network, 408, 429, 5xx, an MQTT
+   * reconnect), or stopped the consumer (`fatal`: `run()` rejects with the same error).
+   */
   error: [
     {
       error: Error;
@@ -163,6 +176,14 @@ class StoppedError extends Error {
   constructor() {
     super("consumer stopped");
     this.name = "StoppedError";
+  }
+}
+
+/** The options name what the credential cannot read (another partner): asking again cannot help. */
+class ScopeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ScopeError";
   }
 }
 
@@ -275,8 +296,9 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     };
     this.#partner = options.partner;
     this.#shop = options.shop;
-    // Validate ids early (the topic builders throw on a bad slug).
+    // Validate ids early (the topic builders throw on a bad slug, an empty one included).
     if (this.#partner !== undefined) this.#topics(this.#partner);
+    if (this.#shop !== undefined) buildShopCursorTopic("partner", this.#shop);
     this.#store = options.store ?? createMemoryStore();
     this.#api = createEventsApi({
       apiUrl: options.apiUrl,
@@ -310,8 +332,9 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   /**
    * Starts consuming. Resolves when `stop()` was called and the handler in
    * progress finished; rejects with ResyncRequiredError on an epoch change
-   * or an expired position, or with the error that made it give up
-   * (bad credentials, a refused subscription).
+   * or an expired position, or with the error that made it give up: an
+   * ApiError that retrying cannot heal (400, 401, 403, 404, …), bad MQTT
+   * credentials, a refused subscription.
    */
   run(handler: EventHandler): Promise<void> {
     if (this.#phase !== "idle") throw new Error("a consumer runs once; create another");
@@ -320,7 +343,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     const done = new Promise<void>((resolve, reject) => {
       this.#settle = { resolve, reject };
     });
-    void this.#start().catch((error) => this.#fail(error as Error));
+    void this.#start().catch((error) => this.#fail(error as Error, "store"));
     return done;
   }
 
@@ -342,28 +365,37 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     this.#head = this.#pos.seq;
     if (this.#stopped) return;
     this.#phase = "catching-up";
-    this.#want("start");
-    this.#armPoll();
+    // Discovery reads what the first catch-up would (nothing while it finds no event), so
+    // the catch-up waits for it: one loop retries and reports a failing API, not two.
     if (this.#partner === undefined) await this.#discoverPartner();
     if (this.#stopped) return;
+    this.#want("start");
+    this.#armPoll();
     this.#connect();
   }
 
   /** Reads the partner id off the history (a credential belongs to one partner). */
   async #discoverPartner(): Promise<void> {
-    for (let attempt = 1; !this.#stopped; attempt++) {
+    for (let attempt = 1; !this.#stopped; ) {
       try {
         const after = Math.max(0, this.#pos.seq - 1);
         const page = await this.#api.page(after, 1, this.#abort.signal);
+        this.#checkEpoch(page.epoch);
+        this.#checkAhead(page.head_seq);
         const event = page.events[0];
         if (event) {
           this.#partner = event.partner_id;
           return;
         }
+        attempt = 1;
       } catch (error) {
         if (this.#stopped) return;
-        if (error instanceof ApiError && error.status === 401) throw error;
-        this.#emitError({ error: error as Error, during: "rest", attempt });
+        if (this.#stopsForGood(error as Error)) throw new StoppedError();
+        const retryInMs = this.#retryDelay(error as Error, attempt);
+        this.#emitError({ error: error as Error, during: "rest", attempt, retryInMs });
+        attempt++;
+        await this.#sleep(retryInMs);
+        continue;
       }
       // No event yet: nothing to subscribe to can be named; REST polling covers us meanwhile.
       await this.#sleep(this.#o.degradedPollMs);
@@ -415,12 +447,21 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
         Object.fromEntries(
           topics.map((topic) => [topic, { qos: topic.endsWith("/cursor") ? 1 : this.#o.qos }] as const),
         ),
-        (error, granted) => {
+        (error, _granted, suback) => {
           if (this.#stopped) return;
-          const refused = granted?.find((g) => g.qos === 128);
-          if (refused) {
+          // MQTT.js reports a refusal as an error carrying the SUBACK, codes in topic order.
+          const codes =
+            suback?.granted ??
+            (error as (Error & { packet?: { granted?: unknown[] } }) | null)?.packet?.granted;
+          const refused = Array.isArray(codes)
+            ? codes.findIndex((code) => typeof code === "number" && (code & 0x80) !== 0)
+            : -1;
+          if (refused >= 0) {
             this.#fail(
-              new Error(`subscription to ${refused.topic} refused (SUBACK 128): check partner and shop`),
+              new ScopeError(
+                `subscription to ${topics[refused]} refused (SUBACK 0x80): the credential may not read it; check partner and shop`,
+              ),
+              "mqtt",
             );
           } else if (error && this.#connected) {
             this.#emitError({ error, during: "mqtt" });
@@ -449,10 +490,10 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       const code = (error as Error & { code?: number }).code;
       // CONNACK 4: bad user name or password; 2: client id refused. Retrying will not help.
       if (code === 4 || code === 2) {
-        this.#fail(error);
+        this.#fail(error, "mqtt");
         return;
       }
-      this.#emitError({ error, during: "mqtt" });
+      this.#emitError({ error, during: "mqtt", attempt: this.#attempt, retryInMs: this.#o.reconnectMs });
     });
   }
 
@@ -478,11 +519,56 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     this.emit("stopped");
   }
 
-  #fail(error: Error): void {
+  #fail(error: Error, during: ConsumerEvents["error"][0]["during"] = "rest"): void {
     if (this.#stopped) return;
     if (error instanceof StoppedError) return;
-    if (!(error instanceof ResyncRequiredError)) this.#emitError({ error, during: "rest", fatal: true });
+    if (!(error instanceof ResyncRequiredError)) this.#emitError({ error, during, fatal: true });
     void this.#shutdown().then(() => this.#settle?.reject(error));
+  }
+
+  /**
+   * Stops the consumer when retrying `error` cannot help: a resync, an expired position,
+   * an answer that would be the same again, options naming what the credential cannot
+   * read. Returns false for what can heal.
+   */
+  #stopsForGood(error: Error): boolean {
+    if (error instanceof ResyncRequiredError) {
+      this.emit("resync", {
+        reason: error.reason,
+        storedEpoch: error.storedEpoch,
+        epoch: error.epoch,
+        seq: error.seq,
+      });
+      this.#fail(error);
+      return true;
+    }
+    if (error instanceof ApiError && error.status === 410) {
+      const resync = new ResyncRequiredError(
+        "cursor-expired",
+        this.#pos.epoch,
+        this.#pos.epoch,
+        this.#pos.seq,
+      );
+      this.emit("resync", {
+        reason: "cursor-expired",
+        storedEpoch: this.#pos.epoch,
+        epoch: null,
+        seq: this.#pos.seq,
+      });
+      this.#fail(resync);
+      return true;
+    }
+    if ((error instanceof ApiError && error.permanent) || error instanceof ScopeError) {
+      this.#fail(error);
+      return true;
+    }
+    return false;
+  }
+
+  /** The backoff of a retry, at least what a 429 or 503 asked for. */
+  #retryDelay(error: Error, attempt: number): number {
+    const asked = error instanceof ApiError ? (error.retryAfterMs ?? 0) : 0;
+    return Math.max(this.#backoff(attempt), Math.min(asked, this.#o.retryMaxMs));
   }
 
   #emitError(info: ConsumerEvents["error"][0]): void {
@@ -654,38 +740,9 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
 
   #onPumpError(error: Error): void {
     if (this.#stopped || error instanceof StoppedError) return;
-    if (error instanceof ResyncRequiredError) {
-      this.emit("resync", {
-        reason: error.reason,
-        storedEpoch: error.storedEpoch,
-        epoch: error.epoch,
-        seq: error.seq,
-      });
-      this.#fail(error);
-      return;
-    }
-    if (error instanceof ApiError && error.status === 410) {
-      const resync = new ResyncRequiredError(
-        "cursor-expired",
-        this.#pos.epoch,
-        this.#pos.epoch,
-        this.#pos.seq,
-      );
-      this.emit("resync", {
-        reason: "cursor-expired",
-        storedEpoch: this.#pos.epoch,
-        epoch: null,
-        seq: this.#pos.seq,
-      });
-      this.#fail(resync);
-      return;
-    }
-    if (error instanceof ApiError && error.status === 401) {
-      this.#fail(error);
-      return;
-    }
+    if (this.#stopsForGood(error)) return;
     this.#pumpFailures++;
-    const retryInMs = this.#backoff(this.#pumpFailures);
+    const retryInMs = this.#retryDelay(error, this.#pumpFailures);
     this.#emitError({ error, during: "rest", attempt: this.#pumpFailures, retryInMs });
     clearTimeout(this.#retryTimer);
     this.#retryTimer = setTimeout(() => this.#kick(), retryInMs);
@@ -752,6 +809,20 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     }
   }
 
+  #aheadReported = false;
+
+  /** Says once (until the log catches up) that the position is past the partner's head. */
+  #checkAhead(head: number): void {
+    if (this.#shop !== undefined) return;
+    if (head >= this.#pos.seq) {
+      this.#aheadReported = false;
+      return;
+    }
+    if (this.#aheadReported) return;
+    this.#aheadReported = true;
+    this.emit("ahead", { seq: this.#pos.seq, head });
+  }
+
   #isNext(event: OrderEvent): boolean {
     if (event.seq <= this.#pos.seq) return false;
     if (this.#shop === undefined) return event.seq === this.#pos.seq + 1;
@@ -799,6 +870,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       if (this.#stopped) throw new StoppedError();
       this.#checkEpoch(page.epoch);
       if (page.head_seq > this.#head) this.#head = page.head_seq;
+      this.#checkAhead(page.head_seq);
       if (!announced && page.head_seq > this.#pos.seq) {
         announced = true;
         this.emit("catching-up", {
@@ -822,6 +894,11 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       }
       for (const event of events) {
         if (event.seq <= this.#pos.seq) continue;
+        if (this.#partner !== undefined && event.partner_id !== this.#partner) {
+          throw new ScopeError(
+            `partner is ${this.#partner}, but the credential reads partner ${event.partner_id}'s events: check partner`,
+          );
+        }
         await this.#deliver(event, "rest");
         count++;
       }

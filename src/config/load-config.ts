@@ -5,10 +5,21 @@
 import { redactUrl } from "../log.ts";
 import { CONFIG_FIELDS, type Config, configSchema, SECRET_FIELDS } from "./schema.ts";
 
+export interface ConfigProblem {
+  variable: string;
+  /** The value as given, secrets hidden (a URL's password, a token); absent when unset. */
+  value?: string;
+  message: string;
+}
+
 export class ConfigError extends Error {
-  readonly problems: { variable: string; message: string }[];
-  constructor(problems: { variable: string; message: string }[]) {
-    super(`invalid configuration: ${problems.map((p) => `${p.variable}: ${p.message}`).join("; ")}`);
+  readonly problems: ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    super(
+      `invalid configuration: ${problems
+        .map((p) => `${p.variable}${p.value === undefined ? "" : `=${p.value}`}: ${p.message}`)
+        .join("; ")}`,
+    );
     this.name = "ConfigError";
     this.problems = problems;
   }
@@ -25,36 +36,42 @@ const KNOWN = new Set(Object.keys(CONFIG_FIELDS));
 
 const isLoopback = (host: string): boolean => host === "127.0.0.1" || host === "localhost" || host === "::1";
 
+/** A value fit for an error message: secrets hidden, URLs with their password replaced. */
+const shownValue = (name: string, value: string | undefined): string | undefined => {
+  if (value === undefined || !SECRET_FIELDS.has(name as keyof Config)) return value;
+  return name.endsWith("_URL") ? redactUrl(value) : "***";
+};
+
+/** zod's words for a number that is not one ("expected number, received NaN") are for programmers. */
+const problemMessage = (issue: { code: string; message: string; expected?: unknown }): string =>
+  issue.code === "invalid_type" && issue.expected === "number" ? "not a number" : issue.message;
+
 export const loadConfig = (env: NodeJS.ProcessEnv): LoadedConfig => {
   const input: Record<string, string | undefined> = {};
   // An empty value is unset (a shell `VAR=`), for every field: zod would coerce
   // "" to 0 for numbers (BREWCAST_HTTP_PORT= meaning "any free port").
   for (const name of KNOWN) input[name] = env[name] === "" ? undefined : env[name];
   const parsed = configSchema.safeParse(input);
-  const problems: { variable: string; message: string }[] = [];
+  const problems: ConfigProblem[] = [];
+  const problem = (variable: string, message: string) => {
+    const value = shownValue(variable, input[variable]);
+    problems.push({ variable, ...(value === undefined ? {} : { value }), message });
+  };
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      problems.push({ variable: String(issue.path[0] ?? "?"), message: issue.message });
-    }
+    for (const issue of parsed.error.issues) problem(String(issue.path[0] ?? "?"), problemMessage(issue));
   } else {
     const c = parsed.data;
     if (c.BREWCAST_MQTTS_PORT !== undefined && (!c.BREWCAST_TLS_CERT || !c.BREWCAST_TLS_KEY)) {
-      problems.push({
-        variable: "BREWCAST_MQTTS_PORT",
-        message: "needs BREWCAST_TLS_CERT and BREWCAST_TLS_KEY",
-      });
+      problem("BREWCAST_MQTTS_PORT", "needs BREWCAST_TLS_CERT and BREWCAST_TLS_KEY");
     }
     if (c.BREWCAST_HTTP_HEADERS_TIMEOUT_MS > c.BREWCAST_HTTP_REQUEST_TIMEOUT_MS) {
-      problems.push({
-        variable: "BREWCAST_HTTP_HEADERS_TIMEOUT_MS",
-        message: `must not exceed BREWCAST_HTTP_REQUEST_TIMEOUT_MS (${c.BREWCAST_HTTP_REQUEST_TIMEOUT_MS})`,
-      });
+      problem(
+        "BREWCAST_HTTP_HEADERS_TIMEOUT_MS",
+        `must not exceed BREWCAST_HTTP_REQUEST_TIMEOUT_MS (${c.BREWCAST_HTTP_REQUEST_TIMEOUT_MS})`,
+      );
     }
     if (c.BREWCAST_TLS_CA && c.BREWCAST_MQTTS_PORT === undefined) {
-      problems.push({
-        variable: "BREWCAST_TLS_CA",
-        message: "needs BREWCAST_MQTTS_PORT (mutual TLS is on the TLS listener)",
-      });
+      problem("BREWCAST_TLS_CA", "needs BREWCAST_MQTTS_PORT (mutual TLS is on the TLS listener)");
     }
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
@@ -76,8 +93,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv): LoadedConfig => {
       `BREWCAST_HOST=${config.BREWCAST_HOST} serves GET /metrics (partner ids, lag, client counts) to anyone: set BREWCAST_METRICS_TOKEN`,
     );
   }
-  if (!config.BREWCAST_ADMIN_TOKEN)
-    warnings.push("BREWCAST_ADMIN_TOKEN is not set: a one-time admin token is generated");
+  // An unset BREWCAST_ADMIN_TOKEN is warned about by `start`, which generates one and logs it.
   return { config, unknownVariables, warnings };
 };
 

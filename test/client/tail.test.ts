@@ -1,14 +1,18 @@
 /**
  * `brewcast tail` end to end: the real CLI as a child process against the
  * whole system running in this process; JSON lines on stdout, --count,
- * --shop with a device credential, and exit status 3 on a resync.
+ * --shop with a device credential, and exit status 3 on a resync. Its
+ * stderr is a pipe, not a terminal: what goes wrong is said there all the
+ * same, and what cannot heal exits 1.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import type { OrderEvent } from "../../src/domain/events.ts";
+import { runCli } from "../support/http.ts";
 import { appendEvents, readAll, type System, startSystem } from "./helpers.ts";
 
 let system: System;
@@ -30,7 +34,11 @@ interface Tail {
   stderr: () => string;
   /** Resolves when at least n lines were printed. */
   printed(n: number): Promise<void>;
+  /** Resolves when stderr matches; rejects when tail exits first or after 20 s. */
+  said(pattern: RegExp): Promise<void>;
   exit: Promise<number | null>;
+  /** The exit status, or a failure if tail is still running after 20 s. */
+  exited(): Promise<number | null>;
 }
 
 /** The arguments that point `brewcast tail` at the test system with a credential. */
@@ -66,10 +74,22 @@ const tail = (args: string[]): Tail => {
     }
   });
   let err = "";
+  const listeners = new Set<() => void>();
   child.stderr!.on("data", (chunk: Buffer) => {
     err += chunk.toString();
+    for (const listener of [...listeners]) listener();
   });
   const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const within = <T>(what: string, promise: Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`tail: no ${what} within 20 s; stderr: ${err}`)), 20_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  };
+  cleanups.push(child);
   return {
     child,
     lines,
@@ -83,9 +103,36 @@ const tail = (args: string[]): Tail => {
               reject(new Error(`tail exited (${code}) after ${lines.length} lines: ${err}`)),
             );
           }),
+    said: (pattern) =>
+      within(
+        `${pattern}`,
+        new Promise<void>((resolve, reject) => {
+          const check = () => {
+            if (!pattern.test(err)) return;
+            listeners.delete(check);
+            resolve();
+          };
+          listeners.add(check);
+          check();
+          void exit.then((code) =>
+            reject(new Error(`tail exited (${code}) before saying ${pattern}: ${err}`)),
+          );
+        }),
+      ),
     exit,
+    exited: () => within("exit", exit),
   };
 };
+
+const cleanups: ChildProcess[] = [];
+afterEach(async () => {
+  for (const child of cleanups.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await new Promise((resolve) => child.once("exit", resolve));
+    }
+  }
+});
 
 it("prints history then live events as JSON lines, once and in order, and exits after --count", async () => {
   const partner = await system.seed(2);
@@ -119,3 +166,60 @@ it("exits with status 3 when the stored position belongs to another log", async 
   expect(t.stderr()).toMatch(/resync needed/);
   expect(t.lines).toEqual([]);
 }, 60_000);
+
+it("exits 1 with the answer on stderr when the credential may not read the --shop (404)", async () => {
+  const partner = await system.seed(2);
+  await appendEvents(system, partner.id, partner.shops, 2);
+  const t = tail([...connection(partner.devices[0]!), "--shop", partner.shops[1]!]);
+  expect(await t.exited()).toBe(1);
+  expect(t.stderr()).toMatch(/^brewcast tail: GET \/v1\/events: 404 NOT_FOUND: no shop shop-2$/m);
+  expect(t.lines).toEqual([]);
+}, 60_000);
+
+it("exits 1 when --partner names a partner the credential does not belong to", async () => {
+  const partner = await system.seed(1);
+  const other = await system.seed(1);
+  const t = tail([...connection(partner.devices[0]!), "--shop", partner.shops[0]!, "--partner", other.id]);
+  expect(await t.exited()).toBe(1);
+  expect(t.stderr()).toContain(
+    `subscription to partners/${other.id}/shops/${partner.shops[0]}/orders/+ refused`,
+  );
+}, 60_000);
+
+it("says on stderr that the --mqtt port refuses connections, and keeps reading the history", async () => {
+  const partner = await system.seed(1);
+  await appendEvents(system, partner.id, partner.shops, 3);
+  const closed = await new Promise<number>((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+  const args = connection(partner.backend);
+  args[args.indexOf("--mqtt") + 1] = `mqtt://127.0.0.1:${closed}`;
+  const t = tail(args);
+  await t.said(/^brewcast tail: mqtt: connect ECONNREFUSED 127\.0\.0\.1:\d+ \(retrying in \d+ ms/m);
+  await t.printed(3);
+  // Said once, not at every reconnect.
+  expect(t.stderr().match(/ECONNREFUSED/g)).toHaveLength(1);
+  t.child.kill("SIGTERM");
+  expect(await t.exited()).toBe(0);
+}, 60_000);
+
+it("says that --after is past the head instead of waiting silently", async () => {
+  const partner = await system.seed(1);
+  await appendEvents(system, partner.id, partner.shops, 2);
+  const t = tail([...connection(partner.backend), "--watermark", "200", "--after", "50"]);
+  await t.said(/^brewcast tail: position 50 is past the head of the log \(2\): waiting for seq 51$/m);
+  t.child.kill("SIGTERM");
+  expect(await t.exited()).toBe(0);
+}, 60_000);
+
+it("--help: the synopsis names every option the list below it explains", async () => {
+  const { code, stdout } = await runCli(["tail", "--help"], {});
+  expect(code).toBe(0);
+  const [synopsis, ...rest] = stdout.split("\n\n");
+  const explained = [...rest.join("\n\n").matchAll(/^ {2}(--[a-z]+)/gm)].map((m) => m[1]!);
+  expect(explained).toContain("--watermark");
+  for (const flag of explained) expect(synopsis, flag).toContain(flag);
+});

@@ -6,7 +6,8 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -160,6 +161,82 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
     b.child.kill("SIGTERM");
     expect(await b.exited, b.output()).toBe(0);
     expect(lines(b.output())).toEqual([`5 order.status_changed ${pushed.id} accepted`]);
+  });
+
+  /** The sdk example in a directory of its own (its position file starts empty). */
+  const sdkIn = async (name: string): Promise<{ file: string; dir: string }> => {
+    const dir = join(scratch, name);
+    await mkdir(dir);
+    const file = join(dir, "consumer.mts");
+    await writeFile(file, examples.get("sdk")!.replace('"./src/client/index.ts"', JSON.stringify(SDK)));
+    return { file, dir };
+  };
+
+  it("sdk: without SHOP, a back end follows every shop of its partner", async () => {
+    const { file, dir } = await sdkIn("backend");
+    const all = await request("GET", "/v1/events?after=0", credentials.backend!.secret);
+    const shops = new Set(all.events.map((e: { shop_id: string }) => e.shop_id));
+    expect(shops.size).toBe(2);
+    const env = {
+      API_URL: api,
+      MQTT_URL: `mqtt://127.0.0.1:${running.ports.mqtt}`,
+      CREDENTIAL_ID: credentials.backend!.id,
+      SECRET: credentials.backend!.secret,
+      SHOP: "", // as a shell's `SHOP=` leaves it
+    };
+    const c = run(file, dir, env);
+    const handled = () =>
+      c
+        .output()
+        .split("\n")
+        .filter((line) => /^\d+ order\./.test(line));
+    await waitFor(
+      "every event and live",
+      () => c.output().includes("live at seq") && handled().length >= all.events.length,
+      c.output,
+    );
+    c.child.kill("SIGTERM");
+    expect(await c.exited, c.output()).toBe(0);
+    expect(handled().map((line) => Number(line.split(" ")[0]))).toEqual(
+      all.events.map((e: { seq: number }) => e.seq),
+    );
+  });
+
+  it("sdk: an answer that cannot heal (a device asking for another shop: 404) ends it with that error, once", async () => {
+    const { file, dir } = await sdkIn("wrong-shop");
+    const c = run(file, dir, {
+      API_URL: api,
+      MQTT_URL: `mqtt://127.0.0.1:${running.ports.mqtt}`,
+      CREDENTIAL_ID: credentials.device!.id,
+      SECRET: credentials.device!.secret,
+      SHOP: "uptown",
+    });
+    await waitFor("the example to exit", () => c.child.exitCode !== null, c.output, 20_000);
+    expect(await c.exited).not.toBe(0);
+    expect(c.output().match(/GET \/v1\/events: 404 NOT_FOUND: no shop uptown/g), c.output()).toHaveLength(1);
+  });
+
+  it("sdk: an unreachable API is said, with the retry delay, not waited on silently", async () => {
+    const { file, dir } = await sdkIn("unreachable");
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as { port: number };
+        server.close(() => resolve(port));
+      });
+    });
+    const c = run(file, dir, {
+      API_URL: `http://127.0.0.1:${closed}`,
+      MQTT_URL: `mqtt://127.0.0.1:${running.ports.mqtt}`,
+      CREDENTIAL_ID: credentials.backend!.id,
+      SECRET: credentials.backend!.secret,
+    });
+    const said = new RegExp(
+      `^rest: GET http://127\\.0\\.0\\.1:${closed}/v1/events: connect ECONNREFUSED .* \\(retrying in \\d+ ms\\)$`,
+      "m",
+    );
+    await waitFor("a retry to be said", () => said.test(c.output()), c.output);
+    c.child.kill("SIGTERM");
+    expect(await c.exited, c.output()).toBe(0);
   });
 
   it("poll: a back end reads every event after its position and stops at the head", async () => {

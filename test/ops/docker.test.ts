@@ -159,6 +159,25 @@ describe("docker-compose.yml", () => {
     for (const port of Object.values(DOCUMENTED_HOST_PORTS).flat()) expect(docs).toContain(String(port));
   });
 
+  it("is documented with the images it really uses, service by service", () => {
+    const docs = read("docs/operations.md");
+    const table = docs.slice(docs.indexOf("| Service | Image | Role |"));
+    const documented: Record<string, string> = {};
+    for (const line of table.split("\n").slice(2)) {
+      if (!line.startsWith("|")) break;
+      const [names, image] = line
+        .slice(1)
+        .split("|")
+        .map((cell) => cell.trim());
+      for (const name of names!.split(",")) {
+        documented[name.trim().replaceAll("`", "")] = image!.replace(/^brewcast `\w+`$/, "brewcast:local");
+      }
+    }
+    expect(documented).toEqual(
+      Object.fromEntries(Object.entries(services).map(([name, s]) => [name, s.image])),
+    );
+  });
+
   it("mounts files that exist: the shipped Mosquitto configs and the HAProxy config", () => {
     const mounts = Object.values(services).flatMap((s) => s.volumes ?? []);
     const files = mounts
