@@ -10,7 +10,7 @@ import type mqtt from "mqtt";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readLeadingSeq } from "../../src/sessions/replay-plan.ts";
-import { closed, login, subscribeGranted, until } from "../broker/helpers.ts";
+import { closed, login, until } from "../broker/helpers.ts";
 import { createOrders } from "../client/helpers.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
 import { connectPacket, onPublishes, rawSocket, subscribePacket } from "../support/raw-mqtt.ts";
