@@ -58,6 +58,8 @@ const openConfiguredDb = async (config: Config, log: Logger): Promise<Db> => {
     return await openDb({ databaseUrl: config.DATABASE_URL, dataDir: config.BREWCAST_DATA_DIR, log });
   } catch (error) {
     const why = (error as Error).message || (error as NodeJS.ErrnoException).code || String(error);
+    // Already one line naming its variable (the data directory's lock): as it is.
+    if (/^(DATABASE_URL|BREWCAST_DATA_DIR)=/.test(why)) throw error;
     throw config.DATABASE_URL
       ? new Error(`DATABASE_URL=${redactUrl(config.DATABASE_URL)}: cannot connect (${why})`, { cause: error })
       : new Error(

@@ -9,6 +9,11 @@ import type { OrderEvent } from "./events.ts";
 export interface SessionSubscription {
   topic: string;
   qos: 0 | 1 | 2;
+  /** MQTT 5 options, kept as given so a restore hands them back (Aedes 1.2 speaks 3.1.1: absent). */
+  rh?: number;
+  rap?: boolean;
+  nl?: boolean;
+  subscriptionIdentifier?: number;
 }
 
 /** What a session's connection has got to: written coalesced, and at disconnect. */

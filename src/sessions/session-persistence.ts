@@ -186,6 +186,7 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
     connected: 0,
   };
   const timers: NodeJS.Timeout[] = [];
+  let aedes: unknown;
 
   const attach = (client: Client, record: SessionRecord, resuming: boolean): LiveSession => {
     const session: LiveSession = {
@@ -239,6 +240,12 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
 
   async function* replay(session: LiveSession): AsyncGenerator<Packet> {
     const resume = session.resume!;
+    // Sent before: in flight when the session was last written, or after the last of those up to
+    // what had been written (sent later, or acknowledged out of order). An event below the last
+    // in-flight one that is not among them was never sent (it went by before the subscription).
+    const lastInFlight = Math.max(0, ...Object.keys(resume.inflight).map(Number));
+    const wasSent = (seq: number) =>
+      seq <= resume.sentSeq && (resume.inflight[seq] !== undefined || seq > lastInFlight);
     const held = session.held!;
     const hand = (packet: Packet): Packet => {
       session.yielded++;
@@ -277,7 +284,7 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
             stats.replayed++;
             yield hand(
               replayPacket(topic, Buffer.from(JSON.stringify(event)), qos, {
-                dup: event.seq <= resume.sentSeq,
+                dup: wasSent(event.seq),
                 messageId: resume.inflight[event.seq],
               }),
             );
@@ -334,7 +341,13 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
   };
 
   const persistence = {
+    /** The broker this persistence serves (aedes-persistence exposes it; its tests read it). */
+    get broker(): unknown {
+      return aedes;
+    },
+
     async setup(broker: unknown): Promise<void> {
+      aedes = broker;
       await delegate.setup(broker);
       const every = (ms: number, run: () => Promise<unknown>) => {
         const timer = setInterval(
@@ -372,10 +385,20 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
 
     async addSubscriptions(client: Client, subs: SessionSubscription[]): Promise<void> {
       const owner = options.ownerOf(client.id);
+      // One per topic, the last given wins (a SUBSCRIBE may name a filter twice).
+      const byTopic = new Map<string, SessionSubscription>();
+      for (const sub of subs) byTopic.set(sub.topic, sub);
       const record = await store.addSubscriptions(
         client.id,
         owner ? { credentialId: owner.credentialId, partnerId: owner.partnerId } : null,
-        subs.map((sub) => ({ topic: sub.topic, qos: sub.qos })),
+        [...byTopic.values()].map(({ topic, qos, rh, rap, nl, subscriptionIdentifier }) => ({
+          topic,
+          qos,
+          ...(rh === undefined ? {} : { rh }),
+          ...(rap === undefined ? {} : { rap }),
+          ...(nl === undefined ? {} : { nl }),
+          ...(subscriptionIdentifier === undefined ? {} : { subscriptionIdentifier }),
+        })),
       );
       const session = client[SESSION];
       if (session) setSubscriptions(session, record.subscriptions);
@@ -406,7 +429,7 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       }
       const owner = options.ownerOf(client.id);
       if (owner) attach(owner.client as Client, record, true);
-      return record.subscriptions.map((sub) => ({ topic: sub.topic, qos: sub.qos }));
+      return record.subscriptions;
     },
 
     async cleanSubscriptions(client: { id: string }): Promise<void> {

@@ -133,10 +133,11 @@ export const createSessionStore = (db: Db): SessionStore => ({
   },
 
   async countOffline() {
+    // As aedes-persistence counts: subscriptions that would queue (QoS 1/2), sessions holding any.
     const [row] = await db.query<{ subs: number; clients: number }>(
-      `SELECT coalesce(sum(jsonb_array_length(subscriptions)), 0)::int AS subs,
-              count(*) FILTER (WHERE jsonb_array_length(subscriptions) > 0)::int AS clients
-       FROM mqtt_sessions`,
+      `SELECT (SELECT count(*) FROM mqtt_sessions, jsonb_array_elements(subscriptions) sub
+               WHERE (sub->>'qos')::int > 0)::int AS subs,
+              (SELECT count(*) FROM mqtt_sessions WHERE jsonb_array_length(subscriptions) > 0)::int AS clients`,
     );
     return { subsCount: row?.subs ?? 0, clientsCount: row?.clients ?? 0 };
   },
