@@ -27,7 +27,7 @@ export const CONFIG_FIELDS = {
     "Postgres connection string. Unset: the embedded database (PGlite) in BREWCAST_DATA_DIR.",
   ),
   REDIS_URL: url(/^rediss?:\/\//, "redis://127.0.0.1:6379").describe(
-    "Redis for broker scale-out (shared sessions, retained messages, fan-out between broker nodes). Unset: in-memory.",
+    "Redis for broker scale-out: fan-out between broker nodes, shared retained messages and wills (persistent sessions are in the database). Unset: in-memory.",
   ),
   BREWCAST_DATA_DIR: z
     .string()
