@@ -71,8 +71,11 @@ export interface SessionStore {
 /** The event log as a resumed session reads it. */
 export interface SessionLog {
   epoch(): Promise<string>;
-  /** The highest seq of the partner removed by retention (0: none). */
-  prunedThrough(partnerId: string): Promise<number>;
+  /**
+   * The highest seq removed by retention that a session following this scope could have been
+   * owed: the partner's, or with `shopId` the highest of that shop's events removed (0: none).
+   */
+  prunedThrough(partnerId: string, shopId?: string): Promise<number>;
   /** Events after `after`, oldest first, at most `limit`; one shop's only when `shopId` is given. */
   read(partnerId: string, after: number, limit: number, shopId?: string): Promise<OrderEvent[]>;
 }

@@ -334,8 +334,10 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
 
   const endReason = async (record: SessionRecord): Promise<SessionEndReason | undefined> => {
     if (record.epoch !== null && record.epoch !== (await log.epoch())) return "log_reset";
-    if (record.partnerId !== null && record.position < (await log.prunedThrough(record.partnerId))) {
-      return "past_retention";
+    if (record.partnerId !== null) {
+      // A session following one shop is ended only if an event of that shop was pruned unseen.
+      const shopId = planReplay(record.partnerId, record.subscriptions).shopId;
+      if (record.position < (await log.prunedThrough(record.partnerId, shopId))) return "past_retention";
     }
     return undefined;
   };

@@ -155,14 +155,35 @@ export const createSessionStore = (db: Db): SessionStore => ({
 
 export const createSessionLog = (db: Db): SessionLog => ({
   epoch: () => readEpoch(db),
-  async prunedThrough(partnerId) {
+  async prunedThrough(partnerId, shopId) {
+    if (shopId === undefined) {
+      const [row] = await db.query<{ pruned: number }>(
+        "SELECT pruned_through_seq AS pruned FROM partners WHERE id = $1",
+        [partnerId],
+      );
+      return row?.pruned ?? 0;
+    }
+    // A shop's: the previous shop event of its oldest one kept (0 when that is its first ever), or,
+    // with none kept, its last one: a quiet shop is not expired by its busy neighbours' pruning.
     const [row] = await db.query<{ pruned: number }>(
-      "SELECT pruned_through_seq AS pruned FROM partners WHERE id = $1",
-      [partnerId],
+      `SELECT CASE WHEN p.pruned_through_seq = 0 THEN 0 ELSE coalesce(
+         (SELECT coalesce(e.prev_shop_seq, 0) FROM order_events e
+          WHERE e.partner_id = p.id AND e.shop_id = $2 ORDER BY e.seq LIMIT 1),
+         (SELECT coalesce(s.last_seq, 0) FROM shops s WHERE s.partner_id = p.id AND s.id = $2),
+         0) END AS pruned
+       FROM partners p WHERE p.id = $1`,
+      [partnerId, shopId],
     );
     return row?.pruned ?? 0;
   },
   async read(partnerId, after, limit, shopId) {
-    return (await readEvents(db, { partnerId, shopId, after, limit })).events;
+    // Nothing of a followed shop after `after` was pruned (checked at resume), so reading from the
+    // pruned point on is the same, and keeps readEvents from refusing the cursor.
+    const [partner] = await db.query<{ pruned: number }>(
+      "SELECT pruned_through_seq AS pruned FROM partners WHERE id = $1",
+      [partnerId],
+    );
+    const from = Math.max(after, partner?.pruned ?? 0);
+    return (await readEvents(db, { partnerId, shopId, after: from, limit })).events;
   },
 });

@@ -224,4 +224,21 @@ describe("a session that cannot be resumed", () => {
     expect(deliveries).toEqual([]);
     client.end();
   });
+
+  it("is kept when only other shops' events were pruned: a quiet shop's kiosk missed nothing", async () => {
+    const p = await system.seed(2);
+    const clientId = "quiet-shop-kiosk";
+    await subscribeAndLeave(p.devices[0]!, clientId, {
+      [`partners/${p.id}/shops/shop-1/orders/+`]: { qos: 1 },
+    });
+    await createOrders(system.apiUrl, p.backend.secret, ["shop-2"], 3);
+    await published(p.id, 3);
+    await system.running.db.query("UPDATE partners SET pruned_through_seq = 2 WHERE id = $1", [p.id]);
+    await system.running.db.query("DELETE FROM order_events WHERE partner_id = $1 AND seq <= 2", [p.id]);
+    const { client, sessionPresent, deliveries } = await resume(p.devices[0]!, clientId);
+    expect(sessionPresent).toBe(true);
+    await createOrders(system.apiUrl, p.backend.secret, ["shop-1"], 1);
+    await until(() => eventSeqs(deliveries).includes(4), 10_000, "the shop's next event");
+    client.end();
+  });
 });
