@@ -68,7 +68,12 @@ const published = (partnerId: string, seq: number) =>
     () => (system.running.bridge!.publishedSeqs().get(partnerId) ?? 0) >= seq,
     60_000,
     `seq ${seq} published`,
-  );
+  ).catch((error: Error) => {
+    const bridge = system.running.bridge!;
+    throw new Error(
+      `${error.message} (bridge ${bridge.role}, published ${bridge.publishedSeqs().get(partnerId)}, sessions ${JSON.stringify(system.running.broker!.stats().sessions)})`,
+    );
+  });
 
 describe("a resumed session gets the log it missed", () => {
   it("a device offline while 100,000 events pass gets every one, in order", async () => {
