@@ -249,7 +249,7 @@ export const generateAsyncApi = (): JsonObject => {
         address: "partners/{partner}/shops/{shop}/orders/{kind}",
         title: "Order events of one shop",
         description:
-          "One event per message, the same JSON object as in `GET /v1/events`. Per partner in `seq` order, at least once; not retained.",
+          "One event per message, the same JSON object as in `GET /v1/events`. Per partner in `seq` order, at least once; not retained. A persistent session (CleanSession=0) that comes back is sent the events it missed from the log, in `seq` order at its granted QoS (1 or 2; QoS 0 is not replayed), RETAIN=0, DUP=1 for what was in flight, then the live ones.",
         parameters: {
           partner: ref("parameters", "partner"),
           shop: ref("parameters", "shop"),
