@@ -46,6 +46,21 @@ const interpolate = (value: string, env: Record<string, string>): string =>
     )
     .replaceAll("$$", "$");
 
+/** What the operator's shell gives the compose file's required variables. */
+const COMPOSE_ANSWERS = {
+  BREWCAST_ADMIN_TOKEN: "a-compose-admin-token",
+  BREWCAST_BRIDGE_SECRET: "a-compose-bridge-secret",
+};
+
+/** A service's environment as compose would hand it over. */
+const environmentOf = (service: Service): Record<string, string> =>
+  Object.fromEntries(
+    Object.entries(service.environment ?? {}).map(([key, value]) => [
+      key,
+      interpolate(String(value ?? ""), COMPOSE_ANSWERS),
+    ]),
+  );
+
 const interpolationVariables = [...COMPOSE_TEXT.matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!);
 
 describe("docker-compose.yml", () => {
@@ -88,24 +103,15 @@ describe("docker-compose.yml", () => {
 
   it("sets only variables brewcast reads, with values its config accepts", () => {
     const known = new Set(Object.keys(CONFIG_FIELDS));
-    const answers = {
-      BREWCAST_ADMIN_TOKEN: "a-compose-admin-token",
-      BREWCAST_BRIDGE_SECRET: "a-compose-bridge-secret",
-    };
     for (const [name, service] of brewcastServices) {
-      const env = Object.fromEntries(
-        Object.entries(service.environment ?? {}).map(([key, value]) => [
-          key,
-          interpolate(String(value ?? ""), answers),
-        ]),
-      );
+      const env = environmentOf(service);
       for (const key of Object.keys(env)) expect(known, `${name}: ${key}`).toContain(key);
       const loaded = loadConfig(env);
       expect(loaded.unknownVariables, name).toEqual([]);
       expect(loaded.config.DATABASE_URL, name).toMatch(/@postgres:5432\//);
       expect(loaded.config.BREWCAST_HOST, name).toBe("0.0.0.0");
       expect(env.BREWCAST_BRIDGE_SECRET, `${name} shares the bridge identity`).toBe(
-        answers.BREWCAST_BRIDGE_SECRET,
+        COMPOSE_ANSWERS.BREWCAST_BRIDGE_SECRET,
       );
     }
     for (const name of ["broker-1", "broker-2"]) {
@@ -123,17 +129,8 @@ describe("docker-compose.yml", () => {
   });
 
   it("gives every brewcast service more open files than its connection caps need", () => {
-    const answers = {
-      BREWCAST_ADMIN_TOKEN: "a-compose-admin-token",
-      BREWCAST_BRIDGE_SECRET: "a-compose-bridge-secret",
-    };
     for (const [name, service] of brewcastServices) {
-      const env = Object.fromEntries(
-        Object.entries(service.environment ?? {}).map(([key, value]) => [
-          key,
-          interpolate(String(value ?? ""), answers),
-        ]),
-      );
+      const env = environmentOf(service);
       const role = service.command?.[0] === "start" ? "all" : (service.command?.[0] as "broker" | "bridge");
       const { needed } = fileDescriptorBudget(loadConfig(env).config, role, undefined);
       expect(service.ulimits?.nofile?.soft, name).toBeGreaterThanOrEqual(needed);

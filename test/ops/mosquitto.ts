@@ -5,7 +5,6 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -62,17 +61,9 @@ export const renderPartnerBridge = (text: string, settings: BridgeSettings): str
   return lines.join("\n");
 };
 
-export { freePort } from "../support/ports.ts";
+import { accepts } from "../support/ports.ts";
 
-const accepts = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = connect(port, "127.0.0.1");
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
+export { freePort } from "../support/ports.ts";
 
 /**
  * A scratch directory Mosquitto can use: started as root it drops to the

@@ -6,9 +6,9 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { connect } from "node:net";
 import { afterEach, expect, it } from "vitest";
 import { waitFor } from "../support/http.ts";
+import { accepts } from "../support/ports.ts";
 
 const ROOT = new URL("../..", import.meta.url);
 const groups: number[] = [];
@@ -23,17 +23,6 @@ afterEach(() => {
     }
   }
 });
-
-/** Resolves true when something accepts a TCP connection on the port, false when it is refused. */
-const accepts = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = connect(port, "127.0.0.1");
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
 
 it("`npm start &` then `kill <its pid>` stops the server, which logs the signal and frees its ports", async () => {
   const npm = spawn("npm", ["start"], {
