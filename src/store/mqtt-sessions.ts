@@ -58,6 +58,10 @@ export const createSessionStore = (db: Db): SessionStore => ({
        SELECT $1, $2, $3, (SELECT epoch FROM event_log), start.seq, start.seq, $4::jsonb
        FROM (SELECT coalesce((SELECT published_seq FROM bridge_cursors WHERE partner_id = $3), 0) AS seq) start
        ON CONFLICT (client_id) DO UPDATE SET
+         -- A session that held no subscription owed nothing: it starts again from now.
+         position = CASE WHEN jsonb_array_length(s.subscriptions) = 0 THEN excluded.position ELSE s.position END,
+         sent_seq = CASE WHEN jsonb_array_length(s.subscriptions) = 0 THEN excluded.sent_seq ELSE s.sent_seq END,
+         epoch = CASE WHEN jsonb_array_length(s.subscriptions) = 0 THEN excluded.epoch ELSE s.epoch END,
          subscriptions = (
            SELECT coalesce(jsonb_agg(sub), '[]'::jsonb) FROM (
              SELECT sub FROM jsonb_array_elements(s.subscriptions) sub

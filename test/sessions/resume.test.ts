@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closed, login, subscribeGranted, until } from "../broker/helpers.ts";
 import { createOrders, readAll } from "../client/helpers.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
+import { waitFor } from "../support/http.ts";
 import { type System, startSystem } from "../support/system.ts";
 import { eventSeqs, everyOnceInOrder, recordDeliveries } from "./helpers.ts";
 
@@ -51,5 +52,43 @@ describe("resuming a persistent session (mqtt.js)", () => {
     // They came from the log, not from a queue.
     expect(system.running.broker!.stats().sessions.replayed).toBeGreaterThanOrEqual(5);
     again.end();
+  });
+
+  it("a session that unsubscribed from everything owes nothing from before its next subscription", async () => {
+    const clientId = `unsubscribed-${Date.now()}`;
+    const filter = `partners/${p.id}/shops/shop-2/orders/+`;
+    const client = await login(system.mqttUrl, p.devices[1]!, { clientId, clean: false });
+    expect(await subscribeGranted(client, filter, 1)).toBe(1);
+    await client.unsubscribeAsync(filter);
+    await createOrders(system.apiUrl, p.backend.secret, ["shop-2"], 3);
+    const head = (await readAll(system.apiUrl, p.backend.secret, "shop-2")).at(-1)!.seq;
+    await until(() => (system.running.bridge!.publishedSeqs().get(p.id) ?? 0) >= head, 10_000, "published");
+    // The durable cursor the new start reads is committed every 100 ms.
+    await waitFor("the durable cursor", async () => {
+      const [row] = await system.running.db.query<{ published_seq: number }>(
+        "SELECT published_seq FROM bridge_cursors WHERE partner_id = $1",
+        [p.id],
+      );
+      return row?.published_seq === head;
+    });
+    expect(await subscribeGranted(client, filter, 1)).toBe(1);
+    client.end();
+    await closed(client);
+    const { deliveries, sessionPresent } = await (async () => {
+      let present = false;
+      let got!: ReturnType<typeof recordDeliveries>;
+      const again = await login(system.mqttUrl, p.devices[1]!, { clientId, clean: false }, (c) => {
+        got = recordDeliveries(c);
+        c.once("connect", (connack) => {
+          present = connack.sessionPresent;
+        });
+      });
+      await createOrders(system.apiUrl, p.backend.secret, ["shop-2"], 1);
+      await until(() => eventSeqs(got).length > 0, 10_000, "the next event");
+      again.end();
+      return { deliveries: got, sessionPresent: present };
+    })();
+    expect(sessionPresent).toBe(true);
+    expect(eventSeqs(deliveries).every((seq) => seq > head)).toBe(true);
   });
 });
