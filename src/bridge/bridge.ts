@@ -20,7 +20,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { Cursor, OrderEvent, PartnerStatus } from "../domain/events.ts";
 import { EVENT_KIND } from "../domain/events.ts";
-import type { PartnerState } from "../domain/partners.ts";
+import { type PartnerState, pushesEvents } from "../domain/partners.ts";
 import {
   buildOrderEventTopic,
   buildPartnerCursorTopic,
@@ -152,7 +152,6 @@ const HANDED_TOTAL_MAX = 20_000;
 const PREFETCH_EACH = 200;
 
 /** States in which events are not pushed: clients are told to poll REST (the cursors still move). */
-const PUSH_OFF: ReadonlySet<PartnerState> = new Set(["poll_only", "suspended"]);
 
 class PublishTimeoutError extends Error {
   constructor(messages: OutgoingMessage[], ms: number) {
@@ -670,7 +669,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     const partnerId = pump.cursors.partnerId;
     const qos = pump.cursors.qos;
     const last = events[events.length - 1]!;
-    const push = !PUSH_OFF.has(pump.cursors.state);
+    const push = pushesEvents(pump.cursors.state);
     pump.sentSeq = last.seq;
     // Poll-only: the events are not pushed, but the cursors move so clients see the head and poll.
     const accepted = push

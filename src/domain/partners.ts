@@ -8,6 +8,9 @@ import { credentialIdSchema, partnerIdSchema, shopIdSchema, storedTextSchema } f
 export const PARTNER_STATES = ["normal", "throttled", "poll_only", "suspended"] as const;
 export type PartnerState = (typeof PARTNER_STATES)[number];
 
+/** Whether a partner's events are pushed (over MQTT, or replayed to its sessions) in this state. */
+export const pushesEvents = (state: PartnerState): boolean => state !== "poll_only" && state !== "suspended";
+
 export const CREDENTIAL_KINDS = ["backend", "device"] as const;
 export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
 

@@ -5,6 +5,7 @@
  * Pure: types only.
  */
 import type { OrderEvent } from "./events.ts";
+import type { PartnerState } from "./partners.ts";
 
 export interface SessionSubscription {
   topic: string;
@@ -76,6 +77,8 @@ export interface SessionLog {
    * owed: the partner's, or with `shopId` the highest of that shop's events removed (0: none).
    */
   prunedThrough(partnerId: string, shopId?: string): Promise<number>;
+  /** The partner's place on the degradation ladder: a replay pushes nothing where the bridge would not. */
+  partnerState(partnerId: string): Promise<PartnerState | undefined>;
   /** Events after `after`, oldest first, at most `limit`; one shop's only when `shopId` is given. */
   read(partnerId: string, after: number, limit: number, shopId?: string): Promise<OrderEvent[]>;
 }

@@ -28,6 +28,7 @@
  */
 import { Readable } from "node:stream";
 import { EVENT_KIND } from "../domain/events.ts";
+import { pushesEvents } from "../domain/partners.ts";
 import type {
   SessionLog,
   SessionProgress,
@@ -270,8 +271,11 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       }
     }
     let lastSent = session.tracker.position;
+    // Where the ladder stops pushing a partner's events (poll_only), a replay pushes none either:
+    // the client reads them from GET /v1/events, as it does for live ones.
+    const pushing = partnerId !== null && pushesEvents((await log.partnerState(partnerId)) ?? "normal");
     for (;;) {
-      if (plan?.replaysEvents && partnerId !== null) {
+      if (plan?.replaysEvents && partnerId !== null && pushing) {
         for (;;) {
           const overflows = held.overflows;
           const events = await log.read(partnerId, lastSent, PAGE, plan.shopId);

@@ -4,6 +4,7 @@
  * its authorized subscriptions and its position in the log; progress is
  * written coalesced by the broker and never moves back.
  */
+import type { PartnerState } from "../domain/partners.ts";
 import type {
   SessionLog,
   SessionOwner,
@@ -179,6 +180,12 @@ export const createSessionLog = (db: Db): SessionLog => ({
       [partnerId, shopId],
     );
     return row?.pruned ?? 0;
+  },
+  async partnerState(partnerId) {
+    const [row] = await db.query<{ state: PartnerState }>("SELECT state FROM partners WHERE id = $1", [
+      partnerId,
+    ]);
+    return row?.state;
   },
   async read(partnerId, after, limit, shopId) {
     // Nothing of a followed shop after `after` was pruned (checked at resume), so reading from the

@@ -13,8 +13,9 @@ import { readLeadingSeq } from "../../src/sessions/replay-plan.ts";
 import { closed, login, until } from "../broker/helpers.ts";
 import { createOrders } from "../client/helpers.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
+import { fetchJson } from "../support/http.ts";
 import { connectPacket, onPublishes, rawSocket, subscribePacket } from "../support/raw-mqtt.ts";
-import { type System, startSystem } from "../support/system.ts";
+import { SYSTEM_ADMIN_TOKEN, type System, startSystem } from "../support/system.ts";
 import {
   type Delivery,
   eventSeqs,
@@ -244,6 +245,37 @@ describe("a session that cannot be resumed", () => {
     expect(sessionPresent).toBe(true);
     await createOrders(system.apiUrl, p.backend.secret, ["shop-1"], 1);
     await until(() => eventSeqs(deliveries).includes(4), 10_000, "the shop's next event");
+    client.end();
+  });
+
+  it("replays nothing while the partner is poll_only: the client reads the history, as for live events", async () => {
+    const p = await system.seed(1);
+    const clientId = "kiosk-of-a-lagging-partner";
+    await subscribeAndLeave(p.devices[0]!, clientId, {
+      [`partners/${p.id}/shops/shop-1/orders/+`]: { qos: 1 },
+    });
+    await createOrders(system.apiUrl, p.backend.secret, ["shop-1"], 3);
+    await published(p.id, 3);
+    const pinned = await fetchJson(`${system.apiUrl}/admin/v1/partners/${p.id}/state`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${SYSTEM_ADMIN_TOKEN}` },
+      body: { state: "poll_only", reason: "a test of replays" },
+    });
+    expect(pinned.status).toBe(200);
+    const replayed = system.running.broker!.stats().sessions.replayed;
+    const { client, sessionPresent, deliveries } = await resume(p.devices[0]!, clientId);
+    expect(sessionPresent).toBe(true);
+    // Back to normal, a live event follows: anything replayed would have come before it.
+    const normal = await fetchJson(`${system.apiUrl}/admin/v1/partners/${p.id}/state`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${SYSTEM_ADMIN_TOKEN}` },
+      body: { state: "normal", reason: "the test goes on" },
+    });
+    expect(normal.status).toBe(200);
+    await createOrders(system.apiUrl, p.backend.secret, ["shop-1"], 1);
+    await until(() => eventSeqs(deliveries).includes(4), 10_000, "the live event");
+    expect(eventSeqs(deliveries)).toEqual([4]);
+    expect(system.running.broker!.stats().sessions.replayed).toBe(replayed);
     client.end();
   });
 });
