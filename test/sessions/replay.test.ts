@@ -63,6 +63,19 @@ const subscribeAndLeave = async (
   await closed(client);
 };
 
+/**
+ * Pins the partner's state on the ladder: a burst of seeded events is lag the ladder would answer
+ * with poll_only, in which nothing is pushed or replayed (a test of its own, below).
+ */
+const pin = async (partnerId: string, state: "normal" | "poll_only") => {
+  const response = await fetchJson(`${system.apiUrl}/admin/v1/partners/${partnerId}/state`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${SYSTEM_ADMIN_TOKEN}` },
+    body: { state, reason: "a test of replays" },
+  });
+  expect(response.status).toBe(200);
+};
+
 /** The bridge published the partner's log up to `seq` (so the session really was offline while it passed). */
 const published = (partnerId: string, seq: number) =>
   until(
@@ -79,6 +92,7 @@ const published = (partnerId: string, seq: number) =>
 describe("a resumed session gets the log it missed", () => {
   it("a device offline while 100,000 events pass gets every one, in order", async () => {
     const p = await seedLogPartner(system.running.db, 1);
+    await pin(p.id, "normal");
     const clientId = "kiosk-100k";
     await subscribeAndLeave(p.devices[0]!, clientId, {
       [`partners/${p.id}/shops/shop-01/orders/+`]: { qos: 1 },
@@ -88,7 +102,11 @@ describe("a resumed session gets the log it missed", () => {
     await published(p.id, 100_000);
     const { client, sessionPresent, deliveries } = await resume(p.devices[0]!, clientId);
     expect(sessionPresent).toBe(true);
-    await until(() => deliveries.length >= 100_000, 120_000, "100,000 events");
+    await until(() => deliveries.length >= 100_000, 120_000, "100,000 events").catch((e) => {
+      throw new Error(
+        `${e.message}: ${deliveries.length} arrived, last ${JSON.stringify(deliveries.at(-1))}, ${JSON.stringify(system.running.broker!.stats().sessions)}`,
+      );
+    });
     expect(everyOnceInOrder(eventSeqs(deliveries), range(1, 100_000))).toEqual({ ok: true });
     expect(deliveries.filter((d) => d.retain || d.qos !== 1)).toEqual([]);
     client.end();
@@ -96,6 +114,7 @@ describe("a resumed session gets the log it missed", () => {
 
   it("live events committed during the replay arrive after it, none lost, none out of order", async () => {
     const p = await seedLogPartner(system.running.db, 2);
+    await pin(p.id, "normal");
     const clientId = "kiosk-live-during-replay";
     await subscribeAndLeave(p.backend, clientId, { [`partners/${p.id}/#`]: { qos: 1 } });
     await seedLog(system.running.db, p.id, 20_000, 2);
@@ -256,22 +275,12 @@ describe("a session that cannot be resumed", () => {
     });
     await createOrders(system.apiUrl, p.backend.secret, ["shop-1"], 3);
     await published(p.id, 3);
-    const pinned = await fetchJson(`${system.apiUrl}/admin/v1/partners/${p.id}/state`, {
-      method: "PUT",
-      headers: { authorization: `Bearer ${SYSTEM_ADMIN_TOKEN}` },
-      body: { state: "poll_only", reason: "a test of replays" },
-    });
-    expect(pinned.status).toBe(200);
+    await pin(p.id, "poll_only");
     const replayed = system.running.broker!.stats().sessions.replayed;
     const { client, sessionPresent, deliveries } = await resume(p.devices[0]!, clientId);
     expect(sessionPresent).toBe(true);
     // Back to normal, a live event follows: anything replayed would have come before it.
-    const normal = await fetchJson(`${system.apiUrl}/admin/v1/partners/${p.id}/state`, {
-      method: "PUT",
-      headers: { authorization: `Bearer ${SYSTEM_ADMIN_TOKEN}` },
-      body: { state: "normal", reason: "the test goes on" },
-    });
-    expect(normal.status).toBe(200);
+    await pin(p.id, "normal");
     await createOrders(system.apiUrl, p.backend.secret, ["shop-1"], 1);
     await until(() => eventSeqs(deliveries).includes(4), 10_000, "the live event");
     expect(eventSeqs(deliveries)).toEqual([4]);
