@@ -23,9 +23,12 @@
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import { Session } from "node:inspector/promises";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import mqtt from "mqtt";
@@ -370,10 +373,34 @@ export const freePort = (): Promise<number> =>
     });
   });
 
-/** A private Mosquitto (anonymous, 127.0.0.1:port), stopped at cleanup. */
-export const startMosquitto = async (): Promise<{ port: number; pid: number; stop(): Promise<void> }> => {
+/**
+ * A private Mosquitto (anonymous, 127.0.0.1:port), stopped at cleanup. With `config`, those lines
+ * go into a config file of its own (in a temporary directory) after `listener PORT 127.0.0.1`,
+ * `allow_anonymous true`, `persistence false` and `log_dest none`, and Mosquitto runs with `-c`.
+ */
+export const startMosquitto = async (
+  options: { config?: string[] } = {},
+): Promise<{ port: number; pid: number; stop(): Promise<void> }> => {
   const port = await freePort();
-  const child = spawn("mosquitto", ["-p", String(port)], { stdio: "ignore" });
+  let args = ["-p", String(port)];
+  let dir: string | undefined;
+  if (options.config) {
+    dir = mkdtempSync(join(tmpdir(), "bench-mosquitto-"));
+    const file = join(dir, "mosquitto.conf");
+    writeFileSync(
+      file,
+      [
+        `listener ${port} 127.0.0.1`,
+        "allow_anonymous true",
+        "persistence false",
+        "log_dest none",
+        ...options.config,
+        "",
+      ].join("\n"),
+    );
+    args = ["-c", file];
+  }
+  const child = spawn("mosquitto", args, { stdio: "ignore" });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   for (let i = 0; ; i++) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -393,6 +420,7 @@ export const startMosquitto = async (): Promise<{ port: number; pid: number; sto
     stopped = true;
     child.kill("SIGTERM");
     await exited;
+    if (dir) rmSync(dir, { recursive: true, force: true });
   };
   onCleanup(stop);
   return { port, pid: child.pid!, stop };
@@ -432,12 +460,15 @@ export const median = (values: number[]): number => {
 
 // ---------------------------------------------------------------- the child's side
 
-interface SubscriberSpec {
+export interface SubscriberSpec {
   url: string;
   username?: string;
   password?: string;
   filters: string[];
   bucket: string;
+  /** CleanSession=0: a persistent session under `clientId` (default: a clean session, a random id). */
+  persistent?: boolean;
+  clientId?: string;
 }
 
 interface PollerSpec {
@@ -497,7 +528,7 @@ const clientsMode = async () => {
     }
     return b;
   };
-  const mqttClients: { wireBytes: () => number; bucket: Bucket; seen: number }[] = [];
+  const mqttClients: { wireBytes: () => number; close: () => void; bucket: Bucket; seen: number }[] = [];
   const socketBytes = (socket: { bytesRead?: number; bytesWritten?: number } | undefined) =>
     (socket?.bytesRead ?? 0) + (socket?.bytesWritten ?? 0);
   const recordEvent = (b: Bucket, payload: Buffer) => {
@@ -510,8 +541,8 @@ const clientsMode = async () => {
   const connectMqttJs = async (spec: SubscriberSpec, b: Bucket) => {
     const client = await mqtt.connectAsync(spec.url, {
       protocolVersion: 4,
-      clientId: `bench-${randomUUID().slice(0, 12)}`,
-      clean: true,
+      clientId: spec.clientId ?? `bench-${randomUUID().slice(0, 12)}`,
+      clean: !spec.persistent,
       reconnectPeriod: 0,
       ...(spec.username !== undefined ? { username: spec.username, password: spec.password } : {}),
     });
@@ -520,7 +551,10 @@ const clientsMode = async () => {
     });
     client.on("error", (error) => log(`subscriber error: ${error.message}`));
     await client.subscribeAsync(spec.filters, { qos: 1 });
-    return () => socketBytes(client.stream as unknown as net.Socket | undefined);
+    return {
+      wireBytes: () => socketBytes(client.stream as unknown as net.Socket | undefined),
+      close: () => void client.endAsync(true),
+    };
   };
 
   /** The default: a raw-socket client (bench/raw-mqtt.ts), so the subscribers leave the CPU to brewcast. */
@@ -529,16 +563,17 @@ const clientsMode = async () => {
     const client = await connectRawClient({
       host: url.hostname,
       port: Number(url.port),
-      clientId: `bench-${randomUUID().slice(0, 12)}`,
+      clientId: spec.clientId ?? `bench-${randomUUID().slice(0, 12)}`,
       username: spec.username ?? "",
       password: spec.password ?? "",
+      clean: !spec.persistent,
+      onPublish: (body, qos) => {
+        if (publishTopic(body).includes("/orders/")) recordEvent(b, publishPayload(body, qos));
+      },
     });
-    client.onPublish = (body, qos) => {
-      if (publishTopic(body).includes("/orders/")) recordEvent(b, publishPayload(body, qos));
-    };
     client.socket.on("error", (error) => log(`subscriber error: ${error.message}`));
     await client.subscribe(spec.filters, 1);
-    return () => socketBytes(client.socket);
+    return { wireBytes: () => socketBytes(client.socket), close: () => client.close() };
   };
 
   const connect = async (specs: SubscriberSpec[]) => {
@@ -547,8 +582,8 @@ const clientsMode = async () => {
       await Promise.all(
         specs.slice(i, i + 25).map(async (spec) => {
           const b = bucket(spec.bucket);
-          const wireBytes = await connectOne(spec, b);
-          const entry = { wireBytes, bucket: b, seen: wireBytes() };
+          const { wireBytes, close } = await connectOne(spec, b);
+          const entry = { wireBytes, close, bucket: b, seen: wireBytes() };
           mqttClients.push(entry);
           const partner = spec.filters[0]!.split("/")[1]!;
           b.consumersPerPartner.set(partner, (b.consumersPerPartner.get(partner) ?? 0) + 1);
@@ -693,6 +728,20 @@ const clientsMode = async () => {
         return loop.take();
       case "subscribe":
         return connect(args as SubscriberSpec[]);
+      case "disconnect": {
+        // Closes the subscribers of these buckets (a persistent session stays, offline).
+        const names = new Set(args as string[]);
+        let closed = 0;
+        for (let i = mqttClients.length - 1; i >= 0; i--) {
+          const entry = mqttClients[i]!;
+          if (![...names].some((name) => buckets.get(name) === entry.bucket)) continue;
+          entry.close();
+          mqttClients.splice(i, 1);
+          closed++;
+        }
+        for (const name of names) bucket(name).consumersPerPartner.clear();
+        return { closed };
+      }
       case "reset":
         for (const name of args as string[]) {
           const b = bucket(name);
@@ -799,6 +848,48 @@ const watchEventLoop = () => {
   };
 };
 
+/**
+ * This process's memory (`process.memoryUsage()`), after full GCs when asked and the process runs
+ * with --expose-gc (`gc: false` in the answer otherwise).
+ */
+export const memoryOf = async (collect: boolean) => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (collect && gc) {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await sleep(200);
+    }
+  }
+  return { ...process.memoryUsage(), gc: collect && gc !== undefined };
+};
+
+/**
+ * A CPU profile of this process over a window a bench chooses (`--profile` profiles the whole
+ * life of the process: start, seeding, the bridge catching up): start, then stop and write a
+ * `.cpuprofile` that bench/profile-top.ts reads.
+ */
+const windowProfiler = () => {
+  let session: Session | undefined;
+  return {
+    async start() {
+      session = new Session();
+      session.connect();
+      await session.post("Profiler.enable");
+      await session.post("Profiler.setSamplingInterval", { interval: 200 });
+      await session.post("Profiler.start");
+      return null;
+    },
+    async stop(file: string) {
+      if (!session) throw new Error("no profile started");
+      const { profile } = await session.post("Profiler.stop");
+      session.disconnect();
+      session = undefined;
+      writeFileSync(file, JSON.stringify(profile));
+      return { file };
+    },
+  };
+};
+
 const brewcastMode = async () => {
   const { loadConfig } =
     await productModule<typeof import("../src/config/load-config.ts")>("config/load-config");
@@ -818,6 +909,7 @@ const brewcastMode = async () => {
   const doorbell = createDoorbell(running.db);
   const loop = watchEventLoop();
   const relay = createRelay();
+  const profiler = windowProfiler();
   let writer: Awaited<ReturnType<typeof makeAppender>> | undefined;
   let wakeMode: WriteRequest["wake"] = "inproc";
   serve(
@@ -825,6 +917,10 @@ const brewcastMode = async () => {
     async (cmd, args) => {
       if (cmd === "loop") return loop.take();
       if (cmd === "relay") return { port: await relay.listen() };
+      if (cmd === "memory") return memoryOf(Boolean((args as { gc?: boolean } | undefined)?.gc));
+      if (cmd === "broker-stats") return running.broker?.stats() ?? null;
+      if (cmd === "profile-start") return profiler.start();
+      if (cmd === "profile-stop") return profiler.stop((args as { file: string }).file);
       if (cmd !== "write") throw new Error(`unknown command ${cmd}`);
       const request = args as WriteRequest;
       wakeMode = request.wake;
