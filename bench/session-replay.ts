@@ -41,9 +41,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import mqtt from "mqtt";
 import pg from "pg";
-import { readLeadingSeq } from "../src/sessions/replay-plan.ts";
 import { cpuMsOf, type Kid, sleep, spawnKid, startMosquitto, waitCaughtUp } from "./bridge-kit.ts";
 import {
   adminPost,
@@ -60,191 +58,22 @@ import {
   runBench,
   runComparison,
 } from "./harness.ts";
-import { connectRawClient, publishFrame, publishPayload, publishTopic } from "./raw-mqtt.ts";
 import { appendEvents, type SeedShape } from "./seed-log.ts";
+import {
+  type ClientKind,
+  type Credential,
+  createSession,
+  endSession,
+  publishEvents,
+  resume,
+} from "./session-kit.ts";
 
 const SHOPS = 4;
 const SHAPE: SeedShape = { shops: SHOPS, eventsPerOrder: 4, step: "1 millisecond" };
 const PARTNER = "replay";
 const FILTER = `partners/${PARTNER}/shops/+/orders/+`;
-/** QoS 1 messages the Mosquitto publisher keeps unacknowledged. */
-const PUBLISH_WINDOW = 500;
 
 const log = (line: string) => process.stderr.write(`[session-replay] ${line}\n`);
-
-type ClientKind = "raw" | "mqttjs";
-
-interface Credential {
-  username: string;
-  password: string;
-}
-
-interface Resumed {
-  sessionPresent: boolean;
-  connackMs: number;
-  firstMs: number;
-  totalMs: number;
-  received: number;
-  duplicates: number;
-  outOfOrder: number;
-  payloadBytes: number;
-  /** The first event's payload as it came. */
-  sample: string;
-}
-
-/** Creates a persistent session (QoS 1 on FILTER) and leaves it offline. */
-const createSession = async (port: number, clientId: string, who: Credential) => {
-  const client = await connectRawClient({ port, clientId, ...who, clean: false, keepaliveS: 600 });
-  await client.subscribe([FILTER], 1);
-  client.close();
-  await sleep(300);
-};
-
-/** Ends a persistent session: a clean login under its id removes it (MQTT-3.1.2-6). */
-const endSession = async (port: number, clientId: string, who: Credential) => {
-  const client = await connectRawClient({ port, clientId, ...who, clean: true, keepaliveS: 600 });
-  client.close();
-};
-
-/**
- * Resumes the session `clientId` and waits until every seq in (from, from + count] arrived;
- * times from the CONNECT. QoS 1 messages are acknowledged as they come (both clients).
- */
-const resume = async (
-  kind: ClientKind,
-  port: number,
-  clientId: string,
-  who: Credential,
-  from: number,
-  count: number,
-): Promise<Resumed> => {
-  const seen = new Uint8Array(count + 1);
-  const r: Resumed = {
-    sessionPresent: false,
-    connackMs: 0,
-    firstMs: 0,
-    totalMs: 0,
-    received: 0,
-    duplicates: 0,
-    outOfOrder: 0,
-    payloadBytes: 0,
-    sample: "",
-  };
-  let distinct = 0;
-  let last = 0;
-  let finish!: () => void;
-  const finished = new Promise<void>((resolve) => {
-    finish = resolve;
-  });
-  const t0 = performance.now();
-  const onEvent = (payload: Buffer) => {
-    const seq = readLeadingSeq(payload);
-    if (seq === undefined) return;
-    const i = seq - from;
-    if (i < 1 || i > count) return;
-    if (r.received === 0) {
-      r.firstMs = performance.now() - t0;
-      r.sample = payload.toString();
-    }
-    r.received++;
-    r.payloadBytes += payload.length;
-    if (seen[i]) {
-      r.duplicates++;
-      return;
-    }
-    seen[i] = 1;
-    if (seq < last) r.outOfOrder++;
-    last = seq;
-    if (++distinct === count) {
-      r.totalMs = performance.now() - t0;
-      finish();
-    }
-  };
-  let close: () => void;
-  if (kind === "raw") {
-    const client = await connectRawClient({
-      port,
-      clientId,
-      ...who,
-      clean: false,
-      keepaliveS: 600,
-      onPublish: (body, qos) => {
-        if (publishTopic(body).includes("/orders/")) onEvent(publishPayload(body, qos));
-      },
-    });
-    r.connackMs = performance.now() - t0;
-    r.sessionPresent = client.sessionPresent;
-    close = () => client.close();
-  } else {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
-      protocolVersion: 4,
-      clientId,
-      clean: false,
-      ...who,
-      keepalive: 600,
-      reconnectPeriod: 0,
-    });
-    client.on("message", (topic, payload) => {
-      if (topic.includes("/orders/")) onEvent(payload);
-    });
-    const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
-      client.once("connect", resolve);
-      client.once("error", reject);
-    });
-    r.connackMs = performance.now() - t0;
-    r.sessionPresent = connack.sessionPresent;
-    close = () => void client.endAsync(true);
-  }
-  if (!r.sessionPresent) {
-    close();
-    throw new Error(`${clientId}: sessionPresent=0, nothing to resume`);
-  }
-  const timeout = setTimeout(finish, Math.max(120_000, count * 2));
-  await finished;
-  clearTimeout(timeout);
-  close();
-  if (distinct < count)
-    throw new Error(
-      `${clientId}: ${distinct} of ${count} events within the timeout (${r.received} received)`,
-    );
-  return r;
-};
-
-/** Publishes events (from, from + count] to a Mosquitto at QoS 1, PUBLISH_WINDOW unacknowledged at most. */
-const publishEvents = async (port: number, template: string, from: number, count: number) => {
-  const client = await connectRawClient({
-    port,
-    clientId: `replay-publisher-${from}`,
-    username: "",
-    password: "",
-    keepaliveS: 600,
-  });
-  const rest = template.slice(template.indexOf(",")); // after {"seq":N
-  let acked = 0;
-  let sent = 0;
-  let wake: (() => void) | undefined;
-  client.onPuback = () => {
-    acked++;
-    wake?.();
-  };
-  while (sent < count) {
-    const batch: Buffer[] = [];
-    while (sent < count && sent - acked < PUBLISH_WINDOW) {
-      sent++;
-      const seq = from + sent;
-      const o = Math.floor((seq - 1) / SHAPE.eventsPerOrder);
-      const topic = `partners/${PARTNER}/shops/shop-${String((o % SHOPS) + 1).padStart(2, "0")}/orders/${(seq - 1) % SHAPE.eventsPerOrder === 0 ? "created" : "status_changed"}`;
-      batch.push(publishFrame(topic, Buffer.from(`{"seq":${seq}${rest}`), 1, ((sent - 1) % 65_535) + 1));
-    }
-    if (batch.length > 0) client.socket.write(Buffer.concat(batch));
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-    });
-    wake = undefined;
-  }
-  while (acked < count) await sleep(5);
-  client.close();
-};
 
 interface RoundDetail {
   round: number;
@@ -408,7 +237,8 @@ const main = async () => {
     if (lag > 0) throw new Error(`the bridge is ${lag} events behind`);
     const from = await headOf();
     const clientId = `replay-${++sessionNo}`;
-    await createSession(brewcastPort, clientId, backend);
+    await createSession(brewcastPort, clientId, backend, FILTER);
+    await sleep(300);
     const t = performance.now();
     await appendEvents(pgClient, SHAPE, PARTNER, from, count, base);
     const seeded = performance.now();
@@ -434,9 +264,13 @@ const main = async () => {
     (name: string, m: { port: number; pid: number }) =>
     async (round: number, count: number): Promise<Measurement> => {
       const clientId = `replay-${++sessionNo}`;
-      await createSession(m.port, clientId, anonymous);
+      await createSession(m.port, clientId, anonymous, FILTER);
       const t = performance.now();
-      await publishEvents(m.port, template, 0, count);
+      await publishEvents(m.port, template, 0, count, {
+        partnerId: PARTNER,
+        shops: SHOPS,
+        eventsPerOrder: SHAPE.eventsPerOrder,
+      });
       log(`${name}: ${count} QoS 1 messages published in ${((performance.now() - t) / 1000).toFixed(1)} s`);
       await sleep(300);
       return measure(name, round, m.pid, m.port, anonymous, clientId, 0, count, false);
