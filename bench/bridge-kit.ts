@@ -11,8 +11,11 @@
  *     otherwise the doorbell rings);
  *   - `writer`: the same paced writer alone, ringing the doorbell (the path
  *     of a writer in another process);
- *   - `clients`: MQTT subscribers (mqtt.js) and REST pollers that record
- *     when each event arrived, keyed by (partner, seq), and count wire bytes.
+ *   - `clients`: MQTT subscribers (raw-socket or mqtt.js, clean or persistent
+ *     sessions) and REST pollers that record when each event arrived, keyed
+ *     by (partner, seq), and count wire bytes;
+ *   - `aedes`: stock Aedes with its default in-memory persistence (the
+ *     offline queue a persistent-session bench compares with).
  * - The write path: the product's `createOrderStore(db).create()` (one round
  *   trip: the `brewcast_create_order` function of migration 0004) on a pool
  *   of its own, without HTTP in front, so a 2-core machine can reach 1,000
@@ -281,7 +284,7 @@ const KIT_PATH = fileURLToPath(import.meta.url);
 
 /** Forks this file in `mode` with `env` added; resolves once it is ready. */
 export const spawnKid = async (
-  mode: "brewcast" | "writer" | "clients",
+  mode: "brewcast" | "writer" | "clients" | "aedes",
   env: Record<string, string> = {},
   nodeFlags: string[] = [],
 ): Promise<Kid> => {
@@ -940,6 +943,39 @@ const brewcastMode = async () => {
   );
 };
 
+/**
+ * Stock Aedes 1.2 with its default persistence (aedes-persistence in memory: every QoS 1/2
+ * message for an offline persistent session is queued as a packet of its own), on a free port:
+ * what a broker that queues per message holds. `enqueued` counts the queue entries it made.
+ */
+const aedesMode = async () => {
+  const { Aedes } = await import("aedes");
+  const broker = await Aedes.createBroker();
+  const persistence = (broker as unknown as { persistence: unknown }).persistence as {
+    outgoingEnqueueCombi(subs: unknown[], packet: unknown, cb?: unknown): unknown;
+  };
+  let enqueued = 0;
+  const enqueue = persistence.outgoingEnqueueCombi.bind(persistence);
+  persistence.outgoingEnqueueCombi = (subs, packet, cb) => {
+    enqueued += subs.length;
+    return enqueue(subs, packet, cb);
+  };
+  const server = net.createServer((socket) => broker.handle(socket));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  serve(
+    { mqtt: (server.address() as net.AddressInfo).port },
+    async (cmd, args) => {
+      if (cmd === "memory") return memoryOf(Boolean((args as { gc?: boolean } | undefined)?.gc));
+      if (cmd === "stats") return { enqueued, connected: broker.connectedClients };
+      throw new Error(`unknown command ${cmd}`);
+    },
+    async () => {
+      server.close();
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+    },
+  );
+};
+
 const writerMode = async () => {
   const { createDoorbell } =
     await productModule<typeof import("../src/store/bridge-log.ts")>("store/bridge-log");
@@ -989,10 +1025,13 @@ if (isMain) {
     brewcast: brewcastMode,
     writer: writerMode,
     clients: clientsMode,
+    aedes: aedesMode,
   };
   const run = mode ? modes[mode] : undefined;
   if (!run) {
-    process.stderr.write("usage: node --import tsx bench/bridge-kit.ts --kid <brewcast|writer|clients>\n");
+    process.stderr.write(
+      "usage: node --import tsx bench/bridge-kit.ts --kid <brewcast|writer|clients|aedes>\n",
+    );
     process.exit(2);
   }
   run().catch((error) => {
