@@ -6,17 +6,19 @@
  * queued packet per message per session). Figure: the broker process's RSS
  * above its own idle RSS. Goal: brewcast ≤ 100 MiB above idle.
  *
- *   npm run bench:session-memory                  # 10,000 sessions × 1,000 events (~10 min)
- *   npm run bench:session-memory -- --quick       # 1,000 sessions × 100 events
+ *   npm run bench:session-memory                  # 10,000 sessions × 1,000 events (~30 min here, 23 of them Mosquitto queueing)
+ *   npm run bench:session-memory -- --quick       # 1,000 sessions × 100 events (~1 min)
  *   npm run bench:session-memory -- --sessions 5000 --events 500 --rounds 2
+ *   npm run bench:session-memory -- --subjects brewcast,aedes   # leave Mosquitto out
  *
  * Each subject runs in a fresh process of its own, one after the other (the
  * order reversed every other round), and is measured the same way:
  *
  * 1. idle: the process started (brewcast: the partner, its 4 shops and a
  *    backend credential created through the admin API, the partner pinned at
- *    `normal`), then its RSS (VmRSS of /proc/<pid>/status), after full GCs
- *    for the Node processes (run with --expose-gc);
+ *    `normal`), then its RSS (VmRSS of /proc/<pid>/status) once settled: a
+ *    sample a second, after full GCs for the Node processes (run with
+ *    --expose-gc), until two in a row are within 1 MiB;
  * 2. the sessions: clients of this process (bench/raw-mqtt.ts) connect with
  *    CleanSession=0 in batches of 200, subscribe at QoS 1 to
  *    `partners/{p}/shops/+/orders/+` (one partner, all sessions on its
@@ -27,8 +29,8 @@
  *    ~530 bytes, on the same topics) and the bench waits until they are queued
  *    (Aedes: the queue entries counted in its persistence reach sessions ×
  *    events; Mosquitto: its PUBACKs, which it sends once the message is queued
- *    to every subscriber, then 2 s);
- * 4. loaded: RSS again (after GCs), and the peak (VmHWM);
+ *    to every subscriber);
+ * 4. loaded: RSS again, settled the same way, and the peak (VmHWM);
  * 5. a check: one session resumes and must receive every one of the events.
  *
  * Mosquitto runs with `max_queued_messages` of twice the events (its default,
@@ -37,7 +39,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import pg from "pg";
-import { type Kid, sleep, spawnKid, startMosquitto, waitCaughtUp } from "./bridge-kit.ts";
+import { cpuMsOf, type Kid, sleep, spawnKid, startMosquitto, waitCaughtUp } from "./bridge-kit.ts";
 import {
   adminPost,
   benchAdminToken,
@@ -66,6 +68,23 @@ const memoryOfPid = (pid: number) => {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN);
   return { rss: kib("VmRSS") / 1024, hwm: kib("VmHWM") / 1024 };
+};
+
+/**
+ * RSS once it settles: (full GCs through `collect` for a Node process, then) a sample a second
+ * until two in a row differ by less than 1 MiB, at most 20 s. The allocator and V8 give pages
+ * back a while after a GC; a single sample right after start read up to 30 MiB high.
+ */
+const settledMemory = async (pid: number, collect?: () => Promise<unknown>) => {
+  let previous = Number.NaN;
+  for (let i = 0; i < 20; i++) {
+    await collect?.();
+    await sleep(1_000);
+    const now = memoryOfPid(pid);
+    if (Math.abs(now.rss - previous) < 1) return now;
+    previous = now.rss;
+  }
+  return memoryOfPid(pid);
 };
 
 /** Creates `count` persistent sessions `mem-0`… (QoS 1 on FILTER), `BATCH` at a time, all left offline. */
@@ -108,18 +127,26 @@ interface SubjectResult {
   sessionsTableMib?: number;
   /** Aedes: queue entries its persistence made. */
   queued?: number;
+  /** CPU of the process from the first event to all of them queued (brewcast: published). */
+  cpuSecondsToQueue: number;
+  /** Wall time of the same. */
+  secondsToQueue: number;
   /** The check: events the resumed session received. */
   resumedReceived: number;
   setupSeconds: number;
 }
 
 const main = async () => {
-  const own = new Set(["--sessions", "--events"]);
+  const own = new Set(["--sessions", "--events", "--subjects"]);
   const args = parseBenchArgs(
     process.argv.slice(2).filter((a, i, all) => !own.has(a) && !own.has(all[i - 1]!)),
   );
   const { values } = parseArgs({
-    options: { sessions: { type: "string" }, events: { type: "string" } },
+    options: {
+      sessions: { type: "string" },
+      events: { type: "string" },
+      subjects: { type: "string", default: "brewcast,mosquitto,aedes" },
+    },
     strict: false,
   });
   const sessions = values.sessions ? Number(values.sessions) : args.quick ? 1_000 : 10_000;
@@ -168,9 +195,8 @@ const main = async () => {
         body: JSON.stringify({ state: "normal", reason: "benchmark: sessions, not the ladder" }),
       });
       if (pinned.status !== 200) throw new Error(`pin: ${pinned.status} ${await pinned.text()}`);
-      await sleep(2_000);
+      const idle = await settledMemory(kid.pid, () => kid.call("memory", { gc: true }));
       const idleHeap = await kid.call<{ heapUsed: number }>("memory", { gc: true });
-      const idle = memoryOfPid(kid.pid);
       log(`brewcast pid ${kid.pid}: idle RSS ${idle.rss.toFixed(1)} MiB`);
 
       await createSessions(port, who, sessions);
@@ -183,20 +209,23 @@ const main = async () => {
       const client = new pg.Client({ connectionString: db.url });
       await client.connect();
       let sessionsTableMib: number;
+      let queueing = { cpuSeconds: 0, seconds: 0 };
+      const cpu0 = cpuMsOf(kid.pid);
+      const t1 = performance.now();
       try {
         const { rows } = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM mqtt_sessions");
         if (rows[0]!.n !== sessions) throw new Error(`${rows[0]!.n} sessions stored, not ${sessions}`);
         await appendEvents(client, SHAPE, PARTNER, 0, events, new Date(Date.now() - 3_600_000));
         const behind = await waitCaughtUp(db.url, 300_000);
         if (behind > 0) throw new Error(`the bridge is ${behind} events behind`);
+        queueing = { cpuSeconds: (cpuMsOf(kid.pid) - cpu0) / 1000, seconds: (performance.now() - t1) / 1000 };
         const size = await client.query<{ b: string }>("SELECT pg_total_relation_size('mqtt_sessions') AS b");
         sessionsTableMib = Number(size.rows[0]!.b) / MiB;
       } finally {
         await client.end();
       }
-      await sleep(2_000);
+      const loaded = await settledMemory(kid.pid, () => kid.call("memory", { gc: true }));
       const loadedHeap = await kid.call<{ heapUsed: number }>("memory", { gc: true });
-      const loaded = memoryOfPid(kid.pid);
       const check = await resume("raw", port, "mem-0", who, 0, events);
       template ||= check.sample;
       return {
@@ -211,6 +240,8 @@ const main = async () => {
         heapIdleMib: idleHeap.heapUsed / MiB,
         heapLoadedMib: loadedHeap.heapUsed / MiB,
         sessionsTableMib,
+        cpuSecondsToQueue: queueing.cpuSeconds,
+        secondsToQueue: queueing.seconds,
         resumedReceived: check.received,
         setupSeconds: (performance.now() - t0) / 1000,
       };
@@ -228,14 +259,16 @@ const main = async () => {
     const t0 = performance.now();
     const m = await startMosquitto({ config: [`max_queued_messages ${events * 2}`] });
     try {
-      await sleep(1_000);
-      const idle = memoryOfPid(m.pid);
+      const idle = await settledMemory(m.pid);
       log(`mosquitto pid ${m.pid}: idle RSS ${idle.rss.toFixed(1)} MiB`);
       await createSessions(m.port, anonymous, sessions);
       await sleep(1_000);
+      const cpu0 = cpuMsOf(m.pid);
+      const t1 = performance.now();
       await publish(m.port);
-      await sleep(2_000);
-      const loaded = memoryOfPid(m.pid);
+      const cpuSecondsToQueue = (cpuMsOf(m.pid) - cpu0) / 1000;
+      const secondsToQueue = (performance.now() - t1) / 1000;
+      const loaded = await settledMemory(m.pid);
       const check = await resume("raw", m.port, "mem-0", anonymous, 0, events);
       return {
         round,
@@ -246,6 +279,8 @@ const main = async () => {
         loadedRssMib: loaded.rss,
         aboveIdleMib: loaded.rss - idle.rss,
         peakAboveIdleMib: loaded.hwm - idle.rss,
+        cpuSecondsToQueue,
+        secondsToQueue,
         resumedReceived: check.received,
         setupSeconds: (performance.now() - t0) / 1000,
       };
@@ -259,9 +294,8 @@ const main = async () => {
     const kid = await spawnKid("aedes", {}, nodeFlags);
     try {
       const port = Number(kid.info.mqtt);
-      await sleep(1_000);
+      const idle = await settledMemory(kid.pid, () => kid.call("memory", { gc: true }));
       const idleHeap = await kid.call<{ heapUsed: number }>("memory", { gc: true });
-      const idle = memoryOfPid(kid.pid);
       log(`aedes pid ${kid.pid}: idle RSS ${idle.rss.toFixed(1)} MiB`);
       await createSessions(port, anonymous, sessions);
       for (let i = 0; ; i++) {
@@ -270,6 +304,8 @@ const main = async () => {
         if (i > 100) throw new Error(`${stats.connected} clients still connected`);
         await sleep(100);
       }
+      const cpu0 = cpuMsOf(kid.pid);
+      const t1 = performance.now();
       await publish(port);
       const expected = sessions * events;
       let queued = 0;
@@ -279,9 +315,10 @@ const main = async () => {
         if (i > 1_200) throw new Error(`aedes queued ${queued} of ${expected} within 10 min`);
         await sleep(500);
       }
-      await sleep(2_000);
+      const cpuSecondsToQueue = (cpuMsOf(kid.pid) - cpu0) / 1000;
+      const secondsToQueue = (performance.now() - t1) / 1000;
+      const loaded = await settledMemory(kid.pid, () => kid.call("memory", { gc: true }));
       const loadedHeap = await kid.call<{ heapUsed: number }>("memory", { gc: true });
-      const loaded = memoryOfPid(kid.pid);
       const check = await resume("raw", port, "mem-0", anonymous, 0, events);
       return {
         round,
@@ -295,6 +332,8 @@ const main = async () => {
         heapIdleMib: idleHeap.heapUsed / MiB,
         heapLoadedMib: loadedHeap.heapUsed / MiB,
         queued,
+        cpuSecondsToQueue,
+        secondsToQueue,
         resumedReceived: check.received,
         setupSeconds: (performance.now() - t0) / 1000,
       };
@@ -304,7 +343,15 @@ const main = async () => {
   };
 
   // brewcast first in round 1: its first replayed event is the peers' payload.
-  const subjects = [brewcast, mosquitto, aedes];
+  const all = { brewcast, mosquitto, aedes };
+  const chosen = String(values.subjects).split(",");
+  if (!chosen.includes("brewcast"))
+    throw new Error("--subjects: brewcast is always measured (its events are the peers' payload)");
+  const subjects = chosen.map((name) => {
+    const subject = all[name as keyof typeof all];
+    if (!subject) throw new Error(`--subjects: no subject ${name} (brewcast, mosquitto, aedes)`);
+    return subject;
+  });
   for (let round = 1; round <= rounds; round++) {
     const order = round % 2 === 1 ? subjects : [...subjects].reverse();
     for (const subject of order) {
@@ -334,14 +381,16 @@ const main = async () => {
       peakAboveIdleMib: median(rs.map((r) => r.peakAboveIdleMib)),
       heapIdleMib: rs[0]!.heapIdleMib,
       heapLoadedMib: rs[0]!.heapLoadedMib,
+      cpuSecondsToQueue: median(rs.map((r) => r.cpuSecondsToQueue)),
+      secondsToQueue: median(rs.map((r) => r.secondsToQueue)),
     };
   });
-  const of = (prefix: string) => summary.find((s) => s.subject.startsWith(prefix))!;
-  const b = of("brewcast");
-  const ratios = [
-    { label: "brewcast / mosquitto (above idle)", value: b.aboveIdleMib / of("mosquitto").aboveIdleMib },
-    { label: "brewcast / aedes queue (above idle)", value: b.aboveIdleMib / of("aedes").aboveIdleMib },
-  ];
+  const of = (prefix: string) => summary.find((s) => s.subject.startsWith(prefix));
+  const b = of("brewcast")!;
+  const ratios = ["mosquitto", "aedes"].flatMap((peer) => {
+    const p = of(peer);
+    return p ? [{ label: `brewcast / ${peer} (above idle)`, value: b.aboveIdleMib / p.aboveIdleMib }] : [];
+  });
   const goal = { label: "brewcast ≤ 100 MiB above idle", value: b.aboveIdleMib, met: b.aboveIdleMib <= 100 };
   const machine = machineNote(postgres);
   const f = (n: number | undefined) => (n === undefined ? "–" : n.toFixed(1));
@@ -351,11 +400,11 @@ const main = async () => {
     `machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memGiB} GiB, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
     `params: ${sessions} offline persistent sessions (one partner, QoS 1 on ${FILTER}), ${events} events missed by each, ${rounds} round(s)`,
     "",
-    "subject                                      above idle MiB (median)  per round      idle RSS  loaded RSS  peak above idle  V8 heap idle → loaded",
+    "subject                                      above idle MiB (median)  per round      idle RSS  loaded RSS  peak above idle  V8 heap idle → loaded  to queue: s (CPU s)",
   ];
   for (const s of summary) {
     lines.push(
-      `${s.subject.padEnd(44)} ${f(s.aboveIdleMib).padStart(23)}  ${s.perRound.join(" ").padEnd(13)} ${f(s.idleRssMib).padStart(9)} ${f(s.loadedRssMib).padStart(11)} ${f(s.peakAboveIdleMib).padStart(16)}  ${s.heapIdleMib === undefined ? "–" : `${f(s.heapIdleMib)} → ${f(s.heapLoadedMib)}`}`,
+      `${s.subject.padEnd(44)} ${f(s.aboveIdleMib).padStart(23)}  ${s.perRound.join(" ").padEnd(13)} ${f(s.idleRssMib).padStart(9)} ${f(s.loadedRssMib).padStart(11)} ${f(s.peakAboveIdleMib).padStart(16)}  ${(s.heapIdleMib === undefined ? "–" : `${f(s.heapIdleMib)} → ${f(s.heapLoadedMib)}`).padEnd(21)}  ${f(s.secondsToQueue)} (${f(s.cpuSecondsToQueue)})`,
     );
   }
   const table = results.find((r) => r.sessionsTableMib !== undefined)?.sessionsTableMib;
