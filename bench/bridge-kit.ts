@@ -1050,6 +1050,13 @@ export interface LoadRig {
   clients: Kid;
   partners: BenchPartner[];
   baseUrl: string;
+  /** The subscribers' sessions now. */
+  session: SessionKind;
+  /**
+   * Closes the subscribers and connects new ones (a new client id each, so a persistent one is a
+   * new session: nothing to replay, the live path only).
+   */
+  resubscribe(session: SessionKind): Promise<void>;
   /** Writes at `rate` for `seconds` from the writer process (doorbell wake-up). */
   write(rate: number, seconds: number): Promise<Commits>;
   /** Receipts counted by the subscribers since the last call. */
@@ -1061,11 +1068,36 @@ export interface LoadRig {
  * subscriber each (a child process), and a writer in another process that
  * creates orders through the store and rings the doorbell after each commit.
  */
+/** A subscriber's session: CleanSession=1, or a persistent session (CleanSession=0). */
+export type SessionKind = "clean" | "persistent";
+
+/** `count` QoS 1 subscribers per partner on its orders and cursor; persistent ones under `${tag}-…` ids. */
+export const subscriberSpecs = (
+  mqttPort: unknown,
+  partners: BenchPartner[],
+  count: number,
+  bucket: string,
+  session: SessionKind,
+  tag: string,
+): SubscriberSpec[] =>
+  partners.flatMap((p) =>
+    Array.from({ length: count }, (_, i) => ({
+      url: `mqtt://127.0.0.1:${mqttPort}`,
+      username: p.credentialId,
+      password: p.secret,
+      filters: [`partners/${p.id}/shops/+/orders/+`, `partners/${p.id}/cursor`],
+      bucket,
+      ...(session === "persistent" ? { persistent: true, clientId: `${tag}-${p.id}-${i}` } : {}),
+    })),
+  );
+
 export const startLoadRig = async (options: {
   partners: number;
   shops: number;
   serverFlags: string[];
   writerConnections?: number;
+  /** The subscribers' sessions at start (default clean). */
+  session?: SessionKind;
   createDatabase: () => Promise<{ name: string; url: string; drop(): Promise<void> }>;
 }): Promise<LoadRig> => {
   const db = await options.createDatabase();
@@ -1084,21 +1116,19 @@ export const startLoadRig = async (options: {
   await pinNormal(baseUrl, adminToken, partners);
   const writer = await spawnKid("writer", env);
   const clients = await spawnKid("clients");
-  await clients.call(
-    "subscribe",
-    partners.map((p) => ({
-      url: `mqtt://127.0.0.1:${brewcast.info.mqtt}`,
-      username: p.credentialId,
-      password: p.secret,
-      filters: [`partners/${p.id}/shops/+/orders/+`, `partners/${p.id}/cursor`],
-      bucket: "load",
-    })),
-  );
+  let generation = 0;
+  const subscribe = (session: SessionKind) =>
+    clients.call(
+      "subscribe",
+      subscriberSpecs(brewcast.info.mqtt, partners, 1, "load", session, `rig${++generation}`),
+    );
+  const session = options.session ?? "clean";
+  await subscribe(session);
   log(
-    `brewcast pid ${brewcast.pid}, writer pid ${writer.pid}, ${partners.length} subscribers (pid ${clients.pid})`,
+    `brewcast pid ${brewcast.pid}, writer pid ${writer.pid}, ${partners.length} subscribers, ${session} sessions (pid ${clients.pid})`,
   );
   const connections = options.writerConnections ?? 16;
-  return {
+  const rig: LoadRig = {
     dbUrl: db.url,
     dbName: db.name,
     brewcast,
@@ -1106,6 +1136,15 @@ export const startLoadRig = async (options: {
     clients,
     partners,
     baseUrl,
+    session,
+    async resubscribe(next) {
+      await clients.call("disconnect", ["load"]);
+      await sleep(500);
+      await subscribe(next);
+      rig.session = next;
+      await sleep(1_000);
+      await clients.call("reset", ["load"]);
+    },
     write: (rate, seconds) =>
       writer.call<Commits>("write", {
         rate,
@@ -1120,4 +1159,5 @@ export const startLoadRig = async (options: {
       return count;
     },
   };
+  return rig;
 };
