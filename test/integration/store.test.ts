@@ -21,6 +21,7 @@ import { createCredentialStore } from "../../src/store/credentials.ts";
 import type { Queryable } from "../../src/store/db.ts";
 import { allocateSeq, appendEvent, readEpoch, readEvents } from "../../src/store/event-log.ts";
 import { loadMigrations, migrate } from "../../src/store/migrate.ts";
+import { createSessionLog } from "../../src/store/mqtt-sessions.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPgDb } from "../../src/store/pg-db.ts";
 import { seedPartner, uniqueId } from "../support/fixtures.ts";
@@ -193,6 +194,29 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
     await expect(t.db.transaction(async (tx) => allocateSeq(tx, uniqueId("missing")))).rejects.toMatchObject({
       code: "NOT_FOUND",
     });
+  });
+
+  it("an event read as JSON text (what a session replay sends) is the event GET /v1/events returns", async () => {
+    const p = await seedPartner(t.db, { shops: 2 });
+    const orders = createOrderStore(t.db);
+    const scope = { partnerId: p.id, shopId: null };
+    for (let i = 0; i < 6; i++) {
+      const { order } = await orders.create(scope, {
+        shop_id: p.shops[i % 2]!,
+        items: [{ sku: `sku.${i}_x-Y`, quantity: i + 1 }, ...item],
+      });
+      await orders.setStatus(scope, order.id, i % 2 === 0 ? "accepted" : "cancelled");
+    }
+    const { events } = await readEvents(t.db, { partnerId: p.id, after: 0, limit: 100 });
+    const texts = await createSessionLog(t.db).read(p.id, 0, 100);
+    expect(texts.map((e) => [e.seq, e.shopId, e.type])).toEqual(
+      events.map((e) => [e.seq, e.shop_id, e.type]),
+    );
+    // Same keys in the same order, same values (the snapshot's spacing is Postgres's own).
+    const parsed = texts.map((e) => JSON.parse(e.json));
+    expect(parsed.map((e) => Object.keys(e))).toEqual(events.map((e) => Object.keys(e)));
+    expect(parsed).toEqual(events);
+    expect(events).toHaveLength(12);
   });
 
   it("concurrent creates on one partner get exactly 1..n, with occurred_at in seq order", async () => {
