@@ -18,11 +18,7 @@
  * the log in the order they came, repeats dropped by seq; the gate opens
  * only once everything before has been written, so nothing overtakes.
  *
- * The replay writes to the client's connection itself, a batch of packets
- * per write, instead of handing Aedes one packet per turn of the event loop
- * through `outgoingStream` (its `emptyQueue` waits an immediate after each):
- * that path was a third of a replay's time. The event JSON comes from the
- * store as text, never parsed to be stringified again.
+ * The replay itself is in replay.ts.
  *
  * Nothing is queued per message (`outgoingEnqueue*` do nothing,
  * `subscriptionsByTopic` matches nothing): an offline session costs one row.
@@ -32,52 +28,21 @@
  * May import: domain and node. The broker wires it; the store implements
  * its ports.
  */
-import { Readable, type Writable } from "node:stream";
-import mqttPacket from "mqtt-packet";
-import { EVENT_KIND } from "../domain/events.ts";
-import { pushesEvents } from "../domain/partners.ts";
+import { Readable } from "node:stream";
 import type {
-  LoggedEvent,
   SessionLog,
   SessionProgress,
   SessionRecord,
   SessionStore,
   SessionSubscription,
 } from "../domain/sessions.ts";
-import { buildOrderEventTopic, parseTopic, topicMatchesFilter } from "../domain/topics.ts";
-import { type AckTracker, createAckTracker } from "./acknowledgements.ts";
-import { planReplay, type ReplayPlan, readLeadingSeq } from "./replay-plan.ts";
+import { createAckTracker } from "./acknowledgements.ts";
+import { type Client, isOrderEventTopic, type LiveSession, type Packet, SESSION } from "./live-session.ts";
+import { replay } from "./replay.ts";
+import { planReplay, readLeadingSeq } from "./replay-plan.ts";
 
-/** Events read from the log per query while replaying. */
-const PAGE = 1_000;
-/** Messages one replay keeps unacknowledged at most (packet ids are 16 bits; a window keeps them apart). */
-export const REPLAY_WINDOW = 1_000;
 /** Live messages held back during a replay; beyond it they are dropped and the log is read again. */
 const HELD_MAX = 10_000;
-/** A replay's packets leave in writes of about this many bytes. */
-const WRITE_BYTES = 64 * 1024;
-
-const SESSION = Symbol("brewcast.session");
-
-interface Packet {
-  cmd?: string;
-  topic: string;
-  payload: Buffer;
-  qos: 0 | 1 | 2;
-  retain: boolean;
-  dup?: boolean;
-  messageId?: number;
-  brokerId?: string;
-}
-
-/** The parts of an Aedes 1.2 client a replay uses: its connection and its packet id counter. */
-interface Client {
-  id: string;
-  conn?: Writable;
-  _nextId?: number;
-  [SESSION]?: LiveSession;
-}
-
 /** What Aedes would use without us (memory or Redis): retained messages, wills, inbound QoS 2. */
 export interface DelegatePersistence {
   setup(broker: unknown): Promise<void>;
@@ -93,32 +58,6 @@ export interface DelegatePersistence {
   delWill(client: unknown): Promise<unknown>;
   streamWill(brokers?: unknown): Readable;
   destroy(): Promise<void>;
-}
-
-interface Held {
-  packets: Packet[];
-  /** Bumped whenever held packets had to be dropped: the log is read again. */
-  overflows: number;
-}
-
-interface LiveSession {
-  clientId: string;
-  partnerId: string | null;
-  tracker: AckTracker;
-  subscriptions: SessionSubscription[];
-  plan: ReplayPlan | undefined;
-  /** The stored session being resumed: what was in flight when it was written. */
-  resume: { inflight: Record<string, number>; sentSeq: number; pubrels: number[] } | undefined;
-  /** Set while a replay runs: live messages are held here. */
-  held: Held | undefined;
-  /** After a replay: live events up to this seq were sent by the replay already. */
-  sentByReplay: number | undefined;
-  dirty: boolean;
-  closed: boolean;
-  /** The session was deleted (a clean login took the id): nothing of it is written. */
-  discarded: boolean;
-  /** Resumes a waiting replay (an acknowledgement, a write, a close). */
-  wake: (() => void) | undefined;
 }
 
 export interface SessionPersistenceOptions {
@@ -154,9 +93,6 @@ export interface SessionStats {
   connected: number;
 }
 
-const isOrderEventTopic = (topic: string): boolean =>
-  topic.endsWith("/orders/created") || topic.endsWith("/orders/status_changed");
-
 const progressOf = (live: LiveSession): SessionProgress => ({
   clientId: live.clientId,
   position: live.tracker.position,
@@ -164,61 +100,6 @@ const progressOf = (live: LiveSession): SessionProgress => ({
   inflight: live.tracker.inflightIds(),
   pubrels: live.tracker.pubrels(),
 });
-
-/** The next packet id of an Aedes client, taken as Aedes takes it (lib/qos-packet.js). */
-const takePacketId = (client: Client): number => {
-  const id = client._nextId ?? 1;
-  client._nextId = id >= 65535 ? 1 : id + 1;
-  return id;
-};
-
-/**
- * Packets for one connection, written a batch at a time. `write` is synchronous, so whatever
- * Aedes writes after it (a live delivery once the replay is done) follows it on the stream.
- */
-const createBatchWriter = (conn: Writable, drainTimeoutMs: number) => {
-  let chunks: Buffer[] = [];
-  let bytes = 0;
-  let blocked = false;
-  const write = (): void => {
-    if (bytes === 0) return;
-    const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes);
-    chunks = [];
-    bytes = 0;
-    if (!conn.destroyed && !conn.write(out)) blocked = true;
-  };
-  return {
-    add(packet: Record<string, unknown>): void {
-      const frame = mqttPacket.generate(packet as unknown as mqttPacket.Packet);
-      chunks.push(frame);
-      bytes += frame.length;
-    },
-    get full(): boolean {
-      return bytes >= WRITE_BYTES;
-    },
-    write,
-    /** Writes what is batched, then waits while the connection is full (a stuck reader is dropped). */
-    async flush(): Promise<void> {
-      write();
-      if (!blocked || conn.destroyed) return;
-      blocked = false;
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          conn.off("drain", done);
-          conn.off("close", done);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          conn.destroy(new Error("drain timeout"));
-          done();
-        }, drainTimeoutMs);
-        conn.once("drain", done);
-        conn.once("close", done);
-      });
-    },
-  };
-};
 
 export const createSessionPersistence = (options: SessionPersistenceOptions) => {
   const { store, log, delegate } = options;
@@ -268,144 +149,6 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
   const setSubscriptions = (session: LiveSession, subscriptions: SessionSubscription[]) => {
     session.subscriptions = subscriptions;
     session.plan = session.partnerId === null ? undefined : planReplay(session.partnerId, subscriptions);
-  };
-
-  const wait = (session: LiveSession): Promise<void> =>
-    new Promise((resolve) => {
-      session.wake = () => {
-        session.wake = undefined;
-        resolve();
-      };
-    });
-
-  /** Waits until the replay may hand over another QoS 1/2 message; false once the client is gone. */
-  const room = async (session: LiveSession): Promise<boolean> => {
-    while (!session.closed && session.tracker.inFlight >= REPLAY_WINDOW) await wait(session);
-    return !session.closed;
-  };
-
-  /** Sends a resumed session what it missed, then opens the gate to the live stream. */
-  const replay = async (client: Client, session: LiveSession): Promise<void> => {
-    const resume = session.resume!;
-    const held = session.held!;
-    const out = createBatchWriter(client.conn!, options.drainTimeoutMs);
-    // Sent before: in flight when the session was last written, or after the last of those up to
-    // what had been written (sent later, or acknowledged out of order). An event below the last
-    // in-flight one that is not among them was never sent (it went by before the subscription).
-    const lastInFlight = Math.max(0, ...Object.keys(resume.inflight).map(Number));
-    const wasSent = (seq: number) =>
-      seq <= resume.sentSeq && (resume.inflight[seq] !== undefined || seq > lastInFlight);
-    /** Batches one PUBLISH; false once the client is gone. */
-    const publish = async (
-      topic: string,
-      payload: Buffer,
-      qos: 0 | 1 | 2,
-      flags: { seq?: number; retain?: boolean; dup?: boolean; messageId?: number | undefined } = {},
-    ): Promise<boolean> => {
-      if (qos > 0 && session.tracker.inFlight >= REPLAY_WINDOW) {
-        // The client acknowledges what it has been sent: send it, then wait for room.
-        await out.flush();
-        if (!(await room(session))) return false;
-      }
-      if (session.closed) return false;
-      const messageId = qos === 0 ? undefined : (flags.messageId ?? takePacketId(client));
-      if (messageId !== undefined) session.tracker.sent(messageId, flags.seq, flags.seq);
-      out.add({
-        cmd: "publish",
-        topic,
-        payload,
-        qos,
-        retain: flags.retain ?? false,
-        dup: flags.dup ?? false,
-        messageId,
-      });
-      if (out.full) await out.flush();
-      return !session.closed;
-    };
-
-    for (const messageId of resume.pubrels) out.add({ cmd: "pubrel", messageId });
-    const plan = session.plan;
-    const partnerId = session.partnerId;
-    // Device statuses are state: the current one of each device followed, not what changed meanwhile.
-    if (plan && plan.statusFilters.length > 0) {
-      const current = delegate.createRetainedStreamCombi(plan.statusFilters.map((sub) => sub.topic));
-      for await (const retained of current as AsyncIterable<Packet>) {
-        if (parseTopic(retained.topic)?.type !== "device_status" || retained.payload.length === 0) continue;
-        let qos: 0 | 1 | 2 = 0;
-        for (const sub of plan.statusFilters) {
-          if (sub.qos > qos && topicMatchesFilter(sub.topic, retained.topic)) qos = sub.qos;
-        }
-        if (!(await publish(retained.topic, retained.payload, qos))) return;
-      }
-    }
-    let lastSent = session.tracker.position;
-    // Where the ladder stops pushing a partner's events (poll_only), a replay pushes none either:
-    // the client reads them from GET /v1/events, as it does for live ones.
-    const pushing = partnerId !== null && pushesEvents((await log.partnerState(partnerId)) ?? "normal");
-    // A partner has few shops and two kinds: each topic and its QoS is worked out once.
-    const routes = new Map<string, { topic: string; qos: 0 | 1 | 2 }>();
-    const routeOf = (event: LoggedEvent) => {
-      const key = `${event.shopId}/${event.type}`;
-      let route = routes.get(key);
-      if (route === undefined) {
-        const topic = buildOrderEventTopic(partnerId!, event.shopId, EVENT_KIND[event.type]);
-        route = { topic, qos: plan!.qosFor(topic) };
-        routes.set(key, route);
-      }
-      return route;
-    };
-    const read = (after: number) => ({
-      overflows: held.overflows,
-      events: log.read(partnerId!, after, PAGE, plan!.shopId),
-    });
-    for (;;) {
-      if (plan?.replaysEvents && partnerId !== null && pushing) {
-        await out.flush();
-        let page = read(lastSent);
-        for (;;) {
-          const events = await page.events;
-          const { overflows } = page;
-          // The next page is read while this one is written.
-          if (events.length === PAGE) page = read(events.at(-1)!.seq);
-          for (const event of events) {
-            const { topic, qos } = routeOf(event);
-            lastSent = event.seq;
-            if (qos === 0) continue;
-            stats.replayed++;
-            const sent = await publish(topic, Buffer.from(event.json), qos, {
-              seq: event.seq,
-              dup: wasSent(event.seq),
-              messageId: resume.inflight[event.seq],
-            });
-            if (!sent) return;
-          }
-          await out.flush();
-          // Caught up with the log as of a read that began after the last overflow: every later
-          // event reaches the hold, in order.
-          if (events.length < PAGE && held.overflows === overflows) break;
-          if (events.length < PAGE) page = read(lastSent);
-        }
-      }
-      const overflows = held.overflows;
-      for (let packet = held.packets.shift(); packet !== undefined; packet = held.packets.shift()) {
-        let seq: number | undefined;
-        if (partnerId !== null && isOrderEventTopic(packet.topic)) {
-          seq = readLeadingSeq(packet.payload);
-          if (seq !== undefined && seq <= lastSent) continue;
-          if (seq !== undefined) lastSent = seq;
-        }
-        if (!(await publish(packet.topic, packet.payload, packet.qos, { seq, retain: packet.retain })))
-          return;
-      }
-      // Held messages were dropped meanwhile: their events are in the log, read it again.
-      if (held.overflows !== overflows) continue;
-      // The last batch leaves synchronously and the gate opens in the same turn: what Aedes writes
-      // from now on follows it on the stream.
-      out.write();
-      session.held = undefined;
-      session.sentByReplay = lastSent;
-      return;
-    }
   };
 
   const flush = async (sessions: LiveSession[]): Promise<void> => {
@@ -591,7 +334,12 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       // Nothing is queued for Aedes to send. A resumed session's replay starts now (after its
       // CONNACK) and writes to the connection itself; until it is done, live messages are held.
       if (session?.held !== undefined && session.resume !== undefined && client.conn) {
-        replay(client, session).catch((error) => {
+        replay(client, session, {
+          log,
+          stats,
+          drainTimeoutMs: options.drainTimeoutMs,
+          retained: (filters) => delegate.createRetainedStreamCombi(filters) as AsyncIterable<Packet>,
+        }).catch((error) => {
           options.onError(error, "replaying a session");
           client.conn?.destroy();
         });
