@@ -25,11 +25,13 @@ import { checkFileDescriptorBudget } from "./ops/fd-budget.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { startPartnerMonitor } from "./ops/partner-monitor.ts";
 import { createAccessFeed } from "./store/access-feed.ts";
-import { createBridgeLog, createDoorbell, createLeaderLock } from "./store/bridge-log.ts";
 import { createCredentialStore } from "./store/credentials.ts";
 import type { Db } from "./store/db.ts";
+import { createDeliveryLog } from "./store/delivery-log.ts";
 import { readDeliveryStatus } from "./store/delivery-status.ts";
+import { createDoorbell } from "./store/doorbell.ts";
 import { readEvents } from "./store/event-log.ts";
+import { createLeaderLock } from "./store/leader-lock.ts";
 import { migrate } from "./store/migrate.ts";
 import { createSessionLog, createSessionStore } from "./store/mqtt-sessions.ts";
 import { openDb } from "./store/open-db.ts";
@@ -195,7 +197,7 @@ export const startBrewcast = async (
       }
       const started = new Bridge({
         log: log.child({ component: "bridge" }),
-        source: await createBridgeLog(db),
+        source: await createDeliveryLog(db),
         publisher,
         lock: createLeaderLock(db),
         watermarkMs: config.BREWCAST_WATERMARK_MS,

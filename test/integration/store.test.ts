@@ -7,18 +7,13 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DoorbellRing } from "../../src/bridge/ports.ts";
+import type { DoorbellRing } from "../../src/domain/delivery.ts";
 import type { OrderEvent } from "../../src/domain/events.ts";
 import type { Order } from "../../src/domain/orders.ts";
-import {
-  createBridgeLog,
-  createDoorbell,
-  DOORBELL_CHANNEL,
-  decodeRing,
-  encodeRing,
-} from "../../src/store/bridge-log.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import type { Queryable } from "../../src/store/db.ts";
+import { createDeliveryLog } from "../../src/store/delivery-log.ts";
+import { createDoorbell, DOORBELL_CHANNEL, decodeRing, encodeRing } from "../../src/store/doorbell.ts";
 import { allocateSeq, appendEvent, readEpoch, readEvents } from "../../src/store/event-log.ts";
 import { loadMigrations, migrate } from "../../src/store/migrate.ts";
 import { createSessionLog } from "../../src/store/mqtt-sessions.ts";
@@ -363,7 +358,7 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
     const p = await seedPartner(t.db, { shops: 3 });
     const q = await seedPartner(t.db, { shops: 1 });
     const [a, b, c] = p.shops as [string, string, string];
-    const bridgeLog = await createBridgeLog(t.db);
+    const bridgeLog = await createDeliveryLog(t.db);
     const at = (second: number) => `2026-11-29T10:00:0${second}.000Z`;
     const cursor = (second: number) => ({ seq: second, occurredAt: at(second) });
     const cursors = async (partnerId: string) => {
@@ -411,7 +406,7 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
       await orders.create({ partnerId: p.id, shopId: null }, { shop_id: p.shops[0]!, items: item });
       await orders.create({ partnerId: q.id, shopId: null }, { shop_id: q.shops[0]!, items: item });
     }
-    const bridgeLog = await createBridgeLog(t.db);
+    const bridgeLog = await createDeliveryLog(t.db);
     const events = await bridgeLog.readAfter(
       [
         { partnerId: p.id, afterSeq: 1 },
