@@ -12,7 +12,7 @@
  *   npx tsx bench/bridge-backlog.ts --quick    # 10 partners × 1,000 events, 1 round
  *
  * How the bridge is held back until the subscribers are there: the bench
- * takes the bridge's leader lock (the advisory lock of src/store/bridge-log.ts)
+ * takes the bridge's leader lock (the advisory lock of src/store/leader-lock.ts)
  * before starting brewcast, whose bridge then waits as a standby; the
  * subscribers connect (two child processes of 50); the bench releases the
  * lock and the standby takes over within its 1 s poll. Each round deletes
@@ -47,7 +47,7 @@ import { setHeads } from "./seed-log.ts";
 
 const SHOPS = 4;
 const CLIENT_PROCESSES = 2;
-/** `BRIDGE_LOCK_KEY` in src/store/bridge-log.ts ("brid"). */
+/** `BRIDGE_LOCK_KEY` in src/store/leader-lock.ts ("brid"). */
 const BRIDGE_LOCK_KEY = 0x62726964;
 
 const log = (line: string) => process.stderr.write(`[bridge-backlog] ${line}\n`);

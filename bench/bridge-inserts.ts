@@ -12,7 +12,7 @@
  * .create()` on a `pg` Db (src/store/open-db.ts, a pool of writers + 1),
  * each op one order over 50 partners (4 shops each). Cases:
  * - none: commit, nothing else (the bridge finds the events by its 1 s sweep);
- * - doorbell: after each commit, `doorbell.ring(event)` (src/store/bridge-log.ts
+ * - doorbell: after each commit, `doorbell.ring(event)` (src/store/doorbell.ts
  *   createDoorbell: one NOTIFY in flight per process, outside the write
  *   transactions, rings coalesced and carrying the events), what the API's
  *   `onCommitted` does for other processes' bridges;
@@ -24,8 +24,8 @@
  * and publishing whatever is written, as in production.
  */
 import { createLogger } from "../src/log.ts";
-import { createDoorbell, LEGACY_DOORBELL_CHANNEL } from "../src/store/bridge-log.ts";
 import type { Db } from "../src/store/db.ts";
+import { createDoorbell, LEGACY_DOORBELL_CHANNEL } from "../src/store/doorbell.ts";
 import { openDb } from "../src/store/open-db.ts";
 import { createOrderStore } from "../src/store/orders.ts";
 import { cpuMsOf, createPartners, median, nowMs, orderItems, pinNormal, spawnKid } from "./bridge-kit.ts";

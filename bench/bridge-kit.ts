@@ -898,8 +898,7 @@ const brewcastMode = async () => {
     await productModule<typeof import("../src/config/load-config.ts")>("config/load-config");
   const { createLogger } = await productModule<typeof import("../src/log.ts")>("log");
   const { startBrewcast } = await productModule<typeof import("../src/main.ts")>("main");
-  const { createDoorbell } =
-    await productModule<typeof import("../src/store/bridge-log.ts")>("store/bridge-log");
+  const { createDoorbell } = await productModule<typeof import("../src/store/doorbell.ts")>("store/doorbell");
   const role = (process.env.BENCH_ROLE ?? "all") as "all" | "bridge" | "broker";
   const { config } = loadConfig({
     BREWCAST_HTTP_PORT: "0",
@@ -977,8 +976,7 @@ const aedesMode = async () => {
 };
 
 const writerMode = async () => {
-  const { createDoorbell } =
-    await productModule<typeof import("../src/store/bridge-log.ts")>("store/bridge-log");
+  const { createDoorbell } = await productModule<typeof import("../src/store/doorbell.ts")>("store/doorbell");
   let wakeMode: WriteRequest["wake"] = "doorbell";
   let ring: (event: OrderEvent) => void = () => {};
   const writer = await makeAppender((event) => {

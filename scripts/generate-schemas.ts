@@ -47,6 +47,14 @@ const stubDeps = (): HttpAppDeps => ({
   readEvents: () => Promise.reject(new Error("generate-schemas: readEvents was called")),
   readiness: () => Promise.reject(new Error("generate-schemas: readiness was called")),
   deliveryStatus: () => Promise.reject(new Error("generate-schemas: deliveryStatus was called")),
+  eventStream: {
+    subscribeCommits: () => {
+      throw new Error("generate-schemas: subscribeCommits was called");
+    },
+    heartbeatMs: 5_000,
+    drainTimeoutMs: 10_000,
+    maxStreamsPerPartner: 100,
+  },
   version: "0.1.0",
 });
 

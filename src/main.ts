@@ -25,17 +25,20 @@ import { checkFileDescriptorBudget } from "./ops/fd-budget.ts";
 import { createMetrics } from "./ops/metrics.ts";
 import { startPartnerMonitor } from "./ops/partner-monitor.ts";
 import { createAccessFeed } from "./store/access-feed.ts";
-import { createBridgeLog, createDoorbell, createLeaderLock } from "./store/bridge-log.ts";
 import { createCredentialStore } from "./store/credentials.ts";
 import type { Db } from "./store/db.ts";
+import { createDeliveryLog } from "./store/delivery-log.ts";
 import { readDeliveryStatus } from "./store/delivery-status.ts";
+import { createDoorbell } from "./store/doorbell.ts";
 import { readEvents } from "./store/event-log.ts";
+import { createLeaderLock } from "./store/leader-lock.ts";
 import { migrate } from "./store/migrate.ts";
 import { createSessionLog, createSessionStore } from "./store/mqtt-sessions.ts";
 import { openDb } from "./store/open-db.ts";
 import { createOrderStore } from "./store/orders.ts";
 import { createPartnerStore } from "./store/partners.ts";
 import { pruneHistory } from "./store/retention.ts";
+import { createCommitWakeups } from "./stream/commit-wakeups.ts";
 
 export type Role = "all" | "broker" | "bridge";
 
@@ -194,7 +197,7 @@ export const startBrewcast = async (
       }
       const started = new Bridge({
         log: log.child({ component: "bridge" }),
-        source: await createBridgeLog(db),
+        source: await createDeliveryLog(db),
         publisher,
         lock: createLeaderLock(db),
         watermarkMs: config.BREWCAST_WATERMARK_MS,
@@ -256,7 +259,10 @@ export const startBrewcast = async (
     }
 
     const doorbell = createDoorbell(db, (error) => log.warn({ err: error }, "doorbell ring failed"));
+    const streamWakeups = createCommitWakeups();
+    bridge?.on("published", ({ partnerId }) => streamWakeups.committed(partnerId));
     const committed = (event: OrderEvent): void => {
+      streamWakeups.committed(event.partner_id);
       // Our own leading bridge is handed the event in-process; only a bridge leading in another
       // process (a separate `brewcast bridge`, a standby that took over) needs the doorbell.
       if (bridge?.role === "leader") bridge.committed(event);
@@ -272,6 +278,14 @@ export const startBrewcast = async (
       readEvents: (input) => readEvents(db, input),
       readiness,
       onCommitted: committed,
+      eventStream: {
+        subscribeCommits: streamWakeups.subscribe,
+        subscribeAccess: (handler) => accessFeed.subscribe(handler),
+        heartbeatMs: config.BREWCAST_WATERMARK_MS,
+        drainTimeoutMs: config.BREWCAST_DRAIN_TIMEOUT_MS,
+        maxStreamsPerPartner: config.BREWCAST_SSE_MAX_STREAMS_PER_PARTNER,
+        onEnded: (reason, error) => log.info({ reason, err: error }, "event stream ended early"),
+      },
       deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
       connectedClients: (partnerId) => {
         if (!broker) return null;

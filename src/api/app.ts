@@ -22,10 +22,12 @@ import type { DeliveryStatus } from "../store/delivery-status.ts";
 import type { EventPage, ReadEventsInput } from "../store/event-log.ts";
 import type { OrderStore } from "../store/orders.ts";
 import type { PartnerStore } from "../store/partners.ts";
-import { authenticateAdmin, authenticatePartner } from "./auth.ts";
+import { authenticateAdmin, authenticatePartner, authenticateTicket } from "./auth.ts";
 import { buildProblem, problemResponses, sendProblem, toProblem } from "./problem.ts";
 import adminRoutes from "./routes/admin-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
+import streamRoutes, { type StreamRoutesDeps } from "./routes/stream-routes.ts";
+import { createStreamTickets } from "./stream-tickets.ts";
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
 
@@ -51,6 +53,8 @@ export interface HttpAppDeps {
   version?: string;
   /** False for a broker-only or bridge-only process: health endpoints only. Default true. */
   serveApi?: boolean;
+  /** GET /v1/events/stream (Server-Sent Events); absent: no such route. */
+  eventStream?: Omit<StreamRoutesDeps, "readEvents" | "tickets">;
   /** Prometheus text for GET /metrics; absent: no /metrics route. */
   metrics?: { render(): Promise<string>; contentType: string };
   /** Bearer token GET /metrics asks for; absent: it answers anyone. */
@@ -207,16 +211,27 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
 
   if (deps.serveApi === false) return app;
 
+  const tickets = createStreamTickets(deps.adminToken);
+
   await app.register(
     async (v1) => {
       v1.addHook("onRequest", async (request) => {
-        request.principal = await authenticatePartner(request, deps.verifier);
+        const ticket = (request.query as { ticket?: unknown }).ticket;
+        request.principal =
+          typeof ticket === "string" &&
+          request.headers.authorization === undefined &&
+          request.routeOptions.url === "/v1/events/stream"
+            ? await authenticateTicket(ticket, deps.verifier, tickets)
+            : await authenticatePartner(request, deps.verifier);
       });
       await v1.register(ordersRoutes, {
         orders: deps.orders,
         readEvents: deps.readEvents,
         onCommitted: deps.onCommitted ?? (() => {}),
       });
+      if (deps.eventStream) {
+        await v1.register(streamRoutes, { ...deps.eventStream, readEvents: deps.readEvents, tickets });
+      }
     },
     { prefix: "/v1" },
   );

@@ -5,9 +5,10 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import type { FastifyRequest } from "fastify";
-import type { CredentialVerifier } from "../domain/access.ts";
+import type { CredentialVerifier, LoginResult } from "../domain/access.ts";
 import { BrewcastError } from "../domain/errors.ts";
 import type { Principal } from "../domain/partners.ts";
+import type { StreamTickets } from "./stream-tickets.ts";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -26,11 +27,7 @@ const bearerToken = (request: FastifyRequest): string => {
   return match[1]!;
 };
 
-export const authenticatePartner = async (
-  request: FastifyRequest,
-  verifier: CredentialVerifier,
-): Promise<Principal> => {
-  const result = await verifier.verifyBearer(bearerToken(request));
+const principalFromLogin = (result: LoginResult): Principal => {
   if (result.ok) return result.principal;
   if (result.refusal === "suspended") {
     throw new BrewcastError("PARTNER_SUSPENDED", "this partner is suspended; contact the platform operator");
@@ -39,6 +36,27 @@ export const authenticatePartner = async (
     "UNAUTHENTICATED",
     result.refusal === "revoked" ? "this credential was revoked" : "unknown credential",
   );
+};
+
+export const authenticatePartner = async (
+  request: FastifyRequest,
+  verifier: CredentialVerifier,
+): Promise<Principal> => principalFromLogin(await verifier.verifyBearer(bearerToken(request)));
+
+/** GET /v1/events/stream?ticket=: EventSource sends no Authorization header (stream-tickets.ts). */
+export const authenticateTicket = async (
+  ticket: string,
+  verifier: CredentialVerifier,
+  tickets: StreamTickets,
+): Promise<Principal> => {
+  const credentialId = tickets.verify(ticket);
+  if (credentialId === undefined) {
+    throw new BrewcastError(
+      "UNAUTHENTICATED",
+      "this event stream ticket is invalid or expired: ask POST /v1/events/stream/tickets for a new one",
+    );
+  }
+  return principalFromLogin(await verifier.verifyCredentialId(credentialId));
 };
 
 export const authenticateAdmin = (request: FastifyRequest, adminToken: string): void => {

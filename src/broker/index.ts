@@ -166,6 +166,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     flushMs: options.sessionFlushMs ?? 1_000,
     ttlSeconds: options.sessionTtlSeconds,
     sweepMs: options.sessionSweepMs ?? Math.min(Math.max(ttlMs / 10, 1000), 60_000),
+    drainTimeoutMs: options.drainTimeoutMs,
     onError: (error, what) => log.warn({ err: error }, `mqtt sessions: ${what} failed`),
     onEnded: (clientId, reason) =>
       log.info({ clientId: clipClientInput(clientId), reason }, "mqtt session ended: cannot be resumed"),

@@ -125,7 +125,10 @@ export const CONFIG_FIELDS = {
     .default(7 * 24 * 3600)
     .describe("Seconds a persistent MQTT session may stay unused before it is expired."),
   BREWCAST_WATERMARK_MS: positiveInt(5_000).describe(
-    "How often the bridge re-publishes the retained cursors.",
+    "How often the bridge re-publishes the retained cursors, and an event stream (GET /v1/events/stream) writes its cursor.",
+  ),
+  BREWCAST_SSE_MAX_STREAMS_PER_PARTNER: positiveInt(100).describe(
+    "Event streams (GET /v1/events/stream) one partner may hold open at once; beyond it a new one is answered 429.",
   ),
   LOG_LEVEL: z
     .enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"])

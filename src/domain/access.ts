@@ -15,6 +15,8 @@ export interface CredentialVerifier {
   verifyBearer(secret: string): Promise<LoginResult>;
   /** Mutual TLS: the SHA-256 fingerprint (lower-case hex, no colons) of the client certificate. */
   verifyCertificate(fingerprint: string): Promise<LoginResult>;
+  /** A credential already proven (an event stream ticket it signed for): is it still allowed? */
+  verifyCredentialId(credentialId: string): Promise<LoginResult>;
 }
 
 export type AccessChange =

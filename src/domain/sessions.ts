@@ -4,7 +4,7 @@
  * writes through. Implemented by the store, used by the sessions module.
  * Pure: types only.
  */
-import type { OrderEvent } from "./events.ts";
+import type { EventType } from "./events.ts";
 import type { PartnerState } from "./partners.ts";
 
 export interface SessionSubscription {
@@ -69,6 +69,15 @@ export interface SessionStore {
   clientsSubscribedTo(topic: string): Promise<string[]>;
 }
 
+/** One event as a replay sends it: its JSON text, built once by the store (no parse, no stringify). */
+export interface LoggedEvent {
+  seq: number;
+  shopId: string;
+  type: EventType;
+  /** The event object of the public contract (`OrderEvent`), as JSON text. */
+  json: string;
+}
+
 /** The event log as a resumed session reads it. */
 export interface SessionLog {
   epoch(): Promise<string>;
@@ -79,6 +88,9 @@ export interface SessionLog {
   prunedThrough(partnerId: string, shopId?: string): Promise<number>;
   /** The partner's place on the degradation ladder: a replay pushes nothing where the bridge would not. */
   partnerState(partnerId: string): Promise<PartnerState | undefined>;
-  /** Events after `after`, oldest first, at most `limit`; one shop's only when `shopId` is given. */
-  read(partnerId: string, after: number, limit: number, shopId?: string): Promise<OrderEvent[]>;
+  /**
+   * Events after `after` (or after the pruned point, if later), oldest first, at most `limit`; one
+   * shop's only when `shopId` is given.
+   */
+  read(partnerId: string, after: number, limit: number, shopId?: string): Promise<LoggedEvent[]>;
 }

@@ -18,6 +18,8 @@
  * the log in the order they came, repeats dropped by seq; the gate opens
  * only once everything before has been written, so nothing overtakes.
  *
+ * The replay itself is in replay.ts.
+ *
  * Nothing is queued per message (`outgoingEnqueue*` do nothing,
  * `subscriptionsByTopic` matches nothing): an offline session costs one row.
  * Retained messages, wills and inbound QoS 2 stay with the delegate (memory,
@@ -27,8 +29,6 @@
  * its ports.
  */
 import { Readable } from "node:stream";
-import { EVENT_KIND } from "../domain/events.ts";
-import { pushesEvents } from "../domain/partners.ts";
 import type {
   SessionLog,
   SessionProgress,
@@ -36,38 +36,13 @@ import type {
   SessionStore,
   SessionSubscription,
 } from "../domain/sessions.ts";
-import { buildOrderEventTopic, parseTopic, topicMatchesFilter } from "../domain/topics.ts";
-import { type AckTracker, createAckTracker } from "./acknowledgements.ts";
-import { planReplay, type ReplayPlan, readLeadingSeq } from "./replay-plan.ts";
+import { createAckTracker } from "./acknowledgements.ts";
+import { type Client, isOrderEventTopic, type LiveSession, type Packet, SESSION } from "./live-session.ts";
+import { replay } from "./replay.ts";
+import { planReplay, readLeadingSeq } from "./replay-plan.ts";
 
-/** The broker id of packets this module writes itself (a replay): never held back, never deduplicated. */
-export const REPLAY_BROKER_ID = "brewcast-session-replay";
-/** Events read from the log per query while replaying. */
-const PAGE = 1_000;
-/** Messages one replay keeps unacknowledged at most (packet ids are 16 bits; a window keeps them apart). */
-export const REPLAY_WINDOW = 1_000;
 /** Live messages held back during a replay; beyond it they are dropped and the log is read again. */
 const HELD_MAX = 10_000;
-
-const SESSION = Symbol("brewcast.session");
-
-interface Packet {
-  cmd?: string;
-  topic: string;
-  payload: Buffer;
-  qos: 0 | 1 | 2;
-  retain: boolean;
-  dup?: boolean;
-  messageId?: number;
-  brokerId?: string;
-  brokerCounter?: number;
-}
-
-interface Client {
-  id: string;
-  [SESSION]?: LiveSession;
-}
-
 /** What Aedes would use without us (memory or Redis): retained messages, wills, inbound QoS 2. */
 export interface DelegatePersistence {
   setup(broker: unknown): Promise<void>;
@@ -85,35 +60,6 @@ export interface DelegatePersistence {
   destroy(): Promise<void>;
 }
 
-interface Held {
-  packets: Packet[];
-  /** Bumped whenever held packets had to be dropped: the log is read again. */
-  overflows: number;
-}
-
-interface LiveSession {
-  clientId: string;
-  partnerId: string | null;
-  tracker: AckTracker;
-  subscriptions: SessionSubscription[];
-  plan: ReplayPlan | undefined;
-  /** The stored session being resumed: what was in flight when it was written. */
-  resume: { inflight: Record<string, number>; sentSeq: number; pubrels: number[] } | undefined;
-  /** Set while a replay runs: live messages are held here. */
-  held: Held | undefined;
-  /** After a replay: live events up to this seq were sent by the replay already. */
-  sentByReplay: number | undefined;
-  dirty: boolean;
-  closed: boolean;
-  /** The session was deleted (a clean login took the id): nothing of it is written. */
-  discarded: boolean;
-  /** Replay packets handed to Aedes, and those that reached `outgoingUpdate` (about to be written). */
-  yielded: number;
-  written: number;
-  /** Resumes a waiting replay (an acknowledgement, a write, a close). */
-  wake: (() => void) | undefined;
-}
-
 export interface SessionPersistenceOptions {
   store: SessionStore;
   log: SessionLog;
@@ -124,6 +70,8 @@ export interface SessionPersistenceOptions {
   flushMs: number;
   ttlSeconds: number;
   sweepMs: number;
+  /** How long a replay waits for a full connection to drain before dropping the client. */
+  drainTimeoutMs: number;
   /** Told about anything that went wrong off the client's path (a write that will be retried). */
   onError(error: unknown, what: string): void;
   /** Told when a stored session could not be resumed and was ended. */
@@ -145,32 +93,12 @@ export interface SessionStats {
   connected: number;
 }
 
-const isOrderEventTopic = (topic: string): boolean =>
-  topic.endsWith("/orders/created") || topic.endsWith("/orders/status_changed");
-
 const progressOf = (live: LiveSession): SessionProgress => ({
   clientId: live.clientId,
   position: live.tracker.position,
   sentSeq: live.tracker.sentSeq,
   inflight: live.tracker.inflightIds(),
   pubrels: live.tracker.pubrels(),
-});
-
-const replayPacket = (
-  topic: string,
-  payload: Buffer,
-  qos: 0 | 1 | 2,
-  extra: { retain?: boolean; dup?: boolean; messageId?: number | undefined } = {},
-): Packet => ({
-  cmd: "publish",
-  topic,
-  payload,
-  qos,
-  retain: extra.retain ?? false,
-  dup: extra.dup ?? false,
-  ...(extra.messageId === undefined ? {} : { messageId: extra.messageId }),
-  brokerId: REPLAY_BROKER_ID,
-  brokerCounter: 1,
 });
 
 export const createSessionPersistence = (options: SessionPersistenceOptions) => {
@@ -208,8 +136,6 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       dirty: false,
       closed: false,
       discarded: false,
-      yielded: 0,
-      written: 0,
       wake: undefined,
     };
     const previous = byId.get(client.id);
@@ -224,105 +150,6 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
     session.subscriptions = subscriptions;
     session.plan = session.partnerId === null ? undefined : planReplay(session.partnerId, subscriptions);
   };
-
-  const wait = (session: LiveSession): Promise<void> =>
-    new Promise((resolve) => {
-      session.wake = () => {
-        session.wake = undefined;
-        resolve();
-      };
-    });
-
-  /** Waits until the replay may hand over another QoS 1/2 message; false once the client is gone. */
-  const room = async (session: LiveSession): Promise<boolean> => {
-    while (!session.closed && session.tracker.inFlight >= REPLAY_WINDOW) await wait(session);
-    return !session.closed;
-  };
-
-  async function* replay(session: LiveSession): AsyncGenerator<Packet> {
-    const resume = session.resume!;
-    // Sent before: in flight when the session was last written, or after the last of those up to
-    // what had been written (sent later, or acknowledged out of order). An event below the last
-    // in-flight one that is not among them was never sent (it went by before the subscription).
-    const lastInFlight = Math.max(0, ...Object.keys(resume.inflight).map(Number));
-    const wasSent = (seq: number) =>
-      seq <= resume.sentSeq && (resume.inflight[seq] !== undefined || seq > lastInFlight);
-    const held = session.held!;
-    const hand = (packet: Packet): Packet => {
-      session.yielded++;
-      return packet;
-    };
-    for (const messageId of resume.pubrels) {
-      yield hand({ cmd: "pubrel", messageId, brokerId: REPLAY_BROKER_ID } as Packet);
-    }
-    const plan = session.plan;
-    const partnerId = session.partnerId;
-    // Device statuses are state: the current one of each device followed, not what changed meanwhile.
-    if (plan && plan.statusFilters.length > 0) {
-      const current = delegate.createRetainedStreamCombi(plan.statusFilters.map((sub) => sub.topic));
-      for await (const retained of current as AsyncIterable<Packet>) {
-        if (parseTopic(retained.topic)?.type !== "device_status" || retained.payload.length === 0) continue;
-        let qos: 0 | 1 | 2 = 0;
-        for (const sub of plan.statusFilters) {
-          if (sub.qos > qos && topicMatchesFilter(sub.topic, retained.topic)) qos = sub.qos;
-        }
-        if (!(await room(session))) return;
-        yield hand(replayPacket(retained.topic, retained.payload, qos));
-      }
-    }
-    let lastSent = session.tracker.position;
-    // Where the ladder stops pushing a partner's events (poll_only), a replay pushes none either:
-    // the client reads them from GET /v1/events, as it does for live ones.
-    const pushing = partnerId !== null && pushesEvents((await log.partnerState(partnerId)) ?? "normal");
-    for (;;) {
-      if (plan?.replaysEvents && partnerId !== null && pushing) {
-        for (;;) {
-          const overflows = held.overflows;
-          const events = await log.read(partnerId, lastSent, PAGE, plan.shopId);
-          for (const event of events) {
-            const topic = buildOrderEventTopic(partnerId, event.shop_id, EVENT_KIND[event.type]);
-            const qos = plan.qosFor(topic);
-            lastSent = event.seq;
-            if (qos === 0) continue;
-            if (!(await room(session))) return;
-            stats.replayed++;
-            yield hand(
-              replayPacket(topic, Buffer.from(JSON.stringify(event)), qos, {
-                dup: wasSent(event.seq),
-                messageId: resume.inflight[event.seq],
-              }),
-            );
-          }
-          // Caught up with the log as of a read that began after the last overflow: every later
-          // event reaches the hold, in order.
-          if (events.length < PAGE && held.overflows === overflows) break;
-        }
-      }
-      const overflows = held.overflows;
-      while (held.packets.length > 0 || session.written < session.yielded) {
-        const packet = held.packets.shift();
-        if (packet === undefined) {
-          await wait(session);
-          if (session.closed) return;
-          continue;
-        }
-        if (partnerId !== null && isOrderEventTopic(packet.topic)) {
-          const seq = readLeadingSeq(packet.payload);
-          if (seq !== undefined && seq <= lastSent) continue;
-          if (seq !== undefined) lastSent = seq;
-        }
-        if (packet.qos > 0 && !(await room(session))) return;
-        yield hand(replayPacket(packet.topic, packet.payload, packet.qos, { retain: packet.retain }));
-      }
-      // Held messages were dropped meanwhile: their events are in the log, read it again.
-      if (held.overflows !== overflows) continue;
-      // Everything before has reached Aedes's write, which follows in this same run of microtasks;
-      // live messages from now on are written after it.
-      session.held = undefined;
-      session.sentByReplay = lastSent;
-      return;
-    }
-  }
 
   const flush = async (sessions: LiveSession[]): Promise<void> => {
     const dirty = sessions.filter((session) => session.dirty && !session.discarded);
@@ -467,11 +294,6 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
     async outgoingUpdate(client: Client, packet: Packet): Promise<void> {
       const session = client[SESSION];
       if (session === undefined) return;
-      if (packet.brokerId === REPLAY_BROKER_ID) {
-        session.written++;
-        session.wake?.();
-        if (packet.cmd === "pubrel") return;
-      }
       const messageId = packet.messageId;
       if (messageId === undefined) return;
       if (packet.cmd === "pubrel") {
@@ -509,8 +331,20 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
 
     outgoingStream(client: Client): Readable {
       const session = client[SESSION];
-      if (session?.held === undefined) return Readable.from([]);
-      return Readable.from(replay(session), { objectMode: true, highWaterMark: 1 });
+      // Nothing is queued for Aedes to send. A resumed session's replay starts now (after its
+      // CONNACK) and writes to the connection itself; until it is done, live messages are held.
+      if (session?.held !== undefined && session.resume !== undefined && client.conn) {
+        replay(client, session, {
+          log,
+          stats,
+          drainTimeoutMs: options.drainTimeoutMs,
+          retained: (filters) => delegate.createRetainedStreamCombi(filters) as AsyncIterable<Packet>,
+        }).catch((error) => {
+          options.onError(error, "replaying a session");
+          client.conn?.destroy();
+        });
+      }
+      return Readable.from([]);
     },
 
     async destroy(): Promise<void> {
@@ -536,7 +370,7 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       },
     >(client: object, packet: P): P | null {
       const session = (client as Client)[SESSION];
-      if (session === undefined || packet.brokerId === REPLAY_BROKER_ID) return packet;
+      if (session === undefined) return packet;
       const held = session.held;
       if (held !== undefined) {
         if (held.packets.length >= HELD_MAX) {

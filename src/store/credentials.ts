@@ -131,6 +131,12 @@ export const createCredentialStore = (db: Db, options: CredentialStoreOptions = 
         return toLoginResult(row);
       });
     },
+    async verifyCredentialId(credentialId) {
+      return cached(`i:${credentialId}`, async () => {
+        const [row] = await db.query<CredentialRow>(`${SELECT_LOGIN} WHERE c.id = $1`, [credentialId]);
+        return toLoginResult(row);
+      });
+    },
     async create(partnerId, body) {
       const secret = newSecret();
       const shopId = body.kind === "device" ? body.shop_id : null;

@@ -40,6 +40,30 @@ export const toOrderEvent = (row: EventRow, epoch: string): OrderEvent => ({
   order: row.order_snapshot,
 });
 
+/** An event's columns as text, for `toOrderEventJson`. */
+export interface EventTextRow extends Record<string, unknown> {
+  seq: number;
+  shop_id: string;
+  type: EventType;
+  order_id: string;
+  occurred_at: string;
+  prev_shop_seq: number | null;
+  order_json: string;
+}
+
+export const EVENT_TEXT_COLUMNS = `seq, shop_id, type, order_id::text AS order_id, prev_shop_seq,
+  order_snapshot::text AS order_json,
+  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred_at`;
+
+/**
+ * The event `toOrderEvent` makes, as JSON text with the same keys in the same order, put together
+ * from text columns: the snapshot goes out as Postgres prints it, never parsed to be stringified
+ * again. Ids, types and timestamps are constrained by the schema (slugs, uuid, an enum), so none
+ * needs escaping.
+ */
+export const toOrderEventJson = (row: EventTextRow, partnerId: string, epoch: string): string =>
+  `{"seq":${row.seq},"epoch":"${epoch}","type":"${row.type}","partner_id":"${partnerId}","shop_id":"${row.shop_id}","order_id":"${row.order_id}","occurred_at":"${row.occurred_at}","prev_shop_seq":${row.prev_shop_seq ?? "null"},"order":${row.order_json}}`;
+
 let cachedEpoch: { db: Db; epoch: string } | undefined;
 
 /** The log's epoch never changes while a database lives, so it is read once per Db. */

@@ -14,7 +14,7 @@ import type {
   SessionSubscription,
 } from "../domain/sessions.ts";
 import type { Db } from "./db.ts";
-import { readEpoch, readEvents } from "./event-log.ts";
+import { EVENT_TEXT_COLUMNS, type EventTextRow, readEpoch, toOrderEventJson } from "./event-log.ts";
 
 interface SessionRow extends Record<string, unknown> {
   client_id: string;
@@ -189,12 +189,20 @@ export const createSessionLog = (db: Db): SessionLog => ({
   },
   async read(partnerId, after, limit, shopId) {
     // Nothing of a followed shop after `after` was pruned (checked at resume), so reading from the
-    // pruned point on is the same, and keeps readEvents from refusing the cursor.
-    const [partner] = await db.query<{ pruned: number }>(
-      "SELECT pruned_through_seq AS pruned FROM partners WHERE id = $1",
-      [partnerId],
+    // pruned point on is the same. The events are read as JSON text (toOrderEventJson).
+    const epoch = await readEpoch(db);
+    const rows = await db.query<EventTextRow>(
+      `SELECT ${EVENT_TEXT_COLUMNS} FROM order_events
+       WHERE partner_id = $1 AND seq > greatest($2::bigint, (SELECT pruned_through_seq FROM partners WHERE id = $1))
+         ${shopId === undefined ? "" : "AND shop_id = $4"}
+       ORDER BY seq LIMIT $3`,
+      shopId === undefined ? [partnerId, after, limit] : [partnerId, after, limit, shopId],
     );
-    const from = Math.max(after, partner?.pruned ?? 0);
-    return (await readEvents(db, { partnerId, shopId, after: from, limit })).events;
+    return rows.map((row) => ({
+      seq: row.seq,
+      shopId: row.shop_id,
+      type: row.type,
+      json: toOrderEventJson(row, partnerId, epoch),
+    }));
   },
 });

@@ -7,8 +7,10 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import type { Bridge } from "../../src/bridge/bridge.ts";
-import type { BridgeLog, Publisher } from "../../src/bridge/ports.ts";
-import { createBridgeLog, createDoorbell, DOORBELL_CHANNEL, encodeRing } from "../../src/store/bridge-log.ts";
+import type { Publisher } from "../../src/bridge/ports.ts";
+import type { DeliveryLog } from "../../src/domain/delivery.ts";
+import { createDeliveryLog } from "../../src/store/delivery-log.ts";
+import { createDoorbell, DOORBELL_CHANNEL, encodeRing } from "../../src/store/doorbell.ts";
 import { allocateSeq, appendEvent } from "../../src/store/event-log.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { useCleanups } from "../support/cleanups.ts";
@@ -410,10 +412,10 @@ describe.skipIf(!DATABASE_URL)("bridge: the doorbell's carried events (Postgres)
     onCleanup(() => t.cleanup());
     const broker = await embeddedTarget(t.db);
     onCleanup(() => broker.close());
-    const source = await createBridgeLog(t.db);
+    const source = await createDeliveryLog(t.db);
     const reads = { count: 0 };
     const readAfter = source.readAfter.bind(source);
-    const counted: BridgeLog = {
+    const counted: DeliveryLog = {
       ...source,
       readAfter: (positions, limit) => {
         reads.count++;

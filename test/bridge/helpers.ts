@@ -9,9 +9,10 @@ import type { Publisher } from "../../src/bridge/ports.ts";
 import { type Broker, startBroker } from "../../src/broker/index.ts";
 import type { OrderEvent } from "../../src/domain/events.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
-import { createBridgeLog, createLeaderLock } from "../../src/store/bridge-log.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import type { Db } from "../../src/store/db.ts";
+import { createDeliveryLog } from "../../src/store/delivery-log.ts";
+import { createLeaderLock } from "../../src/store/leader-lock.ts";
 import { createSessionLog, createSessionStore } from "../../src/store/mqtt-sessions.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { connect, until } from "../broker/helpers.ts";
@@ -64,7 +65,7 @@ export const mosquittoTarget = async (): Promise<BrokerTarget> => {
 export const startBridge = async (db: Db, publisher: Publisher, options: Partial<BridgeOptions> = {}) => {
   const bridge = new Bridge({
     log: silentLog,
-    source: await createBridgeLog(db),
+    source: await createDeliveryLog(db),
     publisher,
     lock: createLeaderLock(db),
     sweepIntervalMs: 200,

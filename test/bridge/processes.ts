@@ -37,7 +37,7 @@ export const spawnBridge = (databaseUrl: string, mqttUrl: string): BridgeProcess
     for (const line of lines) {
       try {
         const entry = JSON.parse(line) as { msg?: string; role?: string };
-        if (entry.msg === "bridge role" && entry.role) roles.push(entry.role);
+        if (entry.msg === "delivery role" && entry.role) roles.push(entry.role);
       } catch {
         // not a log line
       }

@@ -19,6 +19,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { ROOT } from "../../scripts/generate-schemas.ts";
 import type { RunningBrewcast } from "../../src/main.ts";
+import { openSse } from "../stream/sse-client.ts";
+import { waitFor } from "../support/http.ts";
 import { type System, startSystem } from "../support/system.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: the test walks untyped JSON documents
@@ -331,6 +333,25 @@ describe("the running system matches the published contract", { timeout: 120_000
       expect(events.events.length).toBe(6);
       await call("GET", "/v1/events", { token: device.secret, query: { after: 0 }, expect: 200 });
       await call("GET", "/v1/events", { token, query: { limit: 5000 }, expect: 400 });
+      await call("GET", "/v1/events/stream", { token, query: { after: -1 }, expect: 400 });
+      const { ticket } = await call("POST", "/v1/events/stream/tickets", { token, expect: 201 });
+      // The stream: its documented content type, each event's data the documented OrderEvent.
+      const stream = await openSse(`${base}/v1/events/stream?ticket=${encodeURIComponent(ticket)}`);
+      const streamed = openapi.paths["/v1/events/stream"].get.responses["200"].content;
+      expect(stream.status).toBe(200);
+      expect(Object.keys(streamed)).toEqual([stream.headers["content-type"]!.split(";")[0]]);
+      try {
+        const found = await waitFor(
+          "the streamed history",
+          () => stream.events().length === 6 && stream.events(),
+        );
+        const eventRef = "https://brewcast.invalid/openapi.json#/components/schemas/OrderEvent";
+        for (const event of found) expectValid(validator(openapiAjv, eventRef), event, "streamed event");
+        expect(found).toEqual(events.events);
+        succeeded.add("GET /v1/events/stream");
+      } finally {
+        stream.close();
+      }
       await call("GET", "/readyz", { token: null, expect: 200 });
 
       // --- ops: health, the ladder pin (a partner status message), the kill switch --------------

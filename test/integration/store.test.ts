@@ -7,20 +7,16 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DoorbellRing } from "../../src/bridge/ports.ts";
+import type { DoorbellRing } from "../../src/domain/delivery.ts";
 import type { OrderEvent } from "../../src/domain/events.ts";
 import type { Order } from "../../src/domain/orders.ts";
-import {
-  createBridgeLog,
-  createDoorbell,
-  DOORBELL_CHANNEL,
-  decodeRing,
-  encodeRing,
-} from "../../src/store/bridge-log.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import type { Queryable } from "../../src/store/db.ts";
+import { createDeliveryLog } from "../../src/store/delivery-log.ts";
+import { createDoorbell, DOORBELL_CHANNEL, decodeRing, encodeRing } from "../../src/store/doorbell.ts";
 import { allocateSeq, appendEvent, readEpoch, readEvents } from "../../src/store/event-log.ts";
 import { loadMigrations, migrate } from "../../src/store/migrate.ts";
+import { createSessionLog } from "../../src/store/mqtt-sessions.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPgDb } from "../../src/store/pg-db.ts";
 import { seedPartner, uniqueId } from "../support/fixtures.ts";
@@ -195,6 +191,29 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
     });
   });
 
+  it("an event read as JSON text (what a session replay sends) is the event GET /v1/events returns", async () => {
+    const p = await seedPartner(t.db, { shops: 2 });
+    const orders = createOrderStore(t.db);
+    const scope = { partnerId: p.id, shopId: null };
+    for (let i = 0; i < 6; i++) {
+      const { order } = await orders.create(scope, {
+        shop_id: p.shops[i % 2]!,
+        items: [{ sku: `sku.${i}_x-Y`, quantity: i + 1 }, ...item],
+      });
+      await orders.setStatus(scope, order.id, i % 2 === 0 ? "accepted" : "cancelled");
+    }
+    const { events } = await readEvents(t.db, { partnerId: p.id, after: 0, limit: 100 });
+    const texts = await createSessionLog(t.db).read(p.id, 0, 100);
+    expect(texts.map((e) => [e.seq, e.shopId, e.type])).toEqual(
+      events.map((e) => [e.seq, e.shop_id, e.type]),
+    );
+    // Same keys in the same order, same values (the snapshot's spacing is Postgres's own).
+    const parsed = texts.map((e) => JSON.parse(e.json));
+    expect(parsed.map((e) => Object.keys(e))).toEqual(events.map((e) => Object.keys(e)));
+    expect(parsed).toEqual(events);
+    expect(events).toHaveLength(12);
+  });
+
   it("concurrent creates on one partner get exactly 1..n, with occurred_at in seq order", async () => {
     const p = await seedPartner(t.db, { shops: 3 });
     const orders = createOrderStore(t.db);
@@ -339,7 +358,7 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
     const p = await seedPartner(t.db, { shops: 3 });
     const q = await seedPartner(t.db, { shops: 1 });
     const [a, b, c] = p.shops as [string, string, string];
-    const bridgeLog = await createBridgeLog(t.db);
+    const bridgeLog = await createDeliveryLog(t.db);
     const at = (second: number) => `2026-11-29T10:00:0${second}.000Z`;
     const cursor = (second: number) => ({ seq: second, occurredAt: at(second) });
     const cursors = async (partnerId: string) => {
@@ -387,7 +406,7 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
       await orders.create({ partnerId: p.id, shopId: null }, { shop_id: p.shops[0]!, items: item });
       await orders.create({ partnerId: q.id, shopId: null }, { shop_id: q.shops[0]!, items: item });
     }
-    const bridgeLog = await createBridgeLog(t.db);
+    const bridgeLog = await createDeliveryLog(t.db);
     const events = await bridgeLog.readAfter(
       [
         { partnerId: p.id, afterSeq: 1 },

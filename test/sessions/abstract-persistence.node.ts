@@ -49,6 +49,7 @@ abstractPersistence({
       flushMs: 60_000,
       ttlSeconds: 3_600,
       sweepMs: 60_000,
+      drainTimeoutMs: 10_000,
       onError: (error) => {
         throw error;
       },

@@ -2,6 +2,7 @@
  * The HTTP app on a fresh test database, wired as src/main.ts wires it,
  * for `inject()` tests (no socket) or `listen({ port: 0 })` tests.
  */
+
 import { buildHttpApp, type HttpApp } from "../../src/api/app.ts";
 import type { OrderEvent } from "../../src/domain/events.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
@@ -10,6 +11,7 @@ import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
 import { readEvents } from "../../src/store/event-log.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
+import { createCommitWakeups } from "../../src/stream/commit-wakeups.ts";
 import { type AdapterKind, createTestDb, DEFAULT_ADAPTER, silentLog, type TestDb } from "./test-db.ts";
 
 export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789";
@@ -27,6 +29,7 @@ export const createTestApp = async (kind: AdapterKind = DEFAULT_ADAPTER): Promis
   const accessFeed = await createAccessFeed(db);
   const credentials = createCredentialStore(db, { accessChanges: accessFeed });
   const committed: OrderEvent[] = [];
+  const streamWakeups = createCommitWakeups();
   const app = await buildHttpApp({
     log: silentLog,
     adminToken: TEST_ADMIN_TOKEN,
@@ -37,7 +40,17 @@ export const createTestApp = async (kind: AdapterKind = DEFAULT_ADAPTER): Promis
     readEvents: (input) => readEvents(db, input),
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
     readiness: async () => ({ ready: true, checks: { database: "ok" } }),
-    onCommitted: (event) => committed.push(event),
+    onCommitted: (event) => {
+      committed.push(event);
+      streamWakeups.committed(event.partner_id);
+    },
+    eventStream: {
+      subscribeCommits: streamWakeups.subscribe,
+      subscribeAccess: accessFeed.subscribe,
+      heartbeatMs: 5_000,
+      drainTimeoutMs: 10_000,
+      maxStreamsPerPartner: 100,
+    },
   });
   await app.ready();
   return {

@@ -1,0 +1,220 @@
+/**
+ * The replay of a resumed session (see session-persistence.ts for what is
+ * sent and in which order).
+ *
+ * It writes to the client's connection itself, a batch of packets per
+ * write, instead of handing Aedes one packet per turn of the event loop
+ * through `outgoingStream` (its `emptyQueue` waits an immediate after each):
+ * that path was a third of a replay's time. The next page of the log is
+ * read while one is written, and events come from the store as JSON text,
+ * never parsed to be stringified again.
+ *
+ * May import: domain and node.
+ */
+import type { Writable } from "node:stream";
+import mqttPacket from "mqtt-packet";
+import { EVENT_KIND } from "../domain/events.ts";
+import { pushesEvents } from "../domain/partners.ts";
+import type { LoggedEvent, SessionLog } from "../domain/sessions.ts";
+import { buildOrderEventTopic, parseTopic, topicMatchesFilter } from "../domain/topics.ts";
+import {
+  type Client,
+  isOrderEventTopic,
+  type LiveSession,
+  type Packet,
+  REPLAY_WINDOW,
+  room,
+} from "./live-session.ts";
+import { readLeadingSeq } from "./replay-plan.ts";
+
+/** Events read from the log per query while replaying. */
+const PAGE = 1_000;
+/** A replay's packets leave in writes of about this many bytes. */
+const WRITE_BYTES = 64 * 1024;
+
+export interface ReplayDeps {
+  log: SessionLog;
+  /** How long a full connection may take to drain before its client is dropped. */
+  drainTimeoutMs: number;
+  stats: { replayed: number };
+  /** The retained messages on these filters (the delegate's). */
+  retained(filters: string[]): AsyncIterable<Packet>;
+}
+
+/** The next packet id of an Aedes client, taken as Aedes takes it (lib/qos-packet.js). */
+const takePacketId = (client: Client): number => {
+  const id = client._nextId ?? 1;
+  client._nextId = id >= 65535 ? 1 : id + 1;
+  return id;
+};
+
+/**
+ * Packets for one connection, written a batch at a time. `write` is synchronous, so whatever
+ * Aedes writes after it (a live delivery once the replay is done) follows it on the stream.
+ */
+const createBatchWriter = (conn: Writable, drainTimeoutMs: number) => {
+  let chunks: Buffer[] = [];
+  let bytes = 0;
+  let blocked = false;
+  const write = (): void => {
+    if (bytes === 0) return;
+    const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes);
+    chunks = [];
+    bytes = 0;
+    if (!conn.destroyed && !conn.write(out)) blocked = true;
+  };
+  return {
+    add(packet: Record<string, unknown>): void {
+      const frame = mqttPacket.generate(packet as unknown as mqttPacket.Packet);
+      chunks.push(frame);
+      bytes += frame.length;
+    },
+    get full(): boolean {
+      return bytes >= WRITE_BYTES;
+    },
+    write,
+    /** Writes what is batched, then waits while the connection is full (a stuck reader is dropped). */
+    async flush(): Promise<void> {
+      write();
+      if (!blocked || conn.destroyed) return;
+      blocked = false;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          conn.off("drain", done);
+          conn.off("close", done);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          conn.destroy(new Error("drain timeout"));
+          done();
+        }, drainTimeoutMs);
+        conn.once("drain", done);
+        conn.once("close", done);
+      });
+    },
+  };
+};
+
+/** Sends a resumed session what it missed, then opens the gate to the live stream. */
+export const replay = async (client: Client, session: LiveSession, deps: ReplayDeps): Promise<void> => {
+  const { log, stats } = deps;
+  const resume = session.resume!;
+  const held = session.held!;
+  const out = createBatchWriter(client.conn!, deps.drainTimeoutMs);
+  // Sent before: in flight when the session was last written, or after the last of those up to
+  // what had been written (sent later, or acknowledged out of order). An event below the last
+  // in-flight one that is not among them was never sent (it went by before the subscription).
+  const lastInFlight = Math.max(0, ...Object.keys(resume.inflight).map(Number));
+  const wasSent = (seq: number) =>
+    seq <= resume.sentSeq && (resume.inflight[seq] !== undefined || seq > lastInFlight);
+  /** Batches one PUBLISH; false once the client is gone. */
+  const publish = async (
+    topic: string,
+    payload: Buffer,
+    qos: 0 | 1 | 2,
+    flags: { seq?: number; retain?: boolean; dup?: boolean; messageId?: number | undefined } = {},
+  ): Promise<boolean> => {
+    if (qos > 0 && session.tracker.inFlight >= REPLAY_WINDOW) {
+      // The client acknowledges what it has been sent: send it, then wait for room.
+      await out.flush();
+      if (!(await room(session))) return false;
+    }
+    if (session.closed) return false;
+    const messageId = qos === 0 ? undefined : (flags.messageId ?? takePacketId(client));
+    if (messageId !== undefined) session.tracker.sent(messageId, flags.seq, flags.seq);
+    out.add({
+      cmd: "publish",
+      topic,
+      payload,
+      qos,
+      retain: flags.retain ?? false,
+      dup: flags.dup ?? false,
+      messageId,
+    });
+    if (out.full) await out.flush();
+    return !session.closed;
+  };
+
+  for (const messageId of resume.pubrels) out.add({ cmd: "pubrel", messageId });
+  const plan = session.plan;
+  const partnerId = session.partnerId;
+  // Device statuses are state: the current one of each device followed, not what changed meanwhile.
+  if (plan && plan.statusFilters.length > 0) {
+    for await (const retained of deps.retained(plan.statusFilters.map((sub) => sub.topic))) {
+      if (parseTopic(retained.topic)?.type !== "device_status" || retained.payload.length === 0) continue;
+      let qos: 0 | 1 | 2 = 0;
+      for (const sub of plan.statusFilters) {
+        if (sub.qos > qos && topicMatchesFilter(sub.topic, retained.topic)) qos = sub.qos;
+      }
+      if (!(await publish(retained.topic, retained.payload, qos))) return;
+    }
+  }
+  let lastSent = session.tracker.position;
+  // Where the ladder stops pushing a partner's events (poll_only), a replay pushes none either:
+  // the client reads them from GET /v1/events, as it does for live ones.
+  const pushing = partnerId !== null && pushesEvents((await log.partnerState(partnerId)) ?? "normal");
+  // A partner has few shops and two kinds: each topic and its QoS is worked out once.
+  const routes = new Map<string, { topic: string; qos: 0 | 1 | 2 }>();
+  const routeOf = (event: LoggedEvent) => {
+    const key = `${event.shopId}/${event.type}`;
+    let route = routes.get(key);
+    if (route === undefined) {
+      const topic = buildOrderEventTopic(partnerId!, event.shopId, EVENT_KIND[event.type]);
+      route = { topic, qos: plan!.qosFor(topic) };
+      routes.set(key, route);
+    }
+    return route;
+  };
+  const read = (after: number) => ({
+    overflows: held.overflows,
+    events: log.read(partnerId!, after, PAGE, plan!.shopId),
+  });
+  for (;;) {
+    if (plan?.replaysEvents && partnerId !== null && pushing) {
+      await out.flush();
+      let page = read(lastSent);
+      for (;;) {
+        const events = await page.events;
+        const { overflows } = page;
+        // The next page is read while this one is written.
+        if (events.length === PAGE) page = read(events.at(-1)!.seq);
+        for (const event of events) {
+          const { topic, qos } = routeOf(event);
+          lastSent = event.seq;
+          if (qos === 0) continue;
+          stats.replayed++;
+          const sent = await publish(topic, Buffer.from(event.json), qos, {
+            seq: event.seq,
+            dup: wasSent(event.seq),
+            messageId: resume.inflight[event.seq],
+          });
+          if (!sent) return;
+        }
+        await out.flush();
+        // Caught up with the log as of a read that began after the last overflow: every later
+        // event reaches the hold, in order.
+        if (events.length < PAGE && held.overflows === overflows) break;
+        if (events.length < PAGE) page = read(lastSent);
+      }
+    }
+    const overflows = held.overflows;
+    for (let packet = held.packets.shift(); packet !== undefined; packet = held.packets.shift()) {
+      let seq: number | undefined;
+      if (partnerId !== null && isOrderEventTopic(packet.topic)) {
+        seq = readLeadingSeq(packet.payload);
+        if (seq !== undefined && seq <= lastSent) continue;
+        if (seq !== undefined) lastSent = seq;
+      }
+      if (!(await publish(packet.topic, packet.payload, packet.qos, { seq, retain: packet.retain }))) return;
+    }
+    // Held messages were dropped meanwhile: their events are in the log, read it again.
+    if (held.overflows !== overflows) continue;
+    // The last batch leaves synchronously and the gate opens in the same turn: what Aedes writes
+    // from now on follows it on the stream.
+    out.write();
+    session.held = undefined;
+    session.sentByReplay = lastSent;
+    return;
+  }
+};
