@@ -33,7 +33,7 @@
  *   QoS 1 messages (payloads: the first event brewcast replayed, byte for byte, with the seq set,
  *   on the same topics) while the session is offline. Two peers: Mosquitto's
  *   default `max_inflight_messages` (20) and 1,000, which is brewcast's replay
- *   window (REPLAY_WINDOW in src/sessions/session-persistence.ts).
+ *   window (REPLAY_WINDOW in src/sessions/live-session.ts).
  *
  * Cases run in rounds, the order reversed every other round (bench/harness.ts),
  * after a warm-up of each with a tenth of the events.
@@ -84,6 +84,8 @@ interface RoundDetail {
   firstMs: number;
   totalMs: number;
   serverCpuMs: number;
+  /** brewcast only: CPU of the Postgres backends serving its database (its queries' share). */
+  postgresCpuMs?: number;
   serverCpuUsPerEvent: number;
   clientCpuMs: number;
   coresBusy: number;
@@ -158,6 +160,26 @@ const main = async () => {
         .rows[0]!.h,
     );
   const base = new Date(Date.now() - 24 * 3_600_000);
+  /** CPU so far of each Postgres backend serving the bench's database (pg_stat_activity, /proc). */
+  const backendsCpu = async (): Promise<Map<number, number>> => {
+    const { rows } = await pgClient.query<{ pid: number }>(
+      "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    const cpu = new Map<number, number>();
+    for (const { pid } of rows) {
+      try {
+        cpu.set(pid, cpuMsOf(pid));
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return cpu;
+  };
+  const cpuDelta = (before: Map<number, number>, after: Map<number, number>) => {
+    let ms = 0;
+    for (const [pid, now] of after) ms += now - (before.get(pid) ?? now);
+    return ms;
+  };
 
   /** The peers' payload: the first event brewcast replayed, as it came (its seq is replaced). */
   let template = "";
@@ -177,6 +199,7 @@ const main = async () => {
     profile: boolean,
   ): Promise<Measurement> => {
     const cpu0 = cpuMsOf(serverPid);
+    const pg0 = serverPid === brewcast.pid ? await backendsCpu() : undefined;
     const client0 = process.cpuUsage();
     const machine0 = machineCpu();
     if (profile) await brewcast.call("profile-start");
@@ -192,6 +215,7 @@ const main = async () => {
     }
     const busy = coresBusy(machine0, machineCpu());
     const serverCpuMs = cpuMsOf(serverPid) - cpu0;
+    const postgresCpuMs = pg0 === undefined ? undefined : cpuDelta(pg0, await backendsCpu());
     const clientCpu = process.cpuUsage(client0);
     await endSession(port, clientId, who);
     const rate = count / (r.totalMs / 1000);
@@ -206,6 +230,7 @@ const main = async () => {
         totalMs: Math.round(r.totalMs),
         serverCpuMs,
         serverCpuUsPerEvent: Number(((serverCpuMs * 1000) / count).toFixed(1)),
+        ...(postgresCpuMs === undefined ? {} : { postgresCpuMs }),
         clientCpuMs: Math.round((clientCpu.user + clientCpu.system) / 1000),
         coresBusy: Number(busy.toFixed(2)),
         duplicates: r.duplicates,
@@ -214,7 +239,7 @@ const main = async () => {
       });
     }
     log(
-      `round ${round} ${name}: ${count} events in ${(r.totalMs / 1000).toFixed(2)} s = ${Math.round(rate)}/s (CONNACK ${r.connackMs.toFixed(1)} ms, first event ${r.firstMs.toFixed(1)} ms; server CPU ${serverCpuMs} ms = ${((serverCpuMs * 1000) / count).toFixed(1)} µs/event; ${r.duplicates} duplicates, ${r.outOfOrder} out of order; payload ${Math.round(r.payloadBytes / Math.max(1, r.received))} B; ${busy.toFixed(2)} cores busy)`,
+      `round ${round} ${name}: ${count} events in ${(r.totalMs / 1000).toFixed(2)} s = ${Math.round(rate)}/s (CONNACK ${r.connackMs.toFixed(1)} ms, first event ${r.firstMs.toFixed(1)} ms; server CPU ${serverCpuMs} ms = ${((serverCpuMs * 1000) / count).toFixed(1)} µs/event${postgresCpuMs === undefined ? "" : `, its Postgres backends ${postgresCpuMs} ms`}; ${r.duplicates} duplicates, ${r.outOfOrder} out of order; payload ${Math.round(r.payloadBytes / Math.max(1, r.received))} B; ${busy.toFixed(2)} cores busy)`,
     );
     return {
       rate,
@@ -331,11 +356,11 @@ const main = async () => {
     },
     details: () => {
       const lines = [
-        "per round: case, events/s, CONNACK ms, first event ms, total ms, server CPU µs/event, client CPU ms, cores busy, duplicates, out of order, payload B",
+        "per round: case, events/s, CONNACK ms, first event ms, total ms, server CPU µs/event, client CPU ms, cores busy, duplicates, out of order, payload B, Postgres CPU ms (brewcast's backends)",
       ];
       for (const d of details) {
         lines.push(
-          `  r${d.round} ${d.case.padEnd(34)} ${String(d.rate).padStart(7)}/s  ${d.connackMs.toFixed(1).padStart(6)}  ${d.firstMs.toFixed(1).padStart(7)}  ${String(d.totalMs).padStart(7)}  ${d.serverCpuUsPerEvent.toFixed(1).padStart(6)}  ${String(d.clientCpuMs).padStart(6)}  ${d.coresBusy.toFixed(2)}  ${d.duplicates}  ${d.outOfOrder}  ${d.payloadBytesAvg}`,
+          `  r${d.round} ${d.case.padEnd(34)} ${String(d.rate).padStart(7)}/s  ${d.connackMs.toFixed(1).padStart(6)}  ${d.firstMs.toFixed(1).padStart(7)}  ${String(d.totalMs).padStart(7)}  ${d.serverCpuUsPerEvent.toFixed(1).padStart(6)}  ${String(d.clientCpuMs).padStart(6)}  ${d.coresBusy.toFixed(2)}  ${d.duplicates}  ${d.outOfOrder}  ${d.payloadBytesAvg}  ${d.postgresCpuMs ?? ""}`,
         );
       }
       return { text: `${lines.join("\n")}\n`, json: details };
