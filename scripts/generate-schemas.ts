@@ -47,6 +47,12 @@ const stubDeps = (): HttpAppDeps => ({
   readEvents: () => Promise.reject(new Error("generate-schemas: readEvents was called")),
   readiness: () => Promise.reject(new Error("generate-schemas: readiness was called")),
   deliveryStatus: () => Promise.reject(new Error("generate-schemas: deliveryStatus was called")),
+  webhooks: {
+    store: stub("webhooks.store"),
+    verifier: stub("webhooks.verifier"),
+    guard: stub("webhooks.guard"),
+    secretOverlapSeconds: 86_400,
+  },
   version: "0.1.0",
 });
 

@@ -26,6 +26,11 @@ import { authenticateAdmin, authenticatePartner } from "./auth.ts";
 import { buildProblem, problemResponses, sendProblem, toProblem } from "./problem.ts";
 import adminRoutes from "./routes/admin-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
+import {
+  adminWebhooksRoutes,
+  partnerWebhooksRoutes,
+  type WebhooksRoutesDeps,
+} from "./routes/webhooks-routes.ts";
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
 
@@ -64,6 +69,8 @@ export interface HttpAppDeps {
     status: number;
     partner: string | undefined;
   }): void;
+  /** Webhook endpoints' API (/v1/webhooks, /admin/v1/webhooks); absent: no such routes. */
+  webhooks?: WebhooksRoutesDeps;
 }
 
 export const buildHttpApp = async (deps: HttpAppDeps) => {
@@ -114,6 +121,10 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       tags: [
         { name: "orders", description: "Create, read and change orders; their current state and history." },
         { name: "events", description: "The authoritative, cursor-paged event feed." },
+        {
+          name: "webhooks",
+          description: "Webhook endpoints: where events are POSTed, signed (Standard Webhooks).",
+        },
         { name: "admin", description: "Operator API: partners, shops, credentials, the kill switch." },
         { name: "ops", description: "Health and readiness." },
       ],
@@ -130,7 +141,14 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       const area = url.startsWith("/admin/v1") ? "admin" : url.startsWith("/v1") ? "partner" : "ops";
       if (area === "ops")
         return jsonSchemaTransform({ ...input, schema: { ...input.schema, tags: ["ops"] } });
-      const tag = area === "admin" ? "admin" : url.startsWith("/v1/events") ? "events" : "orders";
+      const tag =
+        area === "admin"
+          ? "admin"
+          : url.startsWith("/v1/events")
+            ? "events"
+            : url.startsWith("/v1/webhooks")
+              ? "webhooks"
+              : "orders";
       const response = { ...(input.schema.response as object), ...problemResponses(500) };
       return jsonSchemaTransform({
         ...input,
@@ -217,6 +235,7 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
         readEvents: deps.readEvents,
         onCommitted: deps.onCommitted ?? (() => {}),
       });
+      if (deps.webhooks) await v1.register(partnerWebhooksRoutes, deps.webhooks);
     },
     { prefix: "/v1" },
   );
@@ -230,6 +249,7 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
         deliveryStatus: deps.deliveryStatus,
         connectedClients: deps.connectedClients ?? (() => null),
       });
+      if (deps.webhooks) await admin.register(adminWebhooksRoutes, deps.webhooks);
     },
     { prefix: "/admin/v1" },
   );

@@ -22,7 +22,13 @@ export interface System {
 }
 
 export const startSystem = async (
-  options: { watermarkMs?: number; ports?: { http: number; mqtt: number }; adminToken?: string } = {},
+  options: {
+    watermarkMs?: number;
+    ports?: { http: number; mqtt: number };
+    adminToken?: string;
+    /** More BREWCAST_* variables (e.g. BREWCAST_WEBHOOK_ALLOW_NETS). */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<System> => {
   let testDb: TestDb | undefined;
   const env: Record<string, string> = {
@@ -31,6 +37,7 @@ export const startSystem = async (
     BREWCAST_ADMIN_TOKEN: options.adminToken ?? SYSTEM_ADMIN_TOKEN,
     BREWCAST_WATERMARK_MS: String(options.watermarkMs ?? 200),
     LOG_LEVEL: "silent",
+    ...options.env,
   };
   if (process.env.DATABASE_URL) {
     testDb = await createTestDb("pg");
