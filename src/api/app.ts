@@ -23,6 +23,7 @@ import type { EventPage, ReadEventsInput } from "../store/event-log.ts";
 import type { OrderStore } from "../store/orders.ts";
 import type { PartnerStore } from "../store/partners.ts";
 import { authenticateAdmin, authenticatePartner } from "./auth.ts";
+import { openApiWebhooks } from "./openapi-webhooks.ts";
 import { buildProblem, problemResponses, sendProblem, toProblem } from "./problem.ts";
 import adminRoutes from "./routes/admin-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
@@ -128,6 +129,7 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
         { name: "admin", description: "Operator API: partners, shops, credentials, the kill switch." },
         { name: "ops", description: "Health and readiness." },
       ],
+      webhooks: openApiWebhooks as never,
       components: {
         securitySchemes: {
           partner: { type: "http", scheme: "bearer", description: "A partner credential's secret." },

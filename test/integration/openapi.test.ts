@@ -93,6 +93,19 @@ describe("schemas/openapi.json", () => {
     expect(Object.keys(fresh.components.securitySchemes).sort()).toEqual(["admin", "partner"]);
   });
 
+  it("describes the requests a webhook receiver gets (OpenAPI 3.1 `webhooks`)", () => {
+    expect(Object.keys(fresh.webhooks).sort()).toEqual(["order-event", "webhook-verification"]);
+    const event = fresh.webhooks["order-event"].post;
+    expect(event.requestBody.content["application/json"].schema).toEqual({
+      $ref: "#/components/schemas/OrderEvent",
+    });
+    expect(event.parameters.map((p: Json) => p.name)).toEqual([
+      "webhook-id",
+      "webhook-timestamp",
+      "webhook-signature",
+    ]);
+  });
+
   describe("against the served routes", () => {
     let t: TestApp;
     beforeAll(async () => {
