@@ -41,7 +41,7 @@ export const buildWebhookMessageId = (partnerId: string, seq: number): string =>
 const urlSchema = z
   .string()
   .max(WEBHOOK_LIMITS.urlBytes)
-  .refine((value) => Buffer.byteLength(value, "utf8") <= WEBHOOK_LIMITS.urlBytes, {
+  .refine((value) => new TextEncoder().encode(value).length <= WEBHOOK_LIMITS.urlBytes, {
     message: `must be at most ${WEBHOOK_LIMITS.urlBytes} bytes`,
   })
   .refine((value) => URL.canParse(value), { message: "must be an absolute URL" })

@@ -13,6 +13,13 @@
  *
  * Connections are kept alive per (origin, checked address): a new address
  * after re-resolution gets a new connection pool.
+ *
+ * The delivery channel (on the delivery core) calls it per event with
+ * `store.target(id)` (url and the secrets to sign with) and
+ * `{ id: buildWebhookMessageId(partner, seq), timestamp: new Date(), body: <event JSON> }`,
+ * records each outcome with `store.recordAttempt`, moves the position with
+ * `store.commitPosition` (compare and set against a replay), and on 410 calls
+ * `store.setStatus(id, "delivery", "disabled", …)`.
  */
 import type { LookupFunction } from "node:net";
 import { Agent, request } from "undici";
