@@ -38,7 +38,11 @@ import { openDb } from "./store/open-db.ts";
 import { createOrderStore } from "./store/orders.ts";
 import { createPartnerStore } from "./store/partners.ts";
 import { pruneHistory } from "./store/retention.ts";
+import { createWebhookStore } from "./store/webhooks.ts";
 import { createCommitWakeups } from "./stream/commit-wakeups.ts";
+import { createAddressGuard, formatAllowNets, parseAllowNets } from "./webhooks/address-guard.ts";
+import { createWebhookSender } from "./webhooks/sender.ts";
+import { createWebhookVerifier } from "./webhooks/verification.ts";
 
 export type Role = "all" | "broker" | "bridge";
 
@@ -258,6 +262,31 @@ export const startBrewcast = async (
       });
     }
 
+    // Webhooks: the endpoints' API and their verification requests (delivery is a channel of the bridge).
+    const webhookGuard = createAddressGuard({
+      allowNets: parseAllowNets(config.BREWCAST_WEBHOOK_ALLOW_NETS),
+    });
+    if (webhookGuard.allowNets.length > 0) {
+      log.warn(
+        { allow_nets: formatAllowNets(webhookGuard.allowNets) },
+        "webhook SSRF guard relaxed: URLs in these networks are called, plain http included",
+      );
+    }
+    const webhookSender = createWebhookSender({
+      guard: webhookGuard,
+      timeoutMs: config.BREWCAST_WEBHOOK_TIMEOUT_MS,
+    });
+    const webhookStore = createWebhookStore(db);
+    const webhookVerifier = createWebhookVerifier({
+      store: webhookStore,
+      sender: webhookSender,
+      log: log.child({ component: "webhooks" }),
+    });
+    onStop("background", async () => {
+      await webhookVerifier.settle();
+      await webhookSender.close();
+    });
+
     const doorbell = createDoorbell(db, (error) => log.warn({ err: error }, "doorbell ring failed"));
     const streamWakeups = createCommitWakeups();
     bridge?.on("published", ({ partnerId }) => streamWakeups.committed(partnerId));
@@ -301,6 +330,12 @@ export const startBrewcast = async (
       onRequestCompleted: ({ route, method, status, partner }) => {
         metrics.httpRequests.inc({ route, method, status, partner: partner ?? "" });
         if (status === 401) metrics.httpAuthFailures();
+      },
+      webhooks: {
+        store: webhookStore,
+        verifier: webhookVerifier,
+        guard: webhookGuard,
+        secretOverlapSeconds: config.BREWCAST_WEBHOOK_SECRET_OVERLAP_SECONDS,
       },
       // A broker or bridge process serves health (and the broker MQTT over WebSocket) only.
       serveApi: role === "all",

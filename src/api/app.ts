@@ -23,10 +23,16 @@ import type { EventPage, ReadEventsInput } from "../store/event-log.ts";
 import type { OrderStore } from "../store/orders.ts";
 import type { PartnerStore } from "../store/partners.ts";
 import { authenticateAdmin, authenticatePartner, authenticateTicket } from "./auth.ts";
+import { openApiWebhooks } from "./openapi-webhooks.ts";
 import { buildProblem, problemResponses, sendProblem, toProblem } from "./problem.ts";
 import adminRoutes from "./routes/admin-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
 import streamRoutes, { type StreamRoutesDeps } from "./routes/stream-routes.ts";
+import {
+  adminWebhooksRoutes,
+  partnerWebhooksRoutes,
+  type WebhooksRoutesDeps,
+} from "./routes/webhooks-routes.ts";
 import { createStreamTickets } from "./stream-tickets.ts";
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -68,6 +74,8 @@ export interface HttpAppDeps {
     status: number;
     partner: string | undefined;
   }): void;
+  /** Webhook endpoints' API (/v1/webhooks, /admin/v1/webhooks); absent: no such routes. */
+  webhooks?: WebhooksRoutesDeps;
 }
 
 export const buildHttpApp = async (deps: HttpAppDeps) => {
@@ -118,9 +126,14 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       tags: [
         { name: "orders", description: "Create, read and change orders; their current state and history." },
         { name: "events", description: "The authoritative, cursor-paged event feed." },
+        {
+          name: "webhooks",
+          description: "Webhook endpoints: where events are POSTed, signed (Standard Webhooks).",
+        },
         { name: "admin", description: "Operator API: partners, shops, credentials, the kill switch." },
         { name: "ops", description: "Health and readiness." },
       ],
+      webhooks: openApiWebhooks as never,
       components: {
         securitySchemes: {
           partner: { type: "http", scheme: "bearer", description: "A partner credential's secret." },
@@ -134,7 +147,14 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       const area = url.startsWith("/admin/v1") ? "admin" : url.startsWith("/v1") ? "partner" : "ops";
       if (area === "ops")
         return jsonSchemaTransform({ ...input, schema: { ...input.schema, tags: ["ops"] } });
-      const tag = area === "admin" ? "admin" : url.startsWith("/v1/events") ? "events" : "orders";
+      const tag =
+        area === "admin"
+          ? "admin"
+          : url.startsWith("/v1/events")
+            ? "events"
+            : url.startsWith("/v1/webhooks")
+              ? "webhooks"
+              : "orders";
       const response = { ...(input.schema.response as object), ...problemResponses(500) };
       return jsonSchemaTransform({
         ...input,
@@ -232,6 +252,7 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       if (deps.eventStream) {
         await v1.register(streamRoutes, { ...deps.eventStream, readEvents: deps.readEvents, tickets });
       }
+      if (deps.webhooks) await v1.register(partnerWebhooksRoutes, deps.webhooks);
     },
     { prefix: "/v1" },
   );
@@ -245,6 +266,7 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
         deliveryStatus: deps.deliveryStatus,
         connectedClients: deps.connectedClients ?? (() => null),
       });
+      if (deps.webhooks) await admin.register(adminWebhooksRoutes, deps.webhooks);
     },
     { prefix: "/admin/v1" },
   );

@@ -33,6 +33,17 @@ export const ERRORS = {
     meaning: "No such resource, or one the credential may not see (another partner's or shop's).",
   },
   CONFLICT: { status: 409, title: "Already exists", meaning: "A resource with this id already exists." },
+  WEBHOOK_LIMIT_REACHED: {
+    status: 409,
+    title: "Too many webhook endpoints",
+    meaning: "The partner already has the most webhook endpoints allowed (10): delete one first.",
+  },
+  WEBHOOK_URL_MISMATCH: {
+    status: 409,
+    title: "Webhook URL changed",
+    meaning:
+      "An operator confirmed a URL that is not the endpoint's current one (it changed since it was checked): check the new URL and confirm that.",
+  },
   ILLEGAL_TRANSITION: {
     status: 409,
     title: "Illegal status transition",

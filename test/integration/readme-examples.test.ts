@@ -13,7 +13,12 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/generate-schemas.ts";
+import { buildWebhookMessageId } from "../../src/domain/webhooks.ts";
 import type { RunningBrewcast } from "../../src/main.ts";
+import { newWebhookSecret } from "../../src/store/webhooks.ts";
+import { createAddressGuard, parseAllowNets } from "../../src/webhooks/address-guard.ts";
+import { createWebhookSender } from "../../src/webhooks/sender.ts";
+import { sendVerification } from "../../src/webhooks/verification.ts";
 import { type System, startSystem } from "../support/system.ts";
 
 const ADMIN_TOKEN = `readme-admin-${randomBytes(8).toString("hex")}`;
@@ -115,7 +120,7 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
 
   it("marks every TypeScript block as an example this test runs", async () => {
     const { examples: found, tsBlocks } = await readmeExamples();
-    expect([...found.keys()].sort()).toEqual(["poll", "sdk"]);
+    expect([...found.keys()].sort()).toEqual(["poll", "sdk", "webhook-receiver"]);
     expect(found.size).toBe(tsBlocks);
   });
 
@@ -250,5 +255,45 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
         .slice(1)
         .map((e: { seq: number; type: string; order_id: string }) => `${e.seq} ${e.type} ${e.order_id}`),
     );
+  });
+
+  it("webhook-receiver: verifies signatures, echoes the challenge, dedupes by webhook-id", async () => {
+    const file = join(scratch, "receiver.mts");
+    const library = pathToFileURL(join(ROOT, "node_modules", "standardwebhooks", "dist", "index.js")).href;
+    await writeFile(
+      file,
+      examples.get("webhook-receiver")!.replace('"standardwebhooks"', JSON.stringify(library)),
+    );
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as { port: number };
+        server.close(() => resolve(port));
+      });
+    });
+    const secret = newWebhookSecret();
+    const r = run(file, scratch, { WEBHOOK_SECRET: secret, PORT: String(port) });
+    const sender = createWebhookSender({
+      guard: createAddressGuard({ allowNets: parseAllowNets("127.0.0.0/8") }),
+      timeoutMs: 5_000,
+    });
+    try {
+      await waitFor("the receiver to listen", () => r.output().includes("listening"), r.output);
+      const url = `http://127.0.0.1:${port}/hook`;
+      expect((await sendVerification(sender, { url, secrets: [secret] })).ok).toBe(true);
+      const body = JSON.stringify({ seq: 7, type: "order.created" });
+      const message = { id: buildWebhookMessageId(partner, 7), timestamp: new Date(), body };
+      // Rotation overlap: the old secret's signature and one the receiver knows.
+      const both = [newWebhookSecret(), secret];
+      expect((await sender.sendWebhook({ url, secrets: both }, message)).status).toBe(204);
+      expect((await sender.sendWebhook({ url, secrets: [secret] }, message)).status).toBe(204);
+      const forged = await sender.sendWebhook({ url, secrets: [newWebhookSecret()] }, message);
+      expect(forged.status).toBe(401);
+      await waitFor("the event line", () => r.output().includes(" order.created 7"), r.output);
+      expect(r.output().match(/order\.created 7/g)).toHaveLength(1);
+    } finally {
+      await sender.close();
+      r.child.kill("SIGTERM");
+      await r.exited;
+    }
   });
 });
