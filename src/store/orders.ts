@@ -12,14 +12,9 @@ import {
   type Order,
   type OrderStatus,
 } from "../domain/orders.ts";
+import { type Scope, shopWithinScope } from "../domain/scope.ts";
 import type { Db, NamedStatement, Queryable } from "./db.ts";
 import { allocateSeq, appendEvent, type EventRow, readEpoch, toOrderEvent } from "./event-log.ts";
-
-/** What a caller may see: a whole partner, or one of its shops. */
-export interface Scope {
-  partnerId: string;
-  shopId: string | null;
-}
 
 interface OrderRow extends Record<string, unknown> {
   id: string;
@@ -145,14 +140,8 @@ const eventTime = async (tx: Queryable): Promise<Date> => {
 };
 
 export const createOrderStore = (db: Db): OrderStore => {
-  const assertShopInScope = (scope: Scope, shopId: string) => {
-    if (scope.shopId !== null && scope.shopId !== shopId) {
-      throw new BrewcastError("FORBIDDEN", "a device credential may only act on its own shop");
-    }
-  };
-
   const create: OrderStore["create"] = async (scope, body, idempotencyKey) => {
-    assertShopInScope(scope, body.shop_id);
+    shopWithinScope(scope, body.shop_id);
     const requestHash = hashRequest(body);
     const epoch = await readEpoch(db);
     const orderId = randomUUID();
@@ -261,10 +250,7 @@ export const createOrderStore = (db: Db): OrderStore => {
       return toOrder(await loadOrder(db, scope, orderId));
     },
     async list(scope, query) {
-      const shopId = scope.shopId ?? query.shopId ?? null;
-      if (scope.shopId !== null && query.shopId !== undefined && query.shopId !== scope.shopId) {
-        return { orders: [], as_of_seq: 0 };
-      }
+      const shopId = shopWithinScope(scope, query.shopId) ?? null;
       // One snapshot for the orders and the head, so events after as_of_seq are exactly what is missing.
       return db.transaction(
         async (tx) => {
@@ -286,8 +272,7 @@ export const createOrderStore = (db: Db): OrderStore => {
       );
     },
     async createdHistory(scope, query) {
-      const shopId = scope.shopId ?? query.shopId ?? null;
-      if (scope.shopId !== null && query.shopId !== undefined && query.shopId !== scope.shopId) return [];
+      const shopId = shopWithinScope(scope, query.shopId) ?? null;
       const [partner] = await db.query<{ pruned: number }>(
         "SELECT pruned_through_seq AS pruned FROM partners WHERE id = $1",
         [scope.partnerId],

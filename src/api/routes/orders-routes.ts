@@ -11,9 +11,10 @@ import {
   orderStatusSchema,
   updateOrderBodySchema,
 } from "../../domain/orders.ts";
+import { scopeOf, shopWithinScope } from "../../domain/scope.ts";
 import type { EventPage, ReadEventsInput } from "../../store/event-log.ts";
 import type { OrderChange, OrderStore } from "../../store/orders.ts";
-import { principalOf, shopScope } from "../auth.ts";
+import { principalOf } from "../auth.ts";
 import { problemResponses } from "../problem.ts";
 
 export interface OrdersRoutesDeps {
@@ -72,10 +73,8 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request, reply) => {
-      const principal = principalOf(request);
-      shopScope(principal, request.body.shop_id);
       const change = await deps.orders.create(
-        { partnerId: principal.partnerId, shopId: principal.shopId },
+        scopeOf(principalOf(request)),
         request.body,
         request.headers["idempotency-key"],
       );
@@ -94,8 +93,7 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
-      return deps.orders.get({ partnerId: principal.partnerId, shopId: principal.shopId }, request.params.id);
+      return deps.orders.get(scopeOf(principalOf(request)), request.params.id);
     },
   );
 
@@ -115,9 +113,8 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
       const change = await deps.orders.setStatus(
-        { partnerId: principal.partnerId, shopId: principal.shopId },
+        scopeOf(principalOf(request)),
         request.params.id,
         request.body.status,
       );
@@ -151,12 +148,12 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
-      const shopId = shopScope(principal, request.query.shop_id);
-      return deps.orders.list(
-        { partnerId: principal.partnerId, shopId: shopId ?? null },
-        { status: request.query.status, limit: request.query.limit, afterId: request.query.after_id },
-      );
+      return deps.orders.list(scopeOf(principalOf(request)), {
+        shopId: request.query.shop_id,
+        status: request.query.status,
+        limit: request.query.limit,
+        afterId: request.query.after_id,
+      });
     },
   );
 
@@ -195,16 +192,12 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
-      const shopId = shopScope(principal, request.query.shop_id);
-      const items = await deps.orders.createdHistory(
-        { partnerId: principal.partnerId, shopId: shopId ?? null },
-        {
-          olderThan: request.query.older_than,
-          newerThan: request.query.newer_than,
-          limit: request.query.limit,
-        },
-      );
+      const items = await deps.orders.createdHistory(scopeOf(principalOf(request)), {
+        shopId: request.query.shop_id,
+        olderThan: request.query.older_than,
+        newerThan: request.query.newer_than,
+        limit: request.query.limit,
+      });
       return { orders_created_events: items };
     },
   );
@@ -237,10 +230,10 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
+      const scope = scopeOf(principalOf(request));
       return deps.readEvents({
-        partnerId: principal.partnerId,
-        shopId: shopScope(principal, request.query.shop_id),
+        partnerId: scope.partnerId,
+        shopId: shopWithinScope(scope, request.query.shop_id),
         after: request.query.after,
         limit: request.query.limit,
       });
