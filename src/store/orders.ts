@@ -14,37 +14,28 @@ import {
 } from "../domain/orders.ts";
 import { type Scope, shopWithinScope } from "../domain/scope.ts";
 import type { Db, NamedStatement, Queryable } from "./db.ts";
-import { allocateSeq, appendEvent, type EventRow, readEpoch, toOrderEvent } from "./event-log.ts";
+import {
+  allocateSeqAt,
+  appendOrderEvent,
+  type EventRow,
+  readEpoch,
+  toMissing,
+  toOrderEvent,
+} from "./event-log.ts";
 
+/** An order as the API answers it, built by SQL (`brewcast_order_json`, migration 0006), as events carry it. */
 interface OrderRow extends Record<string, unknown> {
-  id: string;
-  partner_id: string;
-  shop_id: string;
-  status: OrderStatus;
-  items: Order["items"];
-  created_at: Date;
-  updated_at: Date;
-  last_seq: number;
+  order: Order;
 }
 
-/** One statement per order (migration 0004), prepared once per connection: the API's hot write. */
+/** One statement per order (migration 0006), prepared once per connection: the API's hot write. */
 const CREATE_ORDER: NamedStatement = {
   name: "brewcast_create_order",
   text: "SELECT * FROM brewcast_create_order($1, $2, $3, $4, $5, $6)",
 };
 
-const ORDER_COLUMNS = "id, partner_id, shop_id, status, items, created_at, updated_at, last_seq";
-
-const toOrder = (row: OrderRow): Order => ({
-  id: row.id,
-  partner_id: row.partner_id,
-  shop_id: row.shop_id,
-  status: row.status,
-  items: row.items,
-  created_at: row.created_at.toISOString(),
-  updated_at: row.updated_at.toISOString(),
-  last_seq: row.last_seq,
-});
+/** Selects orders `o` as the API answers them. */
+const SELECT_ORDERS = "SELECT brewcast_order_json(o) AS order FROM orders o";
 
 const notFound = (orderId: string) => new BrewcastError("NOT_FOUND", `no order ${orderId}`);
 
@@ -61,14 +52,14 @@ const canonicalJson = (value: unknown): string => {
 };
 const hashRequest = (body: unknown): Buffer => createHash("sha256").update(canonicalJson(body)).digest();
 
-const loadOrder = async (q: Queryable, scope: Scope, orderId: string, lock = false): Promise<OrderRow> => {
+/** The order, if the scope may see it (a shop scope sees only its shop's orders). */
+const loadOrder = async (q: Queryable, scope: Scope, orderId: string): Promise<Order> => {
   const [row] = await q.query<OrderRow>(
-    `SELECT ${ORDER_COLUMNS} FROM orders WHERE id = $1 AND partner_id = $2 AND ($3::text IS NULL OR shop_id = $3)
-     ${lock ? "FOR UPDATE" : ""}`,
+    `${SELECT_ORDERS} WHERE o.id = $1 AND o.partner_id = $2 AND ($3::text IS NULL OR o.shop_id = $3)`,
     [orderId, scope.partnerId, scope.shopId],
   );
   if (!row) throw notFound(orderId);
-  return row;
+  return row.order;
 };
 
 export interface OrderChange {
@@ -114,30 +105,15 @@ export interface OrderStore {
   ): Promise<CreatedHistoryItem[]>;
 }
 
-interface CreateOrderRow extends Record<string, unknown> {
+interface CreateOrderRow extends EventRow {
   outcome: "created" | "replayed";
-  order_id: string;
-  seq: number | null;
-  occurred_at: Date | null;
-  prev_shop_seq: number | null;
   request_hash: Buffer | null;
 }
 
 /** Raised inside a transaction to roll it back: the order already has the requested status. */
 class Unchanged {
-  constructor(readonly row: OrderRow) {}
+  constructor(readonly order: Order) {}
 }
-
-/**
- * The event's time, read after the partner lock was granted (not `now()`, the
- * transaction's start): a writer that waited for the lock would otherwise
- * stamp its later seq with an earlier time. Read under the lock, occurred_at
- * never goes backwards along a partner's seqs.
- */
-const eventTime = async (tx: Queryable): Promise<Date> => {
-  const [row] = await tx.query<{ now: Date }>("SELECT clock_timestamp() AS now");
-  return row!.now;
-};
 
 export const createOrderStore = (db: Db): OrderStore => {
   const create: OrderStore["create"] = async (scope, body, idempotencyKey) => {
@@ -157,15 +133,12 @@ export const createOrderStore = (db: Db): OrderStore => {
         requestHash,
       ]);
     } catch (error) {
-      if ((error as { code?: string; hint?: string }).code === "P0002") {
-        if ((error as { hint?: string }).hint === "shop") {
-          throw new BrewcastError("VALIDATION_FAILED", `no shop ${body.shop_id}`, [
-            { field: "body.shop_id", message: "no such shop for this partner" },
-          ]);
-        }
-        throw new BrewcastError("NOT_FOUND", `no partner ${scope.partnerId}`);
+      if ((error as { code?: string; hint?: string }).hint === "shop") {
+        throw new BrewcastError("VALIDATION_FAILED", `no shop ${body.shop_id}`, [
+          { field: "body.shop_id", message: "no such shop for this partner" },
+        ]);
       }
-      throw error;
+      throw toMissing(error) ?? error;
     }
     if (!row) throw new Error("brewcast_create_order returned no row");
     if (row.outcome === "replayed") {
@@ -176,31 +149,10 @@ export const createOrderStore = (db: Db): OrderStore => {
         );
       }
       const earlier = await loadOrder(db, { partnerId: scope.partnerId, shopId: null }, row.order_id);
-      return { order: toOrder(earlier), event: undefined, replayed: true };
+      return { order: earlier, event: undefined, replayed: true };
     }
-    const occurredAt = row.occurred_at!.toISOString();
-    const order: Order = {
-      id: orderId,
-      partner_id: scope.partnerId,
-      shop_id: body.shop_id,
-      status: "created",
-      items: body.items,
-      created_at: occurredAt,
-      updated_at: occurredAt,
-      last_seq: row.seq!,
-    };
-    const event: OrderEvent = {
-      seq: row.seq!,
-      epoch,
-      type: "order.created",
-      partner_id: scope.partnerId,
-      shop_id: body.shop_id,
-      order_id: orderId,
-      occurred_at: occurredAt,
-      prev_shop_seq: row.prev_shop_seq,
-      order,
-    };
-    return { order, event, replayed: false };
+    const event = toOrderEvent(row, epoch);
+    return { order: event.order, event, replayed: false };
   };
 
   const setStatus: OrderStore["setStatus"] = async (scope, orderId, status) => {
@@ -209,7 +161,7 @@ export const createOrderStore = (db: Db): OrderStore => {
       return await db.transaction(async (tx) => {
         // The partner lock first: every writer of this partner queues here, so the
         // order read next is the latest committed state and no one changes it meanwhile.
-        const seq = await allocateSeq(tx, scope.partnerId);
+        const { seq, at } = await allocateSeqAt(tx, scope.partnerId);
         const current = await loadOrder(tx, scope, orderId);
         // Rolling back (not committing) releases the seq: no gap.
         if (current.status === status) throw new Unchanged(current);
@@ -220,26 +172,21 @@ export const createOrderStore = (db: Db): OrderStore => {
             `order ${orderId} is ${current.status}; it can move to ${allowed.length ? allowed.join(" or ") : "nothing (final)"}, not ${status}`,
           );
         }
-        const occurredAt = await eventTime(tx);
-        const [updated] = await tx.query<OrderRow>(
-          `UPDATE orders SET status = $2, updated_at = $3, last_seq = $4 WHERE id = $1 RETURNING ${ORDER_COLUMNS}`,
-          [orderId, status, occurredAt, seq],
-        );
-        const order = toOrder(updated!);
-        const event = await appendEvent(tx, {
-          partnerId: scope.partnerId,
-          shopId: order.shop_id,
+        await tx.query("UPDATE orders SET status = $2, updated_at = $3, last_seq = $4 WHERE id = $1", [
           orderId,
-          type: "order.status_changed",
+          status,
+          at,
           seq,
-          occurredAt,
-          order,
-        });
-        return { order, event: toOrderEvent(event, epoch), replayed: false };
+        ]);
+        const event = toOrderEvent(
+          await appendOrderEvent(tx, scope.partnerId, orderId, "order.status_changed"),
+          epoch,
+        );
+        return { order: event.order, event, replayed: false };
       });
     } catch (error) {
       if (!(error instanceof Unchanged)) throw error;
-      return { order: toOrder(error.row), event: undefined, replayed: true };
+      return { order: error.order, event: undefined, replayed: true };
     }
   };
 
@@ -247,7 +194,7 @@ export const createOrderStore = (db: Db): OrderStore => {
     create,
     setStatus,
     async get(scope, orderId) {
-      return toOrder(await loadOrder(db, scope, orderId));
+      return loadOrder(db, scope, orderId);
     },
     async list(scope, query) {
       const shopId = shopWithinScope(scope, query.shopId) ?? null;
@@ -260,13 +207,13 @@ export const createOrderStore = (db: Db): OrderStore => {
           );
           if (!partner) throw new BrewcastError("NOT_FOUND", `no partner ${scope.partnerId}`);
           const rows = await tx.query<OrderRow>(
-            `SELECT ${ORDER_COLUMNS} FROM orders
-             WHERE partner_id = $1 AND ($2::text IS NULL OR shop_id = $2) AND ($3::text IS NULL OR status = $3)
-               AND ($4::uuid IS NULL OR id > $4::uuid)
-             ORDER BY id LIMIT $5`,
+            `${SELECT_ORDERS}
+             WHERE o.partner_id = $1 AND ($2::text IS NULL OR o.shop_id = $2) AND ($3::text IS NULL OR o.status = $3)
+               AND ($4::uuid IS NULL OR o.id > $4::uuid)
+             ORDER BY o.id LIMIT $5`,
             [scope.partnerId, shopId, query.status ?? null, query.afterId ?? null, query.limit],
           );
-          return { orders: rows.map(toOrder), as_of_seq: partner.head_seq };
+          return { orders: rows.map((row) => row.order), as_of_seq: partner.head_seq };
         },
         { isolation: "repeatable read", readOnly: true },
       );
