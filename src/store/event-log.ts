@@ -10,7 +10,7 @@
  * `brewcast_create_order`; status changes and tests through the functions here.
  */
 import { BrewcastError } from "../domain/errors.ts";
-import type { EventType, OrderEvent } from "../domain/events.ts";
+import type { EventPage, EventQuery, EventType, OrderEvent } from "../domain/events.ts";
 import type { Order } from "../domain/orders.ts";
 import type { Db, Queryable } from "./db.ts";
 
@@ -149,26 +149,12 @@ export const appendOrderEvent = async (
   return row!;
 };
 
-export interface EventPage {
-  events: OrderEvent[];
-  /** The latest seq of the scope read (the partner, or the shop when filtered). */
-  head_seq: number;
-  epoch: string;
-}
-
-export interface ReadEventsInput {
-  partnerId: string;
-  shopId?: string | undefined;
-  after: number;
-  limit: number;
-}
-
 /**
  * Events after `after`, oldest first, and the scope's head, read in one
  * statement (one snapshot). A cursor behind the retained history is refused
  * with CURSOR_EXPIRED rather than silently skipping the pruned events.
  */
-export const readEvents = async (db: Db, input: ReadEventsInput): Promise<EventPage> => {
+export const readEvents = async (db: Db, input: EventQuery): Promise<EventPage> => {
   const epoch = await readEpoch(db);
   const shopFilter = input.shopId === undefined ? "" : "AND e.shop_id = $4";
   const params: unknown[] = [input.partnerId, input.after, input.limit];

@@ -4,13 +4,17 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { BrewcastError } from "../domain/errors.ts";
-import type { OrderEvent } from "../domain/events.ts";
+import type { OrderChange } from "../domain/events.ts";
 import {
   allowedNextStatuses,
+  type CreatedHistoryItem,
+  type CreatedHistoryQuery,
   type CreateOrderBody,
   canTransition,
   type Order,
   type OrderStatus,
+  type OrdersPage,
+  type OrdersQuery,
 } from "../domain/orders.ts";
 import { type Scope, shopWithinScope } from "../domain/scope.ts";
 import type { Db, NamedStatement, Queryable } from "./db.ts";
@@ -62,49 +66,6 @@ const loadOrder = async (q: Queryable, scope: Scope, orderId: string): Promise<O
   return row.order;
 };
 
-export interface OrderChange {
-  order: Order;
-  /** The event written, or undefined when nothing changed (replay, same status). */
-  event: OrderEvent | undefined;
-  replayed: boolean;
-}
-
-export interface OrdersPage {
-  orders: Order[];
-  as_of_seq: number;
-}
-
-export interface CreatedHistoryItem {
-  id: number;
-  occurred_at: string;
-  order_id: string;
-  shop_id: string;
-}
-
-export interface OrderStore {
-  create(scope: Scope, body: CreateOrderBody, idempotencyKey?: string): Promise<OrderChange>;
-  get(scope: Scope, orderId: string): Promise<Order>;
-  setStatus(scope: Scope, orderId: string, status: OrderStatus): Promise<OrderChange>;
-  list(
-    scope: Scope,
-    query: {
-      shopId?: string | undefined;
-      status?: OrderStatus | undefined;
-      limit: number;
-      afterId?: string | undefined;
-    },
-  ): Promise<OrdersPage>;
-  createdHistory(
-    scope: Scope,
-    query: {
-      olderThan?: number | undefined;
-      newerThan?: number | undefined;
-      limit: number;
-      shopId?: string | undefined;
-    },
-  ): Promise<CreatedHistoryItem[]>;
-}
-
 interface CreateOrderRow extends EventRow {
   outcome: "created" | "replayed";
   request_hash: Buffer | null;
@@ -115,8 +76,12 @@ class Unchanged {
   constructor(readonly order: Order) {}
 }
 
-export const createOrderStore = (db: Db): OrderStore => {
-  const create: OrderStore["create"] = async (scope, body, idempotencyKey) => {
+export const createOrderStore = (db: Db) => {
+  const create = async (
+    scope: Scope,
+    body: CreateOrderBody,
+    idempotencyKey?: string,
+  ): Promise<OrderChange> => {
     shopWithinScope(scope, body.shop_id);
     const requestHash = hashRequest(body);
     const epoch = await readEpoch(db);
@@ -155,7 +120,7 @@ export const createOrderStore = (db: Db): OrderStore => {
     return { order: event.order, event, replayed: false };
   };
 
-  const setStatus: OrderStore["setStatus"] = async (scope, orderId, status) => {
+  const setStatus = async (scope: Scope, orderId: string, status: OrderStatus): Promise<OrderChange> => {
     const epoch = await readEpoch(db);
     try {
       return await db.transaction(async (tx) => {
@@ -193,10 +158,10 @@ export const createOrderStore = (db: Db): OrderStore => {
   return {
     create,
     setStatus,
-    async get(scope, orderId) {
+    async get(scope: Scope, orderId: string): Promise<Order> {
       return loadOrder(db, scope, orderId);
     },
-    async list(scope, query) {
+    async list(scope: Scope, query: OrdersQuery): Promise<OrdersPage> {
       const shopId = shopWithinScope(scope, query.shopId) ?? null;
       // One snapshot for the orders and the head, so events after as_of_seq are exactly what is missing.
       return db.transaction(
@@ -218,7 +183,7 @@ export const createOrderStore = (db: Db): OrderStore => {
         { isolation: "repeatable read", readOnly: true },
       );
     },
-    async createdHistory(scope, query) {
+    async createdHistory(scope: Scope, query: CreatedHistoryQuery): Promise<CreatedHistoryItem[]> {
       const shopId = shopWithinScope(scope, query.shopId) ?? null;
       const [partner] = await db.query<{ pruned: number }>(
         "SELECT pruned_through_seq AS pruned FROM partners WHERE id = $1",
@@ -248,3 +213,6 @@ export const createOrderStore = (db: Db): OrderStore => {
     },
   };
 };
+
+/** The order store: it implements the API's `OrdersPort` (src/api/ports.ts). */
+export type OrderStore = ReturnType<typeof createOrderStore>;

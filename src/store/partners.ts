@@ -2,7 +2,7 @@
  * Partners and shops: creation, lookup, and the partner state (the kill switch).
  */
 import { BrewcastError } from "../domain/errors.ts";
-import type { Partner, PartnerState, Shop } from "../domain/partners.ts";
+import type { Partner, PartnerState, Shop, StateChange, StateTransition } from "../domain/partners.ts";
 import { publishAccessChange } from "./access-feed.ts";
 import type { Db, Queryable } from "./db.ts";
 
@@ -37,21 +37,6 @@ const toShop = (row: ShopRow): Shop => ({
 });
 
 const PARTNER_COLUMNS = "id, name, state, head_seq, created_at";
-
-export interface StateChange {
-  actor: string;
-  reason: string;
-  pinned: boolean;
-}
-
-export interface StateTransition {
-  from: PartnerState;
-  to: PartnerState;
-  pinned: boolean;
-  actor: string;
-  reason: string;
-  at: string;
-}
 
 /** Writes the move and its audit row in the caller's transaction, and tells every process. */
 const recordTransition = async (

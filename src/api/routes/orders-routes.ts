@@ -3,7 +3,7 @@
  */
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { type OrderEvent, orderEventSchema } from "../../domain/events.ts";
+import { type OrderChange, type OrderEvent, orderEventSchema } from "../../domain/events.ts";
 import { orderIdSchema, seqSchema, shopIdSchema } from "../../domain/ids.ts";
 import {
   createOrderBodySchema,
@@ -12,14 +12,13 @@ import {
   updateOrderBodySchema,
 } from "../../domain/orders.ts";
 import { scopeOf, shopWithinScope } from "../../domain/scope.ts";
-import type { EventPage, ReadEventsInput } from "../../store/event-log.ts";
-import type { OrderChange, OrderStore } from "../../store/orders.ts";
 import { principalOf } from "../auth.ts";
+import type { OrdersPort, ReadEvents } from "../ports.ts";
 import { problemResponses } from "../problem.ts";
 
 export interface OrdersRoutesDeps {
-  orders: OrderStore;
-  readEvents(input: ReadEventsInput): Promise<EventPage>;
+  orders: OrdersPort;
+  readEvents: ReadEvents;
   /** An order change committed its event (the bridge in this process is woken with it). */
   onCommitted(event: OrderEvent): void;
 }
