@@ -131,7 +131,7 @@ export const startBrewcast = async (
     const accessFeed = await createAccessFeed(db);
     onStop("background", () => accessFeed.close());
     const credentials = createCredentialStore(db, { accessChanges: accessFeed });
-    const partners = createPartnerStore(db);
+    const partners = createPartnerStore(db, { accessFeed });
     const orders = createOrderStore(db);
 
     let broker: Broker | undefined;

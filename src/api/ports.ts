@@ -54,7 +54,6 @@ export interface CredentialsPort {
   revoke(credentialId: string): Promise<Credential>;
   registerCertificate(credentialId: string, fingerprint: string): Promise<Credential>;
   list(partnerId: string): Promise<Credential[]>;
-  clearCache(): void;
 }
 
 /** One partner's delivery status; undefined for no such partner. */

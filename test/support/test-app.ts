@@ -32,7 +32,7 @@ export const createTestApp = async (kind: AdapterKind = DEFAULT_ADAPTER): Promis
     adminToken: TEST_ADMIN_TOKEN,
     verifier: credentials,
     orders: createOrderStore(db),
-    partners: createPartnerStore(db),
+    partners: createPartnerStore(db, { accessFeed }),
     credentials,
     readEvents: (input) => readEvents(db, input),
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],

@@ -206,9 +206,7 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
       },
     },
     async (request) => {
-      const partner = await deps.partners.setState(request.params.partner, "suspended");
-      deps.credentials.clearCache();
-      return partner;
+      return deps.partners.setState(request.params.partner, "suspended");
     },
   );
 
@@ -222,9 +220,7 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
       },
     },
     async (request) => {
-      const partner = await deps.partners.setState(request.params.partner, "normal");
-      deps.credentials.clearCache();
-      return partner;
+      return deps.partners.setState(request.params.partner, "normal");
     },
   );
 
@@ -241,13 +237,11 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
       },
     },
     async (request) => {
-      const partner = await deps.partners.setState(request.params.partner, request.body.state, {
+      return deps.partners.setState(request.params.partner, request.body.state, {
         actor: "operator",
         reason: request.body.reason,
         pinned: true,
       });
-      deps.credentials.clearCache();
-      return partner;
     },
   );
 
