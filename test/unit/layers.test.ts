@@ -109,7 +109,7 @@ describe("src/ layers", () => {
     ]);
     const found = edges().map(({ from, to }) => `${rel(from)} → ${rel(to)}`);
     expect(found).toContain("src/store/orders.ts → src/domain/orders.ts");
-    expect(found).toContain("src/main.ts → src/api/app.ts");
+    expect(found).toContain("src/app/http.ts → src/api/app.ts");
   });
 
   it("every import between layers follows the table", () => {
