@@ -88,7 +88,7 @@ export const createOrderStore = (db: Db) => {
     const orderId = randomUUID();
     let row: CreateOrderRow | undefined;
     try {
-      // One statement (see migration 0004): claim the key, take the seq, write order and event.
+      // One statement (see migration 0006): claim the key, take the seq, write order and event.
       [row] = await db.query<CreateOrderRow>(CREATE_ORDER, [
         scope.partnerId,
         body.shop_id,
