@@ -6,7 +6,7 @@
  *   IPC. Modes:
  *   - `brewcast`: `startBrewcast(config, log, BENCH_ROLE)` (role "all" by
  *     default), plus a paced writer in the same process (the API's place)
- *     that hands each committed event to `running.committed`, which is the
+ *     that hands each committed event to `internalsOf(running).committed`, which is the
  *     API's `onCommitted` (the leading bridge here takes the event in-process;
  *     otherwise the doorbell rings);
  *   - `writer`: the same paced writer alone, ringing the doorbell (the path
@@ -803,7 +803,7 @@ const brewcastMode = async () => {
   const { loadConfig } =
     await productModule<typeof import("../src/config/load-config.ts")>("config/load-config");
   const { createLogger } = await productModule<typeof import("../src/log.ts")>("log");
-  const { startBrewcast } = await productModule<typeof import("../src/main.ts")>("main");
+  const { internalsOf, startBrewcast } = await productModule<typeof import("../src/main.ts")>("main");
   const { createDoorbell } = await productModule<typeof import("../src/store/doorbell.ts")>("store/doorbell");
   const role = (process.env.BENCH_ROLE ?? "all") as "all" | "bridge" | "broker";
   const { config } = loadConfig({
@@ -814,7 +814,8 @@ const brewcastMode = async () => {
   });
   const logger = createLogger(config.LOG_LEVEL);
   const running = await startBrewcast(config, logger, role);
-  const doorbell = createDoorbell(running.db);
+  const internals = internalsOf(running);
+  const doorbell = createDoorbell(internals.db);
   const loop = watchEventLoop();
   const relay = createRelay();
   let writer: Awaited<ReturnType<typeof makeAppender>> | undefined;
@@ -829,7 +830,7 @@ const brewcastMode = async () => {
       wakeMode = request.wake;
       writer ??= await makeAppender((event) => {
         relay.send(event);
-        if (wakeMode === "inproc") running.committed(event);
+        if (wakeMode === "inproc") internals.committed(event);
         else if (wakeMode === "doorbell") doorbell.ring(event);
       });
       return runWriter(request, writer.appender);

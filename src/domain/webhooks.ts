@@ -178,3 +178,95 @@ export const verificationRequestSchema = z
 /** pending → active once both conditions hold for the current URL. */
 export const isReadyToDeliver = (endpoint: { verified_at: unknown; confirmed_at: unknown }): boolean =>
   endpoint.verified_at !== null && endpoint.confirmed_at !== null;
+
+// The endpoints' store, as its users (the API, verification, delivery) see it; src/store implements it.
+
+/** Who made a change: a back-end credential id, `admin`, or `delivery` (the delivery loop). */
+export type WebhookActor = string;
+
+/** An endpoint as the delivery loop and the sender need it: with its signing secrets. */
+export interface WebhookTarget {
+  id: string;
+  partnerId: string;
+  url: string;
+  shopId: string | null;
+  types: string[];
+  status: WebhookStatus;
+  /** The current secret first; the previous one too while its overlap lasts. */
+  secrets: string[];
+}
+
+export interface WebhookPosition {
+  position: number;
+  generation: number;
+}
+
+export interface AttemptInput {
+  kind: "delivery" | "verification";
+  webhookId: string;
+  seq: number | null;
+  status: number | null;
+  latencyMs: number;
+  error: string | null;
+}
+
+export interface WebhookAuditEntry {
+  at: string;
+  actor: string;
+  action: string;
+  old_url: string | null;
+  new_url: string | null;
+  detail: Record<string, unknown>;
+}
+
+export interface WebhookStore {
+  create(
+    partnerId: string,
+    actor: WebhookActor,
+    body: CreateWebhookBody,
+  ): Promise<{ endpoint: WebhookEndpoint; secret: string }>;
+  list(partnerId: string): Promise<WebhookEndpoint[]>;
+  /** NOT_FOUND unless the endpoint is the partner's (null partner: an operator, any endpoint). */
+  get(partnerId: string | null, id: string): Promise<WebhookEndpoint>;
+  update(
+    partnerId: string,
+    id: string,
+    actor: WebhookActor,
+    body: UpdateWebhookBody,
+  ): Promise<WebhookEndpoint>;
+  remove(partnerId: string, id: string, actor: WebhookActor): Promise<void>;
+  /** A new secret; the previous one keeps signing (a second signature) for `overlapSeconds`. */
+  rotateSecret(
+    partnerId: string,
+    id: string,
+    actor: WebhookActor,
+    overlapSeconds: number,
+  ): Promise<{ endpoint: WebhookEndpoint; secret: string }>;
+  /** Moves the position back to fromSeq - 1; CURSOR_EXPIRED when retention removed fromSeq. */
+  replay(partnerId: string, id: string, actor: WebhookActor, fromSeq: number): Promise<WebhookEndpoint>;
+  listAttempts(partnerId: string | null, id: string, limit?: number): Promise<WebhookAttempt[]>;
+  listAudit(id: string): Promise<WebhookAuditEntry[]>;
+  /** An operator confirms the current URL (which must equal `url`). */
+  confirm(id: string, actor: WebhookActor, url: string): Promise<WebhookEndpoint>;
+  /**
+   * Records the outcome of a verification request sent to `url`. Counts only while `url` is still
+   * the endpoint's URL (a change in between leaves the new URL unverified).
+   */
+  recordVerification(id: string, url: string, ok: boolean, attempt: AttemptInput): Promise<WebhookEndpoint>;
+  /** disabled, throttled or back: `active` (or `pending` when the URL is not verified and confirmed). */
+  setStatus(id: string, actor: WebhookActor, status: WebhookStatus, reason: string): Promise<WebhookEndpoint>;
+
+  // For the delivery loop.
+  /** The endpoint with its signing secrets, for the sender; NOT_FOUND when absent. */
+  target(id: string, now?: Date): Promise<WebhookTarget>;
+  /** Every endpoint that is sent events (active, throttled), of one partner or of all. */
+  listDeliverable(partnerId?: string, now?: Date): Promise<WebhookTarget[]>;
+  readPosition(id: string): Promise<WebhookPosition>;
+  /**
+   * Moves the position forward to `next` if it is still `expected.position` at `expected.generation`
+   * (no replay happened meanwhile). False: re-read the position and go on from there.
+   */
+  commitPosition(id: string, expected: WebhookPosition, next: number): Promise<boolean>;
+  /** Appends one attempt and trims the history to WEBHOOK_LIMITS.attemptsKept. */
+  recordAttempt(id: string, attempt: AttemptInput): Promise<void>;
+}

@@ -13,14 +13,15 @@
 import { randomBytes } from "node:crypto";
 import { BrewcastError } from "../domain/errors.ts";
 import {
-  type CreateWebhookBody,
+  type AttemptInput,
   DELIVERING_STATUSES,
   isReadyToDeliver,
-  type UpdateWebhookBody,
   WEBHOOK_LIMITS,
-  type WebhookAttempt,
+  type WebhookActor,
   type WebhookEndpoint,
   type WebhookStatus,
+  type WebhookStore,
+  type WebhookTarget,
 } from "../domain/webhooks.ts";
 import type { Db, Queryable } from "./db.ts";
 
@@ -34,44 +35,6 @@ export const newWebhookEndpointId = (): string => {
 
 /** A Standard Webhooks secret: `whsec_` and the base64 of 32 random bytes. */
 export const newWebhookSecret = (): string => `whsec_${randomBytes(32).toString("base64")}`;
-
-/** Who made a change: a back-end credential id, `admin`, or `delivery` (the delivery loop). */
-export type WebhookActor = string;
-
-/** An endpoint as the delivery loop and the sender need it: with its signing secrets. */
-export interface WebhookTarget {
-  id: string;
-  partnerId: string;
-  url: string;
-  shopId: string | null;
-  types: string[];
-  status: WebhookStatus;
-  /** The current secret first; the previous one too while its overlap lasts. */
-  secrets: string[];
-}
-
-export interface WebhookPosition {
-  position: number;
-  generation: number;
-}
-
-export interface AttemptInput {
-  kind: "delivery" | "verification";
-  webhookId: string;
-  seq: number | null;
-  status: number | null;
-  latencyMs: number;
-  error: string | null;
-}
-
-export interface WebhookAuditEntry {
-  at: string;
-  actor: string;
-  action: string;
-  old_url: string | null;
-  new_url: string | null;
-  detail: Record<string, unknown>;
-}
 
 interface EndpointRow extends Record<string, unknown> {
   id: string;
@@ -163,58 +126,6 @@ const settledStatus = (row: EndpointRow): WebhookStatus => {
   if (row.status === "disabled" || row.status === "throttled") return row.status;
   return isReadyToDeliver(row) ? "active" : "pending";
 };
-
-export interface WebhookStore {
-  create(
-    partnerId: string,
-    actor: WebhookActor,
-    body: CreateWebhookBody,
-  ): Promise<{ endpoint: WebhookEndpoint; secret: string }>;
-  list(partnerId: string): Promise<WebhookEndpoint[]>;
-  /** NOT_FOUND unless the endpoint is the partner's (null partner: an operator, any endpoint). */
-  get(partnerId: string | null, id: string): Promise<WebhookEndpoint>;
-  update(
-    partnerId: string,
-    id: string,
-    actor: WebhookActor,
-    body: UpdateWebhookBody,
-  ): Promise<WebhookEndpoint>;
-  remove(partnerId: string, id: string, actor: WebhookActor): Promise<void>;
-  /** A new secret; the previous one keeps signing (a second signature) for `overlapSeconds`. */
-  rotateSecret(
-    partnerId: string,
-    id: string,
-    actor: WebhookActor,
-    overlapSeconds: number,
-  ): Promise<{ endpoint: WebhookEndpoint; secret: string }>;
-  /** Moves the position back to fromSeq - 1; CURSOR_EXPIRED when retention removed fromSeq. */
-  replay(partnerId: string, id: string, actor: WebhookActor, fromSeq: number): Promise<WebhookEndpoint>;
-  listAttempts(partnerId: string | null, id: string, limit?: number): Promise<WebhookAttempt[]>;
-  listAudit(id: string): Promise<WebhookAuditEntry[]>;
-  /** An operator confirms the current URL (which must equal `url`). */
-  confirm(id: string, actor: WebhookActor, url: string): Promise<WebhookEndpoint>;
-  /**
-   * Records the outcome of a verification request sent to `url`. Counts only while `url` is still
-   * the endpoint's URL (a change in between leaves the new URL unverified).
-   */
-  recordVerification(id: string, url: string, ok: boolean, attempt: AttemptInput): Promise<WebhookEndpoint>;
-  /** disabled, throttled or back: `active` (or `pending` when the URL is not verified and confirmed). */
-  setStatus(id: string, actor: WebhookActor, status: WebhookStatus, reason: string): Promise<WebhookEndpoint>;
-
-  // For the delivery loop.
-  /** The endpoint with its signing secrets, for the sender; NOT_FOUND when absent. */
-  target(id: string, now?: Date): Promise<WebhookTarget>;
-  /** Every endpoint that is sent events (active, throttled), of one partner or of all. */
-  listDeliverable(partnerId?: string, now?: Date): Promise<WebhookTarget[]>;
-  readPosition(id: string): Promise<WebhookPosition>;
-  /**
-   * Moves the position forward to `next` if it is still `expected.position` at `expected.generation`
-   * (no replay happened meanwhile). False: re-read the position and go on from there.
-   */
-  commitPosition(id: string, expected: WebhookPosition, next: number): Promise<boolean>;
-  /** Appends one attempt and trims the history to WEBHOOK_LIMITS.attemptsKept. */
-  recordAttempt(id: string, attempt: AttemptInput): Promise<void>;
-}
 
 const insertAttempt = async (tx: Queryable, id: string, attempt: AttemptInput) => {
   await tx.query(

@@ -8,8 +8,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import type { WebhookEndpoint } from "../domain/webhooks.ts";
-import type { AttemptInput, WebhookStore } from "../store/webhooks.ts";
+import type { AttemptInput, WebhookEndpoint, WebhookStore } from "../domain/webhooks.ts";
 import type { WebhookSender } from "./sender.ts";
 
 export interface VerificationOutcome {

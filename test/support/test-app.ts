@@ -5,13 +5,14 @@
 
 import { buildHttpApp, type HttpApp } from "../../src/api/app.ts";
 import type { OrderEvent } from "../../src/domain/events.ts";
+import type { WebhookStore } from "../../src/domain/webhooks.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
 import { readEvents } from "../../src/store/event-log.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
-import { createWebhookStore, type WebhookStore } from "../../src/store/webhooks.ts";
+import { createWebhookStore } from "../../src/store/webhooks.ts";
 import { createCommitWakeups } from "../../src/stream/commit-wakeups.ts";
 import { createAddressGuard, parseAllowNets } from "../../src/webhooks/address-guard.ts";
 import { createWebhookSender } from "../../src/webhooks/sender.ts";
@@ -54,7 +55,7 @@ export const createTestApp = async (
     adminToken: TEST_ADMIN_TOKEN,
     verifier: credentials,
     orders: createOrderStore(db),
-    partners: createPartnerStore(db),
+    partners: createPartnerStore(db, { accessFeed }),
     credentials,
     readEvents: (input) => readEvents(db, input),
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],

@@ -12,6 +12,7 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { BrewcastError } from "../../domain/errors.ts";
 import { partnerIdSchema } from "../../domain/ids.ts";
+import type { WebhookStore } from "../../domain/webhooks.ts";
 import {
   confirmBodySchema,
   createdWebhookEndpointSchema,
@@ -23,7 +24,6 @@ import {
   webhookEndpointIdSchema,
   webhookEndpointSchema,
 } from "../../domain/webhooks.ts";
-import type { WebhookStore } from "../../store/webhooks.ts";
 import { type AddressGuard, WebhookAddressError } from "../../webhooks/address-guard.ts";
 import type { WebhookVerifier } from "../../webhooks/verification.ts";
 import { principalOf } from "../auth.ts";
