@@ -14,10 +14,8 @@ import { createCredentialStore } from "../../src/store/credentials.ts";
 import type { Db } from "../../src/store/db.ts";
 import { createSessionLog, createSessionStore } from "../../src/store/mqtt-sessions.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
-import { connect, until } from "../broker/helpers.ts";
+import { connect } from "../support/mqtt.ts";
 import { silentLog } from "../support/test-db.ts";
-
-export { until };
 
 export const MOSQUITTO_URL = "mqtt://127.0.0.1:1883";
 

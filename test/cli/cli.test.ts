@@ -11,7 +11,9 @@ import { type AddressInfo, createServer, type Server } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { runCli, waitFor } from "../support/http.ts";
+import { runCli } from "../support/brewcast-process.ts";
+import { freePort } from "../support/ports.ts";
+import { waitFor } from "../support/wait.ts";
 
 const TOKEN = "admin-token-0123456789-secret";
 
@@ -77,13 +79,7 @@ describe("brewcast CLI", () => {
 });
 
 /** A port nothing listens on: bound, then released. */
-const closedPort = async (): Promise<number> => {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-};
+const closedPort = freePort;
 
 describe("brewcast CLI start-up messages", () => {
   const occupiers: Server[] = [];
