@@ -20,8 +20,8 @@ import { parse as parseYaml } from "yaml";
 import { ROOT } from "../../scripts/generate-schemas.ts";
 import type { RunningBrewcast } from "../../src/main.ts";
 import { openSse } from "../stream/sse-client.ts";
-import { waitFor } from "../support/http.ts";
 import { type System, startSystem } from "../support/system.ts";
+import { waitFor } from "../support/wait.ts";
 import { startWebhookReceiver } from "../support/webhook-receiver.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: the test walks untyped JSON documents

@@ -7,7 +7,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -19,7 +18,9 @@ import { newWebhookSecret } from "../../src/store/webhooks.ts";
 import { createAddressGuard, parseAllowNets } from "../../src/webhooks/address-guard.ts";
 import { createWebhookSender } from "../../src/webhooks/sender.ts";
 import { sendVerification } from "../../src/webhooks/verification.ts";
+import { freePort } from "../support/ports.ts";
 import { type System, startSystem } from "../support/system.ts";
+import { waitFor as waitUntil } from "../support/wait.ts";
 
 const ADMIN_TOKEN = `readme-admin-${randomBytes(8).toString("hex")}`;
 const TSX = join(ROOT, "node_modules", "tsx", "dist", "cli.mjs");
@@ -54,13 +55,9 @@ const run = (file: string, cwd: string, env: Record<string, string>): Run => {
   return { child, output: () => output, exited };
 };
 
-const waitFor = async (what: string, check: () => boolean, output: () => string, ms = 30_000) => {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; output:\n${output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
+/** Waits for `check`, naming `what` and the example's output on failure. */
+const waitFor = (what: string, check: () => boolean, output: () => string, ms = 30_000) =>
+  waitUntil(() => `${what}; output:\n${output()}`, check, ms, 50);
 
 describe("the README's code examples", { timeout: 120_000 }, () => {
   let system: System | undefined;
@@ -223,12 +220,7 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
 
   it("sdk: an unreachable API is said, with the retry delay, not waited on silently", async () => {
     const { file, dir } = await sdkIn("unreachable");
-    const closed = await new Promise<number>((resolve) => {
-      const server = createServer().listen(0, "127.0.0.1", () => {
-        const { port } = server.address() as { port: number };
-        server.close(() => resolve(port));
-      });
-    });
+    const closed = await freePort();
     const c = run(file, dir, {
       API_URL: `http://127.0.0.1:${closed}`,
       MQTT_URL: `mqtt://127.0.0.1:${running.ports.mqtt}`,
@@ -264,12 +256,7 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
       file,
       examples.get("webhook-receiver")!.replace('"standardwebhooks"', JSON.stringify(library)),
     );
-    const port = await new Promise<number>((resolve) => {
-      const server = createServer().listen(0, "127.0.0.1", () => {
-        const { port } = server.address() as { port: number };
-        server.close(() => resolve(port));
-      });
-    });
+    const port = await freePort();
     const secret = newWebhookSecret();
     const r = run(file, scratch, { WEBHOOK_SECRET: secret, PORT: String(port) });
     const sender = createWebhookSender({
