@@ -8,9 +8,10 @@
  * node builtins and of packages are not this test's business (the SDK's
  * packages are: test/unit/client-imports.test.ts).
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { sourceFiles, specifiers } from "../support/imports.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const SRC = path.join(ROOT, "src");
@@ -65,26 +66,6 @@ const ALLOWED: Record<string, readonly string[]> = {
 
 /** Single edges allowed against the table, each with the reason it still exists. */
 const EXCEPTIONS: readonly string[] = [];
-
-const sourceFiles = (dir: string): string[] =>
-  readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) return sourceFiles(full);
-    return /\.(ts|mts|js|mjs)$/.test(entry.name) ? [full] : [];
-  });
-
-/** Static imports, re-exports, `import type`, dynamic `import()` and `require()`. */
-const specifiers = (source: string): string[] => {
-  const found: string[] = [];
-  const patterns = [
-    /\b(?:import|export)\s[^'"]*?\sfrom\s*["']([^"']+)["']/g,
-    /\bimport\s*["']([^"']+)["']/g,
-    /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g,
-    /\brequire\s*\(\s*["']([^"']+)["']\s*\)/g,
-  ];
-  for (const pattern of patterns) for (const match of source.matchAll(pattern)) found.push(match[1]!);
-  return found;
-};
 
 const layerOf = (file: string): string | undefined => {
   const rel = path.relative(SRC, file);
