@@ -6,7 +6,7 @@
  *   IPC. Modes:
  *   - `brewcast`: `startBrewcast(config, log, BENCH_ROLE)` (role "all" by
  *     default), plus a paced writer in the same process (the API's place)
- *     that hands each committed event to `running.committed`, which is the
+ *     that hands each committed event to `internalsOf(running).committed`, which is the
  *     API's `onCommitted` (the leading bridge here takes the event in-process;
  *     otherwise the doorbell rings);
  *   - `writer`: the same paced writer alone, ringing the doorbell (the path
@@ -897,7 +897,7 @@ const brewcastMode = async () => {
   const { loadConfig } =
     await productModule<typeof import("../src/config/load-config.ts")>("config/load-config");
   const { createLogger } = await productModule<typeof import("../src/log.ts")>("log");
-  const { startBrewcast } = await productModule<typeof import("../src/main.ts")>("main");
+  const { internalsOf, startBrewcast } = await productModule<typeof import("../src/main.ts")>("main");
   const { createDoorbell } = await productModule<typeof import("../src/store/doorbell.ts")>("store/doorbell");
   const role = (process.env.BENCH_ROLE ?? "all") as "all" | "bridge" | "broker";
   const { config } = loadConfig({
@@ -908,7 +908,8 @@ const brewcastMode = async () => {
   });
   const logger = createLogger(config.LOG_LEVEL);
   const running = await startBrewcast(config, logger, role);
-  const doorbell = createDoorbell(running.db);
+  const internals = internalsOf(running);
+  const doorbell = createDoorbell(internals.db);
   const loop = watchEventLoop();
   const relay = createRelay();
   const profiler = windowProfiler();
@@ -920,7 +921,7 @@ const brewcastMode = async () => {
       if (cmd === "loop") return loop.take();
       if (cmd === "relay") return { port: await relay.listen() };
       if (cmd === "memory") return memoryOf(Boolean((args as { gc?: boolean } | undefined)?.gc));
-      if (cmd === "broker-stats") return running.broker?.stats() ?? null;
+      if (cmd === "broker-stats") return internals.broker?.stats() ?? null;
       if (cmd === "profile-start") return profiler.start();
       if (cmd === "profile-stop") return profiler.stop((args as { file: string }).file);
       if (cmd !== "write") throw new Error(`unknown command ${cmd}`);
@@ -928,7 +929,7 @@ const brewcastMode = async () => {
       wakeMode = request.wake;
       writer ??= await makeAppender((event) => {
         relay.send(event);
-        if (wakeMode === "inproc") running.committed(event);
+        if (wakeMode === "inproc") internals.committed(event);
         else if (wakeMode === "doorbell") doorbell.ring(event);
       });
       return runWriter(request, writer.appender);

@@ -33,7 +33,7 @@
  * The writer: the product's `createOrderStore().create()` (bench/bridge-kit.ts),
  * one round trip per order, paced at 1,000/s on 16 connections. By default it
  * runs inside the brewcast process (where the API runs) and hands each
- * committed event to what the API's `onCommitted` is (`running.committed`:
+ * committed event to what the API's `onCommitted` is (`internalsOf(running).committed`:
  * the leading bridge takes the event in-process). Latency = the time
  * the subscriber's 'message' fired − the time the writer's round trip
  * returned (CLOCK_MONOTONIC in both processes). The subscribers and pollers

@@ -55,6 +55,12 @@ const stubDeps = (): HttpAppDeps => ({
     drainTimeoutMs: 10_000,
     maxStreamsPerPartner: 100,
   },
+  webhooks: {
+    store: stub("webhooks.store"),
+    verifier: stub("webhooks.verifier"),
+    guard: stub("webhooks.guard"),
+    secretOverlapSeconds: 86_400,
+  },
   version: "0.1.0",
 });
 

@@ -1,6 +1,9 @@
 /**
  * The composition root: config → logger → store → broker → bridge → http,
- * and their start and stop. Nothing else wires components together.
+ * and their start and stop. Nothing else wires components together. Each
+ * part is wired by one small function: the broker, the HTTP server, retention
+ * and the shutdown phases in src/app/; the bridge here (`startDelivery`,
+ * `watchDelivery`).
  *
  * Roles:
  * - `all` (brewcast start): API, embedded broker and bridge in one process;
@@ -11,49 +14,64 @@
  * - `bridge` (brewcast bridge): the bridge alone, publishing to BREWCAST_MQTT_URL.
  */
 import { randomBytes } from "node:crypto";
-import type { AddressInfo } from "node:net";
-import { buildHttpApp, type ReadinessReport } from "./api/app.ts";
+import { startConfiguredBroker } from "./app/broker.ts";
+import { startHttp } from "./app/http.ts";
+import { scheduleRetention } from "./app/retention.ts";
+import { createShutdown, type Shutdown } from "./app/shutdown.ts";
+import { startWebhooks } from "./app/webhooks.ts";
 import { Bridge } from "./bridge/bridge.ts";
 import { createMqttPublisher } from "./bridge/mqtt-publisher.ts";
 import type { Publisher } from "./bridge/ports.ts";
-import { BRIDGE_USERNAME, type Broker, startBroker } from "./broker/index.ts";
+import { BRIDGE_USERNAME, type Broker } from "./broker/index.ts";
 import type { Config } from "./config/schema.ts";
 import type { OrderEvent } from "./domain/events.ts";
-import { checkPortsFree, listenError } from "./listen-error.ts";
+import { checkPortsFree } from "./listen-error.ts";
 import { type Logger, redactUrl } from "./log.ts";
 import { checkFileDescriptorBudget } from "./ops/fd-budget.ts";
-import { createMetrics } from "./ops/metrics.ts";
+import { createMetrics, type Metrics } from "./ops/metrics.ts";
 import { startPartnerMonitor } from "./ops/partner-monitor.ts";
-import { createAccessFeed } from "./store/access-feed.ts";
+import { type AccessFeed, createAccessFeed } from "./store/access-feed.ts";
 import { createCredentialStore } from "./store/credentials.ts";
 import type { Db } from "./store/db.ts";
 import { createDeliveryLog } from "./store/delivery-log.ts";
 import { readDeliveryStatus } from "./store/delivery-status.ts";
 import { createDoorbell } from "./store/doorbell.ts";
-import { readEvents } from "./store/event-log.ts";
 import { createLeaderLock } from "./store/leader-lock.ts";
 import { migrate } from "./store/migrate.ts";
-import { createSessionLog, createSessionStore } from "./store/mqtt-sessions.ts";
 import { openDb } from "./store/open-db.ts";
 import { createOrderStore } from "./store/orders.ts";
-import { createPartnerStore } from "./store/partners.ts";
-import { pruneHistory } from "./store/retention.ts";
+import { createPartnerStore, type PartnerStore } from "./store/partners.ts";
 import { createCommitWakeups } from "./stream/commit-wakeups.ts";
 
 export type Role = "all" | "broker" | "bridge";
 
+/** A running brewcast process: what it bound, and how to stop it. */
 export interface RunningBrewcast {
   ports: { http: number; mqtt?: number; mqtts?: number };
   adminToken: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The parts of a running process that benchmarks and tests reach into (through
+ * `internalsOf`), kept off the production type: nothing in the product uses them.
+ */
+export interface BrewcastInternals {
   db: Db;
   /** What the API does after each commit; for writers in this process that bypass HTTP (benchmarks). */
   committed(event: OrderEvent): void;
   broker: Broker | undefined;
   bridge: Bridge | undefined;
-  stop(): Promise<void>;
 }
 
-const RETENTION_INTERVAL_MS = 3_600_000;
+const internals = new WeakMap<RunningBrewcast, BrewcastInternals>();
+
+/** The internals of a process started by `startBrewcast`, for benchmarks and tests. */
+export const internalsOf = (running: RunningBrewcast): BrewcastInternals => {
+  const found = internals.get(running);
+  if (!found) throw new Error("not a process started by startBrewcast");
+  return found;
+};
 
 /** Opens the database, naming the variable to fix when it cannot be reached or opened. */
 const openConfiguredDb = async (config: Config, log: Logger): Promise<Db> => {
@@ -87,11 +105,84 @@ export const openMigratedDb = async (config: Config, log: Logger): Promise<Db> =
   }
 };
 
-export const startBrewcast = async (
-  config: Config,
-  log: Logger,
-  role: Role = "all",
-): Promise<RunningBrewcast> => {
+export interface DeliveryWiring {
+  config: Config;
+  log: Logger;
+  db: Db;
+  broker: Broker | undefined;
+  shutdown: Shutdown;
+}
+
+/** The bridge: the log → MQTT delivery, publishing to the embedded broker or BREWCAST_MQTT_URL. */
+const startDelivery = async ({ config, log, db, broker, shutdown }: DeliveryWiring): Promise<Bridge> => {
+  const onStop = shutdown.onStop;
+  let publisher: Publisher;
+  if (config.BREWCAST_MQTT_URL) {
+    const external = await createMqttPublisher({
+      url: config.BREWCAST_MQTT_URL,
+      // A brewcast broker cluster knows the bridge by its internal identity; other brokers by the URL.
+      ...(config.BREWCAST_BRIDGE_SECRET
+        ? { username: BRIDGE_USERNAME, password: config.BREWCAST_BRIDGE_SECRET }
+        : {}),
+      log: log.child({ component: "bridge" }),
+    });
+    onStop("broker", () => external.close());
+    publisher = external;
+  } else if (broker) {
+    // The broker orders a partner's in-process publishes itself (aedes#994: see
+    // src/broker/ordered-publish.ts), so the bridge may hand it a whole batch at once.
+    const embedded = broker;
+    publisher = { publish: (message) => embedded.publish(message) };
+  } else {
+    throw new Error("the bridge has no broker to publish to");
+  }
+  const started = new Bridge({
+    log: log.child({ component: "bridge" }),
+    source: await createDeliveryLog(db),
+    publisher,
+    lock: createLeaderLock(db),
+    watermarkMs: config.BREWCAST_WATERMARK_MS,
+  });
+  onStop("bridge", () => started.stop());
+  return started;
+};
+
+/** What follows the bridge: its counters, the partner states it obeys, the ladder's monitor while it leads. */
+const watchDelivery = (
+  bridge: Bridge,
+  deps: {
+    log: Logger;
+    db: Db;
+    metrics: Metrics;
+    accessFeed: AccessFeed;
+    partners: PartnerStore;
+    shutdown: Shutdown;
+  },
+): void => {
+  const { metrics } = deps;
+  bridge.on("published", ({ partnerId, count, pushed }) => {
+    if (pushed) metrics.deliveries.inc({ partner: partnerId }, count);
+  });
+  bridge.on("partner-error", ({ partnerId }) => metrics.publishErrors.inc({ partner: partnerId }));
+  // The ladder and the kill switch change what the bridge pushes, from any process.
+  const unsubscribe = deps.accessFeed.subscribe((change) => {
+    if (change.type === "partner_state_changed") bridge.setPartnerState(change.partnerId, change.state);
+  });
+  const monitor = startPartnerMonitor({
+    log: deps.log.child({ component: "monitor" }),
+    readStatus: () => readDeliveryStatus(deps.db),
+    stepLadder: (partnerId, from, to, reason) => deps.partners.stepLadder(partnerId, from, to, reason),
+    isLeader: () => bridge.role === "leader",
+    onTransition: ({ partnerId, from, to }) => metrics.stateTransitions.inc({ partner: partnerId, from, to }),
+  });
+  deps.shutdown.onStop("bridge", async () => {
+    monitor.stop();
+    unsubscribe();
+  });
+};
+
+/** The admin token: configured, or generated for this process (and said so). */
+const adminTokenOf = (config: Config, log: Logger, role: Role): string => {
   const adminToken = config.BREWCAST_ADMIN_TOKEN ?? randomBytes(24).toString("base64url");
   if (!config.BREWCAST_ADMIN_TOKEN && role === "all") {
     log.warn(
@@ -99,166 +190,73 @@ export const startBrewcast = async (
       "BREWCAST_ADMIN_TOKEN not set: generated an admin token for this process only",
     );
   }
-  if (role === "bridge" && !config.BREWCAST_MQTT_URL) {
-    throw new Error("BREWCAST_MQTT_URL: required by `brewcast bridge` (the broker it publishes to)");
-  }
-  const runsBroker = role === "broker" || (role === "all" && !config.BREWCAST_MQTT_URL);
-  // Before the database, which may take seconds to open: a taken port or a wrong host fails at once.
-  await checkPortsFree(config.BREWCAST_HOST, [
+  return adminToken;
+};
+
+/** Before the database, which may take seconds to open: a taken port or a wrong host fails at once. */
+const checkOwnPortsFree = (config: Config, runsBroker: boolean): Promise<void> =>
+  checkPortsFree(config.BREWCAST_HOST, [
     { variable: "BREWCAST_HTTP_PORT", port: config.BREWCAST_HTTP_PORT },
     ...(runsBroker ? [{ variable: "BREWCAST_MQTT_PORT", port: config.BREWCAST_MQTT_PORT }] : []),
     ...(runsBroker && config.BREWCAST_MQTTS_PORT !== undefined
       ? [{ variable: "BREWCAST_MQTTS_PORT", port: config.BREWCAST_MQTTS_PORT }]
       : []),
   ]);
+
+export const startBrewcast = async (
+  config: Config,
+  log: Logger,
+  role: Role = "all",
+): Promise<RunningBrewcast> => {
+  const adminToken = adminTokenOf(config, log, role);
+  if (role === "bridge" && !config.BREWCAST_MQTT_URL) {
+    throw new Error("BREWCAST_MQTT_URL: required by `brewcast bridge` (the broker it publishes to)");
+  }
+  const runsBroker = role === "broker" || (role === "all" && !config.BREWCAST_MQTT_URL);
+  await checkOwnPortsFree(config, runsBroker);
   const db = await openMigratedDb(config, log);
-  // Shutdown order, whatever the start order: the bridge finishes its in-flight publishes and
-  // commits its cursors while the broker is still up; the broker then closes every MQTT client
-  // (WebSocket ones hold the HTTP server open); HTTP stops accepting and finishes its requests;
-  // their doorbell rings go out; the database closes last.
-  const PHASE = { bridge: 1, broker: 2, http: 3, doorbell: 4, background: 5, database: 9 } as const;
-  type Phase = keyof typeof PHASE;
-  const stops: { phase: Phase; stop: () => Promise<void> }[] = [];
-  const onStop = (phase: Phase, stop: () => Promise<void>) => stops.push({ phase, stop });
-  onStop("database", () => db.close());
-  const stopAll = async () => {
-    const ordered = stops.splice(0).sort((a, b) => PHASE[a.phase] - PHASE[b.phase]);
-    for (const { phase, stop } of ordered) {
-      const started = Date.now();
-      await stop().catch((error) => log.error({ err: error, phase }, "stop failed"));
-      log.debug({ phase, ms: Date.now() - started }, "stopped");
-    }
-  };
+  const shutdown = createShutdown(log);
+  shutdown.onStop("database", () => db.close());
 
   try {
     const accessFeed = await createAccessFeed(db);
-    onStop("background", () => accessFeed.close());
+    shutdown.onStop("background", () => accessFeed.close());
     const credentials = createCredentialStore(db, { accessChanges: accessFeed });
-    const partners = createPartnerStore(db);
+    const partners = createPartnerStore(db, { accessFeed });
     const orders = createOrderStore(db);
 
     let broker: Broker | undefined;
     if (runsBroker) {
-      broker = await startBroker({
-        host: config.BREWCAST_HOST,
-        mqttPort: config.BREWCAST_MQTT_PORT,
-        ...(config.BREWCAST_MQTTS_PORT !== undefined ? { mqttsPort: config.BREWCAST_MQTTS_PORT } : {}),
-        ...(config.BREWCAST_TLS_CERT && config.BREWCAST_TLS_KEY
-          ? {
-              tls: {
-                cert: config.BREWCAST_TLS_CERT,
-                key: config.BREWCAST_TLS_KEY,
-                ...(config.BREWCAST_TLS_CA ? { ca: config.BREWCAST_TLS_CA } : {}),
-              },
-            }
-          : {}),
-        maxPacketBytes: config.BREWCAST_MAX_PACKET_BYTES,
-        maxConnectionsPerPartner: config.BREWCAST_MAX_CONNECTIONS_PER_PARTNER,
-        maxConnections: config.BREWCAST_MAX_CONNECTIONS,
-        maxPendingPerAddress: config.BREWCAST_MAX_PENDING_PER_ADDRESS,
-        connectTimeoutMs: config.BREWCAST_CONNECT_TIMEOUT_MS,
-        loginFailureLimit: config.BREWCAST_LOGIN_FAILURE_LIMIT,
-        loginFailureWindowMs: config.BREWCAST_LOGIN_FAILURE_WINDOW_MS,
-        drainTimeoutMs: config.BREWCAST_DRAIN_TIMEOUT_MS,
-        sessions: { store: createSessionStore(db), log: createSessionLog(db) },
-        sessionFlushMs: config.BREWCAST_SESSION_FLUSH_MS,
-        sessionTtlSeconds: config.BREWCAST_SESSION_TTL,
-        ...(config.REDIS_URL ? { redisUrl: config.REDIS_URL } : {}),
-        log: log.child({ component: "broker" }),
+      const started = await startConfiguredBroker({
+        config,
+        log,
+        db,
         verifier: credentials,
         accessChanges: accessFeed,
-        ...(config.BREWCAST_BRIDGE_SECRET ? { bridgeSecret: config.BREWCAST_BRIDGE_SECRET } : {}),
       });
-      const started = broker;
-      onStop("broker", () => started.close());
+      broker = started;
+      shutdown.onStop("broker", () => started.close());
     }
 
-    let bridge: Bridge | undefined;
-    if (role === "bridge" || role === "all") {
-      let publisher: Publisher;
-      if (config.BREWCAST_MQTT_URL) {
-        const external = await createMqttPublisher({
-          url: config.BREWCAST_MQTT_URL,
-          // A brewcast broker cluster knows the bridge by its internal identity; other brokers by the URL.
-          ...(config.BREWCAST_BRIDGE_SECRET
-            ? { username: BRIDGE_USERNAME, password: config.BREWCAST_BRIDGE_SECRET }
-            : {}),
-          log: log.child({ component: "bridge" }),
-        });
-        onStop("broker", () => external.close());
-        publisher = external;
-      } else if (broker) {
-        // The broker orders a partner's in-process publishes itself (aedes#994: see
-        // src/broker/ordered-publish.ts), so the bridge may hand it a whole batch at once.
-        const embedded = broker;
-        publisher = { publish: (message) => embedded.publish(message) };
-      } else {
-        throw new Error("the bridge has no broker to publish to");
-      }
-      const started = new Bridge({
-        log: log.child({ component: "bridge" }),
-        source: await createDeliveryLog(db),
-        publisher,
-        lock: createLeaderLock(db),
-        watermarkMs: config.BREWCAST_WATERMARK_MS,
-      });
-      bridge = started;
-      onStop("bridge", () => started.stop());
-    }
-
-    const readiness = async (): Promise<ReadinessReport> => {
-      const checks: Record<string, string> = {};
-      let ready = true;
-      try {
-        await db.query("SELECT 1");
-        checks.database = "ok";
-      } catch (error) {
-        checks.database = (error as Error).message;
-        ready = false;
-      }
-      if (broker) checks.broker = "ok";
-      if (bridge) {
-        checks.bridge = bridge.role;
-        if (bridge.role !== "leader" && bridge.role !== "standby") ready = false;
-      }
-      return { ready, checks };
-    };
+    const bridge =
+      role === "bridge" || role === "all"
+        ? await startDelivery({ config, log, db, broker, shutdown })
+        : undefined;
 
     const metrics = createMetrics({
       readStatus: () => readDeliveryStatus(db),
       ...(broker
-        ? {
-            connectedClients: () => broker!.stats().connected,
-            brokerCounters: () => broker!.stats(),
-          }
+        ? { connectedClients: () => broker.stats().connected, brokerCounters: () => broker.stats() }
         : {}),
-      ...(bridge ? { bridgeLeader: () => bridge!.role === "leader" } : {}),
+      ...(bridge ? { bridgeLeader: () => bridge.role === "leader" } : {}),
     });
-    if (bridge) {
-      const counted = bridge;
-      counted.on("published", ({ partnerId, count, pushed }) => {
-        if (pushed) metrics.deliveries.inc({ partner: partnerId }, count);
-      });
-      counted.on("partner-error", ({ partnerId }) => metrics.publishErrors.inc({ partner: partnerId }));
-      // The ladder and the kill switch change what the bridge pushes, from any process.
-      const unsubscribe = accessFeed.subscribe((change) => {
-        if (change.type === "partner_state_changed") counted.setPartnerState(change.partnerId, change.state);
-      });
-      const monitor = startPartnerMonitor({
-        log: log.child({ component: "monitor" }),
-        readStatus: () => readDeliveryStatus(db),
-        stepLadder: (partnerId, from, to, reason) => partners.stepLadder(partnerId, from, to, reason),
-        isLeader: () => counted.role === "leader",
-        onTransition: ({ partnerId, from, to }) =>
-          metrics.stateTransitions.inc({ partner: partnerId, from, to }),
-      });
-      onStop("bridge", async () => {
-        monitor.stop();
-        unsubscribe();
-      });
-    }
+    if (bridge) watchDelivery(bridge, { log, db, metrics, accessFeed, partners, shutdown });
+
+    const webhooks = startWebhooks({ config, log, db, shutdown });
 
     const doorbell = createDoorbell(db, (error) => log.warn({ err: error }, "doorbell ring failed"));
+    // Open event streams (GET /v1/events/stream) wake on this process's commits and on what its
+    // leading bridge publishes (other processes' commits).
     const streamWakeups = createCommitWakeups();
     bridge?.on("published", ({ partnerId }) => streamWakeups.committed(partnerId));
     const committed = (event: OrderEvent): void => {
@@ -268,86 +266,47 @@ export const startBrewcast = async (
       if (bridge?.role === "leader") bridge.committed(event);
       else doorbell.ring(event);
     };
-    const app = await buildHttpApp({
+    checkFileDescriptorBudget(config, role, log);
+    const http = await startHttp({
+      config,
       log,
+      db,
       adminToken,
-      verifier: credentials,
-      orders,
-      partners,
-      credentials,
-      readEvents: (input) => readEvents(db, input),
-      readiness,
-      onCommitted: committed,
-      eventStream: {
-        subscribeCommits: streamWakeups.subscribe,
-        subscribeAccess: (handler) => accessFeed.subscribe(handler),
-        heartbeatMs: config.BREWCAST_WATERMARK_MS,
-        drainTimeoutMs: config.BREWCAST_DRAIN_TIMEOUT_MS,
-        maxStreamsPerPartner: config.BREWCAST_SSE_MAX_STREAMS_PER_PARTNER,
-        onEnded: (reason, error) => log.info({ reason, err: error }, "event stream ended early"),
-      },
-      deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
-      connectedClients: (partnerId) => {
-        if (!broker) return null;
-        const clients = broker.stats().connected[partnerId];
-        return { backend: clients?.backend ?? 0, device: clients?.device ?? 0 };
-      },
+      stores: { verifier: credentials, orders, partners, credentials },
+      broker,
+      bridgeRole: bridge ? () => bridge.role : undefined,
       metrics,
-      ...(config.BREWCAST_METRICS_TOKEN ? { metricsToken: config.BREWCAST_METRICS_TOKEN } : {}),
-      timeouts: {
-        headersMs: config.BREWCAST_HTTP_HEADERS_TIMEOUT_MS,
-        requestMs: config.BREWCAST_HTTP_REQUEST_TIMEOUT_MS,
-      },
-      onRequestCompleted: ({ route, method, status, partner }) => {
-        metrics.httpRequests.inc({ route, method, status, partner: partner ?? "" });
-        if (status === 401) metrics.httpAuthFailures();
+      committed,
+      channels: {
+        eventStream: {
+          subscribeCommits: streamWakeups.subscribe,
+          subscribeAccess: (handler) => accessFeed.subscribe(handler),
+          heartbeatMs: config.BREWCAST_WATERMARK_MS,
+          drainTimeoutMs: config.BREWCAST_DRAIN_TIMEOUT_MS,
+          maxStreamsPerPartner: config.BREWCAST_SSE_MAX_STREAMS_PER_PARTNER,
+          onEnded: (reason, error) => log.info({ reason, err: error }, "event stream ended early"),
+        },
+        webhooks,
       },
       // A broker or bridge process serves health (and the broker MQTT over WebSocket) only.
       serveApi: role === "all",
+      shutdown,
     });
-    broker?.attachWebSocket(app.server);
-    // The HTTP server's own cap, plus the MQTT-over-WebSocket clients it carries (capped by the broker).
-    app.server.maxConnections =
-      config.BREWCAST_HTTP_MAX_CONNECTIONS + (broker ? config.BREWCAST_MAX_CONNECTIONS : 0);
-    checkFileDescriptorBudget(config, role, log);
-    await app.listen({ host: config.BREWCAST_HOST, port: config.BREWCAST_HTTP_PORT }).catch((error) => {
-      throw listenError("BREWCAST_HTTP_PORT", config.BREWCAST_HOST, config.BREWCAST_HTTP_PORT, error);
-    });
-    onStop("http", async () => {
-      const closing = app.close();
-      // A keep-alive connection busy when closing began turns idle once its request is answered;
-      // close those as they turn idle, and cut whatever is left after 5 s.
-      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
-      const cut = setTimeout(() => app.server.closeAllConnections(), 5_000);
-      try {
-        await closing;
-      } finally {
-        clearInterval(sweep);
-        clearTimeout(cut);
-      }
-    });
-    onStop("doorbell", () => doorbell.flush());
-    const http = (app.server.address() as AddressInfo).port;
+    shutdown.onStop("doorbell", () => doorbell.flush());
 
     await bridge?.start();
 
     if (config.BREWCAST_RETENTION_DAYS !== undefined && role === "all") {
-      const days = config.BREWCAST_RETENTION_DAYS;
-      const prune = () =>
-        pruneHistory(db, days)
-          .then((result) => log.info({ ...result, retentionDays: days }, "history pruned"))
-          .catch((error) => log.error({ err: error }, "history pruning failed"));
-      void prune();
-      const timer = setInterval(prune, RETENTION_INTERVAL_MS);
-      timer.unref();
-      onStop("background", async () => clearInterval(timer));
+      scheduleRetention(db, config.BREWCAST_RETENTION_DAYS, log, shutdown);
     }
 
     const ports = { http, ...(broker ? broker.ports : {}) };
     log.info({ ...ports, host: config.BREWCAST_HOST, role, database: db.kind }, "listening");
-    return { ports, adminToken, db, broker, bridge, committed, stop: stopAll };
+    const running: RunningBrewcast = { ports, adminToken, stop: shutdown.stopAll };
+    internals.set(running, { db, committed, broker, bridge });
+    return running;
   } catch (error) {
-    await stopAll();
+    await shutdown.stopAll();
     throw error;
   }
 };

@@ -17,16 +17,18 @@ import { z } from "zod";
 import type { CredentialVerifier } from "../domain/access.ts";
 import type { OrderEvent } from "../domain/events.ts";
 import { clipClientInput } from "../log.ts";
-import type { CredentialStore } from "../store/credentials.ts";
-import type { DeliveryStatus } from "../store/delivery-status.ts";
-import type { EventPage, ReadEventsInput } from "../store/event-log.ts";
-import type { OrderStore } from "../store/orders.ts";
-import type { PartnerStore } from "../store/partners.ts";
 import { authenticateAdmin, authenticatePartner, authenticateTicket } from "./auth.ts";
+import { openApiWebhooks } from "./openapi-webhooks.ts";
+import type { CredentialsPort, OrdersPort, PartnersPort, ReadDeliveryStatus, ReadEvents } from "./ports.ts";
 import { buildProblem, problemResponses, sendProblem, toProblem } from "./problem.ts";
 import adminRoutes from "./routes/admin-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
 import streamRoutes, { type StreamRoutesDeps } from "./routes/stream-routes.ts";
+import {
+  adminWebhooksRoutes,
+  partnerWebhooksRoutes,
+  type WebhooksRoutesDeps,
+} from "./routes/webhooks-routes.ts";
 import { createStreamTickets } from "./stream-tickets.ts";
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -42,13 +44,13 @@ export interface HttpAppDeps {
   log: Logger;
   adminToken: string;
   verifier: CredentialVerifier;
-  orders: OrderStore;
-  partners: PartnerStore;
-  credentials: CredentialStore;
-  readEvents(input: ReadEventsInput): Promise<EventPage>;
+  orders: OrdersPort;
+  partners: PartnersPort;
+  credentials: CredentialsPort;
+  readEvents: ReadEvents;
   readiness(): Promise<ReadinessReport>;
   onCommitted?(event: OrderEvent): void;
-  deliveryStatus(partnerId: string): Promise<DeliveryStatus | undefined>;
+  deliveryStatus: ReadDeliveryStatus;
   connectedClients?(partnerId: string): { backend: number; device: number } | null;
   version?: string;
   /** False for a broker-only or bridge-only process: health endpoints only. Default true. */
@@ -68,6 +70,8 @@ export interface HttpAppDeps {
     status: number;
     partner: string | undefined;
   }): void;
+  /** Webhook endpoints' API (/v1/webhooks, /admin/v1/webhooks); absent: no such routes. */
+  webhooks?: WebhooksRoutesDeps;
 }
 
 export const buildHttpApp = async (deps: HttpAppDeps) => {
@@ -118,9 +122,14 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       tags: [
         { name: "orders", description: "Create, read and change orders; their current state and history." },
         { name: "events", description: "The authoritative, cursor-paged event feed." },
+        {
+          name: "webhooks",
+          description: "Webhook endpoints: where events are POSTed, signed (Standard Webhooks).",
+        },
         { name: "admin", description: "Operator API: partners, shops, credentials, the kill switch." },
         { name: "ops", description: "Health and readiness." },
       ],
+      webhooks: openApiWebhooks as never,
       components: {
         securitySchemes: {
           partner: { type: "http", scheme: "bearer", description: "A partner credential's secret." },
@@ -134,7 +143,14 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       const area = url.startsWith("/admin/v1") ? "admin" : url.startsWith("/v1") ? "partner" : "ops";
       if (area === "ops")
         return jsonSchemaTransform({ ...input, schema: { ...input.schema, tags: ["ops"] } });
-      const tag = area === "admin" ? "admin" : url.startsWith("/v1/events") ? "events" : "orders";
+      const tag =
+        area === "admin"
+          ? "admin"
+          : url.startsWith("/v1/events")
+            ? "events"
+            : url.startsWith("/v1/webhooks")
+              ? "webhooks"
+              : "orders";
       const response = { ...(input.schema.response as object), ...problemResponses(500) };
       return jsonSchemaTransform({
         ...input,
@@ -232,6 +248,7 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       if (deps.eventStream) {
         await v1.register(streamRoutes, { ...deps.eventStream, readEvents: deps.readEvents, tickets });
       }
+      if (deps.webhooks) await v1.register(partnerWebhooksRoutes, deps.webhooks);
     },
     { prefix: "/v1" },
   );
@@ -245,6 +262,7 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
         deliveryStatus: deps.deliveryStatus,
         connectedClients: deps.connectedClients ?? (() => null),
       });
+      if (deps.webhooks) await admin.register(adminWebhooksRoutes, deps.webhooks);
     },
     { prefix: "/admin/v1" },
   );

@@ -72,12 +72,3 @@ export const principalOf = (request: FastifyRequest): Principal => {
   if (!request.principal) throw new BrewcastError("UNAUTHENTICATED", "not authenticated");
   return request.principal;
 };
-
-/** A backend sees any shop of its partner; a device only its own, and another shop does not exist for it. */
-export const shopScope = (principal: Principal, requestedShopId: string | undefined): string | undefined => {
-  if (principal.shopId === null) return requestedShopId;
-  if (requestedShopId !== undefined && requestedShopId !== principal.shopId) {
-    throw new BrewcastError("NOT_FOUND", `no shop ${requestedShopId}`);
-  }
-  return principal.shopId;
-};

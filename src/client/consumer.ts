@@ -46,15 +46,6 @@ import { ApiError, createEventsApi, type EventsApi, type EventsPage } from "./ev
 import { createMemoryStore, type Position, type PositionStore } from "./position-store.ts";
 
 export type { OrderEvent } from "../domain/events.ts";
-export {
-  type CatchUpReason,
-  type ConsumerEvents,
-  type ConsumerOptions,
-  type ConsumerPhase,
-  type ConsumerStatus,
-  type EventHandler,
-  ResyncRequiredError,
-} from "./consumer-types.ts";
 
 import {
   type CatchUpReason,

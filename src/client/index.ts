@@ -4,18 +4,16 @@
  *
  * Imports `src/domain/` and the `mqtt` package only (test/unit/client-imports.test.ts).
  */
+export { Consumer, createConsumer, type OrderEvent } from "./consumer.ts";
 export {
   type CatchUpReason,
-  Consumer,
   type ConsumerEvents,
   type ConsumerOptions,
   type ConsumerPhase,
   type ConsumerStatus,
-  createConsumer,
   type EventHandler,
-  type OrderEvent,
   ResyncRequiredError,
-} from "./consumer.ts";
+} from "./consumer-types.ts";
 export { ApiError, createEventsApi, type EventsApi, type EventsPage } from "./events-api.ts";
 export {
   createFileStore,

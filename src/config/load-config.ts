@@ -93,6 +93,11 @@ export const loadConfig = (env: NodeJS.ProcessEnv): LoadedConfig => {
       `BREWCAST_HOST=${config.BREWCAST_HOST} serves GET /metrics (partner ids, lag, client counts) to anyone: set BREWCAST_METRICS_TOKEN`,
     );
   }
+  if (config.BREWCAST_WEBHOOK_ALLOW_NETS) {
+    warnings.push(
+      `BREWCAST_WEBHOOK_ALLOW_NETS=${config.BREWCAST_WEBHOOK_ALLOW_NETS}: webhook URLs may reach these networks, plain http included (SSRF guard relaxed; for development and tests only)`,
+    );
+  }
   // An unset BREWCAST_ADMIN_TOKEN is warned about by `start`, which generates one and logs it.
   return { config, unknownVariables, warnings };
 };

@@ -2,6 +2,7 @@
  * The configuration: environment variables only, one zod schema, every
  * field described. The README's configuration table is generated from it.
  */
+import { isIP } from "node:net";
 import { z } from "zod";
 
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
@@ -21,6 +22,15 @@ const url = (protocols: RegExp, example: string) =>
   optionalString.refine((value) => value === undefined || (URL.canParse(value) && protocols.test(value)), {
     message: `must be a URL such as ${example}`,
   });
+
+/** An IPv4 or IPv6 network in CIDR form, or a bare address. */
+const isCidr = (text: string): boolean => {
+  const [address = "", bits, ...rest] = text.split("/");
+  if (rest.length > 0 || isIP(address) === 0) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d{1,3}$/.test(bits) && n <= (isIP(address) === 4 ? 32 : 128);
+};
 
 export const CONFIG_FIELDS = {
   DATABASE_URL: url(/^postgres(ql)?:\/\//, "postgres://user@host:5432/db").describe(
@@ -129,6 +139,27 @@ export const CONFIG_FIELDS = {
   ),
   BREWCAST_SSE_MAX_STREAMS_PER_PARTNER: positiveInt(100).describe(
     "Event streams (GET /v1/events/stream) one partner may hold open at once; beyond it a new one is answered 429.",
+  ),
+  BREWCAST_WEBHOOK_ALLOW_NETS: optionalString
+    .refine(
+      (value) =>
+        value === undefined ||
+        value
+          .split(/[\s,]+/)
+          .filter(Boolean)
+          .every(isCidr),
+      {
+        message: "must be a comma-separated list of CIDR networks such as 127.0.0.0/8,::1/128",
+      },
+    )
+    .describe(
+      "Operator-only, for development and tests: networks (CIDR, comma-separated) webhook URLs may reach although private or loopback, plain http included. Logged as a warning at start. Unset: https to public addresses only.",
+    ),
+  BREWCAST_WEBHOOK_SECRET_OVERLAP_SECONDS: positiveInt(86_400, 30 * 86_400).describe(
+    "After a webhook secret is rotated, how long the old secret keeps signing too (two signatures per request).",
+  ),
+  BREWCAST_WEBHOOK_TIMEOUT_MS: positiveInt(10_000, 60_000).describe(
+    "Deadline of one webhook request (connect, send, read the answer).",
   ),
   LOG_LEVEL: z
     .enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"])

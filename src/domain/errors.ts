@@ -20,7 +20,7 @@ export const ERRORS = {
     status: 403,
     title: "Not allowed",
     meaning:
-      "The credential is valid but may not do this (for example a device credential on a partner-wide route).",
+      "The credential is valid but its kind may not take this action. Never the answer for a shop outside a device credential's scope: that is NOT_FOUND.",
   },
   PARTNER_SUSPENDED: {
     status: 403,
@@ -30,9 +30,21 @@ export const ERRORS = {
   NOT_FOUND: {
     status: 404,
     title: "Not found",
-    meaning: "No such resource, or one the credential may not see (another partner's or shop's).",
+    meaning:
+      "No such resource, or one outside the credential's scope (another partner's; for a device credential, another shop's).",
   },
   CONFLICT: { status: 409, title: "Already exists", meaning: "A resource with this id already exists." },
+  WEBHOOK_LIMIT_REACHED: {
+    status: 409,
+    title: "Too many webhook endpoints",
+    meaning: "The partner already has the most webhook endpoints allowed (10): delete one first.",
+  },
+  WEBHOOK_URL_MISMATCH: {
+    status: 409,
+    title: "Webhook URL changed",
+    meaning:
+      "An operator confirmed a URL that is not the endpoint's current one (it changed since it was checked): check the new URL and confirm that.",
+  },
   ILLEGAL_TRANSITION: {
     status: 409,
     title: "Illegal status transition",

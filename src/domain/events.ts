@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { orderIdSchema, partnerIdSchema, shopIdSchema } from "./ids.ts";
-import { orderSchema } from "./orders.ts";
+import { type Order, orderSchema } from "./orders.ts";
 import { PARTNER_STATES } from "./partners.ts";
 
 export const EVENT_TYPES = ["order.created", "order.status_changed"] as const;
@@ -60,3 +60,27 @@ export const partnerStatusSchema = z
   })
   .meta({ id: "PartnerStatus" });
 export type PartnerStatus = z.infer<typeof partnerStatusSchema>;
+
+/** What an order change did: the order as it now is, and the event it wrote (none when nothing changed). */
+export interface OrderChange {
+  order: Order;
+  /** The event written, or undefined when nothing changed (replay, same status). */
+  event: OrderEvent | undefined;
+  replayed: boolean;
+}
+
+/** A read of the event log: a partner's events after `after`, or one shop's. */
+export interface EventQuery {
+  partnerId: string;
+  shopId?: string | undefined;
+  after: number;
+  limit: number;
+}
+
+/** A page of `GET /v1/events`. */
+export interface EventPage {
+  events: OrderEvent[];
+  /** The latest seq of the scope read (the partner, or the shop when filtered). */
+  head_seq: number;
+  epoch: string;
+}

@@ -27,13 +27,26 @@ export const DEFAULT_LADDER_POLICY: LadderPolicy = {
   recoverAfterSeconds: 60,
 };
 
-export interface PartnerObservation {
+/**
+ * A partner's delivery as the log sees it: its head, what the broker accepted,
+ * and how far behind that is. The store reads it; the monitor, /metrics and the
+ * admin health route use it.
+ */
+export interface DeliveryStatus {
+  partnerId: string;
   state: PartnerState;
   pinned: boolean;
+  headSeq: number;
+  publishedSeq: number;
   /** Events committed but not yet accepted by the broker. */
   lagEvents: number;
   /** Age of the oldest event not yet accepted by the broker (0 when none). */
   lagSeconds: number;
+}
+
+/** What the ladder decides from: a partner's delivery status and how long it has been healthy. */
+export interface PartnerObservation
+  extends Pick<DeliveryStatus, "state" | "pinned" | "lagEvents" | "lagSeconds"> {
   /** How long the partner has been healthy (below the throttle thresholds), in seconds. */
   healthyForSeconds: number;
 }

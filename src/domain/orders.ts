@@ -68,3 +68,33 @@ export const orderSchema = z
   })
   .meta({ id: "Order" });
 export type Order = z.infer<typeof orderSchema>;
+
+/** A page of `GET /v1/orders`: the orders, and the partner's head at the snapshot they were read in. */
+export interface OrdersPage {
+  orders: Order[];
+  as_of_seq: number;
+}
+
+/** What `GET /v1/orders` asks for (the scope aside). */
+export interface OrdersQuery {
+  shopId?: string | undefined;
+  status?: OrderStatus | undefined;
+  limit: number;
+  afterId?: string | undefined;
+}
+
+/** One line of `GET /v1/orders/created-history`: `id` is the event's seq. */
+export interface CreatedHistoryItem {
+  id: number;
+  occurred_at: string;
+  order_id: string;
+  shop_id: string;
+}
+
+/** What `GET /v1/orders/created-history` asks for (the scope aside). */
+export interface CreatedHistoryQuery {
+  olderThan?: number | undefined;
+  newerThan?: number | undefined;
+  limit: number;
+  shopId?: string | undefined;
+}

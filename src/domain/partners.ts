@@ -23,6 +23,24 @@ export interface Principal {
   shopId: string | null;
 }
 
+/** Who moves a partner on the ladder, why, and whether the monitor must leave it there. */
+export interface StateChange {
+  /** `operator` (admin API) or `monitor` (the automatic ladder). */
+  actor: string;
+  reason: string;
+  pinned: boolean;
+}
+
+/** One move on the ladder, as audited. */
+export interface StateTransition {
+  from: PartnerState;
+  to: PartnerState;
+  pinned: boolean;
+  actor: string;
+  reason: string;
+  at: string;
+}
+
 const nameSchema = storedTextSchema(200).describe("Display name, 1 to 200 characters.");
 
 export const createPartnerBodySchema = z.object({ id: partnerIdSchema, name: nameSchema }).strict();

@@ -13,6 +13,7 @@
  */
 import { CREDENTIAL_ID_PATTERN, SLUG_PATTERN } from "./ids.ts";
 import type { Principal } from "./partners.ts";
+import { scopeOf } from "./scope.ts";
 
 export const ORDER_EVENT_KINDS = ["created", "status_changed"] as const;
 export type OrderEventKind = (typeof ORDER_EVENT_KINDS)[number];
@@ -101,11 +102,11 @@ export const isValidFilter = (filter: string): boolean => {
   return true;
 };
 
-/** The levels every topic a principal may receive starts with: its partner, or its shop. */
-export const subscribeScope = (principal: Principal): string[] =>
-  principal.kind === "device" && principal.shopId
-    ? ["partners", principal.partnerId, "shops", principal.shopId]
-    : ["partners", principal.partnerId];
+/** The levels every topic a principal may receive starts with: its scope (`scopeOf`), its partner or its shop. */
+export const subscribeScope = (principal: Principal): string[] => {
+  const { partnerId, shopId } = scopeOf(principal);
+  return shopId === null ? ["partners", partnerId] : ["partners", partnerId, "shops", shopId];
+};
 
 /**
  * May this principal subscribe to this filter? Only when the filter's first

@@ -5,8 +5,8 @@
  * counters are bumped by the components' events.
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import type { DeliveryStatus } from "../domain/ladder.ts";
 import { PARTNER_STATES } from "../domain/partners.ts";
-import type { DeliveryStatus } from "../store/delivery-status.ts";
 
 export interface MetricsSources {
   /** Per-partner delivery status from the database (any process can read it). */

@@ -5,9 +5,14 @@
  * while this process leads, so one monitor decides at a time.
  */
 import type { Logger } from "pino";
-import { DEFAULT_LADDER_POLICY, decideLadderStep, isHealthy, type LadderPolicy } from "../domain/ladder.ts";
+import {
+  DEFAULT_LADDER_POLICY,
+  type DeliveryStatus,
+  decideLadderStep,
+  isHealthy,
+  type LadderPolicy,
+} from "../domain/ladder.ts";
 import type { PartnerState } from "../domain/partners.ts";
-import type { DeliveryStatus } from "../store/delivery-status.ts";
 
 export interface PartnerMonitorDeps {
   log: Logger;

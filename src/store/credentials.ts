@@ -68,9 +68,9 @@ export interface CredentialStore extends CredentialVerifier {
   get(credentialId: string): Promise<Credential>;
   list(partnerId: string): Promise<Credential[]>;
   /**
-   * Forgets every cached login answer. For changes made by this process
-   * elsewhere (a partner's state): other processes hear them as NOTIFY, but
-   * this one must not answer from its cache until its own NOTIFY arrives.
+   * Forgets every cached login answer. Nothing in the product needs to call it: the cache
+   * clears itself on every access change (`accessChanges`, which the partner store announces
+   * in-process as soon as it committed); for tests that change access behind the stores' back.
    */
   clearCache(): void;
 }

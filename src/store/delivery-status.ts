@@ -3,19 +3,9 @@
  * bridge has published, and how old the oldest unpublished event is. Read
  * by the partner monitor and by /metrics, in any process.
  */
+import type { DeliveryStatus } from "../domain/ladder.ts";
 import type { PartnerState } from "../domain/partners.ts";
 import type { Db } from "./db.ts";
-
-export interface DeliveryStatus {
-  partnerId: string;
-  state: PartnerState;
-  pinned: boolean;
-  headSeq: number;
-  publishedSeq: number;
-  lagEvents: number;
-  /** Age of the oldest committed event the broker has not accepted yet; 0 when none. */
-  lagSeconds: number;
-}
 
 /** Every partner's status, or one partner's when `partnerId` is given. */
 export const readDeliveryStatus = async (

@@ -1,16 +1,16 @@
 /**
  * The event log: appending events with their gapless per-partner seq, and
- * reading them back in seq order.
+ * reading them back in seq order; the one place an event is put together
+ * (`toOrderEvent`, and `toOrderEventJson` for its JSON text).
  *
- * Why seq is gapless and in commit order: `appendEvent` first increments
- * `partners.head_seq` with an UPDATE, which row-locks the partner until the
- * transaction ends. A second writer of the same partner waits on that lock
- * and reads the committed head only after the first committed (or rolled
- * back, releasing its number). So seq N+1 never commits before seq N, and a
- * reader that sees N+1 can already see N.
+ * The write path is SQL, once (migration 0006): `brewcast_allocate_seq` takes
+ * the partner's next seq under its row lock (which orders writers, so seq is
+ * gapless and in commit order: the migration explains why), and
+ * `brewcast_append_event` writes the event. Order creation calls them inside
+ * `brewcast_create_order`; status changes and tests through the functions here.
  */
 import { BrewcastError } from "../domain/errors.ts";
-import type { EventType, OrderEvent } from "../domain/events.ts";
+import type { EventPage, EventQuery, EventType, OrderEvent } from "../domain/events.ts";
 import type { Order } from "../domain/orders.ts";
 import type { Db, Queryable } from "./db.ts";
 
@@ -75,35 +75,27 @@ export const readEpoch = async (db: Db): Promise<string> => {
   return row.epoch;
 };
 
-/** Reserves the partner's next seq; holds the partner's row lock until the transaction ends. */
-export const allocateSeq = async (tx: Queryable, partnerId: string): Promise<number> => {
-  const [row] = await tx.query<{ head_seq: number }>(
-    "UPDATE partners SET head_seq = head_seq + 1 WHERE id = $1 RETURNING head_seq",
-    [partnerId],
-  );
-  if (!row) throw new BrewcastError("NOT_FOUND", `no partner ${partnerId}`);
-  return row.head_seq;
+/** The partner's next seq and the event's time, both taken under the partner's row lock (held until the transaction ends). */
+export const allocateSeqAt = async (tx: Queryable, partnerId: string): Promise<{ seq: number; at: Date }> => {
+  try {
+    const [row] = await tx.query<{ seq: number; occurred_at: Date }>(
+      "SELECT seq, occurred_at FROM brewcast_allocate_seq($1)",
+      [partnerId],
+    );
+    return { seq: row!.seq, at: row!.occurred_at };
+  } catch (error) {
+    throw toMissing(error) ?? error;
+  }
 };
 
-/**
- * Records `seq` as the shop's latest and returns the previous one. A separate
- * statement from `allocateSeq`, so its snapshot is taken after the partner
- * lock was granted and sees the previous writer's update.
- */
-const advanceShop = async (
-  tx: Queryable,
-  partnerId: string,
-  shopId: string,
-  seq: number,
-): Promise<number | null> => {
-  const [row] = await tx.query<{ prev: number | null }>(
-    `UPDATE shops s SET last_seq = $3 FROM shops old
-     WHERE s.partner_id = $1 AND s.id = $2 AND old.partner_id = s.partner_id AND old.id = s.id
-     RETURNING old.last_seq AS prev`,
-    [partnerId, shopId, seq],
-  );
-  if (!row) throw new BrewcastError("NOT_FOUND", `no shop ${shopId}`);
-  return row.prev;
+/** Reserves the partner's next seq; holds the partner's row lock until the transaction ends. */
+export const allocateSeq = async (tx: Queryable, partnerId: string): Promise<number> =>
+  (await allocateSeqAt(tx, partnerId)).seq;
+
+/** A `P0002` raised by the write functions (no partner, shop or order) as NOT_FOUND; else undefined. */
+export const toMissing = (error: unknown): BrewcastError | undefined => {
+  const { code, message } = error as { code?: string; message?: string };
+  return code === "P0002" ? new BrewcastError("NOT_FOUND", message) : undefined;
 };
 
 export interface AppendEventInput {
@@ -116,46 +108,53 @@ export interface AppendEventInput {
   order: Order;
 }
 
-/** Writes one event whose seq was taken with `allocateSeq` in the same transaction. */
+/**
+ * Writes one event whose seq was taken with `allocateSeq` in the same transaction, carrying
+ * `order` as given (for writers of the log without an order row: tests, benchmarks).
+ */
 export const appendEvent = async (tx: Queryable, input: AppendEventInput): Promise<EventRow> => {
-  const prevShopSeq = await advanceShop(tx, input.partnerId, input.shopId, input.seq);
+  try {
+    const [row] = await tx.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM brewcast_append_event($1, $2, $3, $4, $5, $6, $7)`,
+      [
+        input.partnerId,
+        input.shopId,
+        input.orderId,
+        input.type,
+        input.seq,
+        input.occurredAt,
+        JSON.stringify(input.order),
+      ],
+    );
+    return row!;
+  } catch (error) {
+    throw toMissing(error) ?? error;
+  }
+};
+
+/**
+ * Writes the event of an order's latest change, carrying the order as written: the caller
+ * updated its row with `last_seq` and `updated_at` from `allocateSeqAt` in this transaction.
+ */
+export const appendOrderEvent = async (
+  tx: Queryable,
+  partnerId: string,
+  orderId: string,
+  type: EventType,
+): Promise<EventRow> => {
   const [row] = await tx.query<EventRow>(
-    `INSERT INTO order_events (partner_id, seq, shop_id, order_id, type, occurred_at, prev_shop_seq, order_snapshot)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${EVENT_COLUMNS}`,
-    [
-      input.partnerId,
-      input.seq,
-      input.shopId,
-      input.orderId,
-      input.type,
-      input.occurredAt,
-      prevShopSeq,
-      JSON.stringify(input.order),
-    ],
+    `SELECT ${EVENT_COLUMNS} FROM brewcast_append_order_event($1, $2, $3)`,
+    [partnerId, orderId, type],
   );
   return row!;
 };
-
-export interface EventPage {
-  events: OrderEvent[];
-  /** The latest seq of the scope read (the partner, or the shop when filtered). */
-  head_seq: number;
-  epoch: string;
-}
-
-export interface ReadEventsInput {
-  partnerId: string;
-  shopId?: string | undefined;
-  after: number;
-  limit: number;
-}
 
 /**
  * Events after `after`, oldest first, and the scope's head, read in one
  * statement (one snapshot). A cursor behind the retained history is refused
  * with CURSOR_EXPIRED rather than silently skipping the pruned events.
  */
-export const readEvents = async (db: Db, input: ReadEventsInput): Promise<EventPage> => {
+export const readEvents = async (db: Db, input: EventQuery): Promise<EventPage> => {
   const epoch = await readEpoch(db);
   const shopFilter = input.shopId === undefined ? "" : "AND e.shop_id = $4";
   const params: unknown[] = [input.partnerId, input.after, input.limit];

@@ -4,52 +4,42 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { BrewcastError } from "../domain/errors.ts";
-import type { OrderEvent } from "../domain/events.ts";
+import type { OrderChange } from "../domain/events.ts";
 import {
   allowedNextStatuses,
+  type CreatedHistoryItem,
+  type CreatedHistoryQuery,
   type CreateOrderBody,
   canTransition,
   type Order,
   type OrderStatus,
+  type OrdersPage,
+  type OrdersQuery,
 } from "../domain/orders.ts";
+import { type Scope, shopWithinScope } from "../domain/scope.ts";
 import type { Db, NamedStatement, Queryable } from "./db.ts";
-import { allocateSeq, appendEvent, type EventRow, readEpoch, toOrderEvent } from "./event-log.ts";
+import {
+  allocateSeqAt,
+  appendOrderEvent,
+  type EventRow,
+  readEpoch,
+  toMissing,
+  toOrderEvent,
+} from "./event-log.ts";
 
-/** What a caller may see: a whole partner, or one of its shops. */
-export interface Scope {
-  partnerId: string;
-  shopId: string | null;
-}
-
+/** An order as the API answers it, built by SQL (`brewcast_order_json`, migration 0006), as events carry it. */
 interface OrderRow extends Record<string, unknown> {
-  id: string;
-  partner_id: string;
-  shop_id: string;
-  status: OrderStatus;
-  items: Order["items"];
-  created_at: Date;
-  updated_at: Date;
-  last_seq: number;
+  order: Order;
 }
 
-/** One statement per order (migration 0004), prepared once per connection: the API's hot write. */
+/** One statement per order (migration 0006), prepared once per connection: the API's hot write. */
 const CREATE_ORDER: NamedStatement = {
   name: "brewcast_create_order",
   text: "SELECT * FROM brewcast_create_order($1, $2, $3, $4, $5, $6)",
 };
 
-const ORDER_COLUMNS = "id, partner_id, shop_id, status, items, created_at, updated_at, last_seq";
-
-const toOrder = (row: OrderRow): Order => ({
-  id: row.id,
-  partner_id: row.partner_id,
-  shop_id: row.shop_id,
-  status: row.status,
-  items: row.items,
-  created_at: row.created_at.toISOString(),
-  updated_at: row.updated_at.toISOString(),
-  last_seq: row.last_seq,
-});
+/** Selects orders `o` as the API answers them. */
+const SELECT_ORDERS = "SELECT brewcast_order_json(o) AS order FROM orders o";
 
 const notFound = (orderId: string) => new BrewcastError("NOT_FOUND", `no order ${orderId}`);
 
@@ -66,99 +56,39 @@ const canonicalJson = (value: unknown): string => {
 };
 const hashRequest = (body: unknown): Buffer => createHash("sha256").update(canonicalJson(body)).digest();
 
-const loadOrder = async (q: Queryable, scope: Scope, orderId: string, lock = false): Promise<OrderRow> => {
+/** The order, if the scope may see it (a shop scope sees only its shop's orders). */
+const loadOrder = async (q: Queryable, scope: Scope, orderId: string): Promise<Order> => {
   const [row] = await q.query<OrderRow>(
-    `SELECT ${ORDER_COLUMNS} FROM orders WHERE id = $1 AND partner_id = $2 AND ($3::text IS NULL OR shop_id = $3)
-     ${lock ? "FOR UPDATE" : ""}`,
+    `${SELECT_ORDERS} WHERE o.id = $1 AND o.partner_id = $2 AND ($3::text IS NULL OR o.shop_id = $3)`,
     [orderId, scope.partnerId, scope.shopId],
   );
   if (!row) throw notFound(orderId);
-  return row;
+  return row.order;
 };
 
-export interface OrderChange {
-  order: Order;
-  /** The event written, or undefined when nothing changed (replay, same status). */
-  event: OrderEvent | undefined;
-  replayed: boolean;
-}
-
-export interface OrdersPage {
-  orders: Order[];
-  as_of_seq: number;
-}
-
-export interface CreatedHistoryItem {
-  id: number;
-  occurred_at: string;
-  order_id: string;
-  shop_id: string;
-}
-
-export interface OrderStore {
-  create(scope: Scope, body: CreateOrderBody, idempotencyKey?: string): Promise<OrderChange>;
-  get(scope: Scope, orderId: string): Promise<Order>;
-  setStatus(scope: Scope, orderId: string, status: OrderStatus): Promise<OrderChange>;
-  list(
-    scope: Scope,
-    query: {
-      shopId?: string | undefined;
-      status?: OrderStatus | undefined;
-      limit: number;
-      afterId?: string | undefined;
-    },
-  ): Promise<OrdersPage>;
-  createdHistory(
-    scope: Scope,
-    query: {
-      olderThan?: number | undefined;
-      newerThan?: number | undefined;
-      limit: number;
-      shopId?: string | undefined;
-    },
-  ): Promise<CreatedHistoryItem[]>;
-}
-
-interface CreateOrderRow extends Record<string, unknown> {
+interface CreateOrderRow extends EventRow {
   outcome: "created" | "replayed";
-  order_id: string;
-  seq: number | null;
-  occurred_at: Date | null;
-  prev_shop_seq: number | null;
   request_hash: Buffer | null;
 }
 
 /** Raised inside a transaction to roll it back: the order already has the requested status. */
 class Unchanged {
-  constructor(readonly row: OrderRow) {}
+  constructor(readonly order: Order) {}
 }
 
-/**
- * The event's time, read after the partner lock was granted (not `now()`, the
- * transaction's start): a writer that waited for the lock would otherwise
- * stamp its later seq with an earlier time. Read under the lock, occurred_at
- * never goes backwards along a partner's seqs.
- */
-const eventTime = async (tx: Queryable): Promise<Date> => {
-  const [row] = await tx.query<{ now: Date }>("SELECT clock_timestamp() AS now");
-  return row!.now;
-};
-
-export const createOrderStore = (db: Db): OrderStore => {
-  const assertShopInScope = (scope: Scope, shopId: string) => {
-    if (scope.shopId !== null && scope.shopId !== shopId) {
-      throw new BrewcastError("FORBIDDEN", "a device credential may only act on its own shop");
-    }
-  };
-
-  const create: OrderStore["create"] = async (scope, body, idempotencyKey) => {
-    assertShopInScope(scope, body.shop_id);
+export const createOrderStore = (db: Db) => {
+  const create = async (
+    scope: Scope,
+    body: CreateOrderBody,
+    idempotencyKey?: string,
+  ): Promise<OrderChange> => {
+    shopWithinScope(scope, body.shop_id);
     const requestHash = hashRequest(body);
     const epoch = await readEpoch(db);
     const orderId = randomUUID();
     let row: CreateOrderRow | undefined;
     try {
-      // One statement (see migration 0004): claim the key, take the seq, write order and event.
+      // One statement (see migration 0006): claim the key, take the seq, write order and event.
       [row] = await db.query<CreateOrderRow>(CREATE_ORDER, [
         scope.partnerId,
         body.shop_id,
@@ -168,15 +98,12 @@ export const createOrderStore = (db: Db): OrderStore => {
         requestHash,
       ]);
     } catch (error) {
-      if ((error as { code?: string; hint?: string }).code === "P0002") {
-        if ((error as { hint?: string }).hint === "shop") {
-          throw new BrewcastError("VALIDATION_FAILED", `no shop ${body.shop_id}`, [
-            { field: "body.shop_id", message: "no such shop for this partner" },
-          ]);
-        }
-        throw new BrewcastError("NOT_FOUND", `no partner ${scope.partnerId}`);
+      if ((error as { code?: string; hint?: string }).hint === "shop") {
+        throw new BrewcastError("VALIDATION_FAILED", `no shop ${body.shop_id}`, [
+          { field: "body.shop_id", message: "no such shop for this partner" },
+        ]);
       }
-      throw error;
+      throw toMissing(error) ?? error;
     }
     if (!row) throw new Error("brewcast_create_order returned no row");
     if (row.outcome === "replayed") {
@@ -187,40 +114,19 @@ export const createOrderStore = (db: Db): OrderStore => {
         );
       }
       const earlier = await loadOrder(db, { partnerId: scope.partnerId, shopId: null }, row.order_id);
-      return { order: toOrder(earlier), event: undefined, replayed: true };
+      return { order: earlier, event: undefined, replayed: true };
     }
-    const occurredAt = row.occurred_at!.toISOString();
-    const order: Order = {
-      id: orderId,
-      partner_id: scope.partnerId,
-      shop_id: body.shop_id,
-      status: "created",
-      items: body.items,
-      created_at: occurredAt,
-      updated_at: occurredAt,
-      last_seq: row.seq!,
-    };
-    const event: OrderEvent = {
-      seq: row.seq!,
-      epoch,
-      type: "order.created",
-      partner_id: scope.partnerId,
-      shop_id: body.shop_id,
-      order_id: orderId,
-      occurred_at: occurredAt,
-      prev_shop_seq: row.prev_shop_seq,
-      order,
-    };
-    return { order, event, replayed: false };
+    const event = toOrderEvent(row, epoch);
+    return { order: event.order, event, replayed: false };
   };
 
-  const setStatus: OrderStore["setStatus"] = async (scope, orderId, status) => {
+  const setStatus = async (scope: Scope, orderId: string, status: OrderStatus): Promise<OrderChange> => {
     const epoch = await readEpoch(db);
     try {
       return await db.transaction(async (tx) => {
         // The partner lock first: every writer of this partner queues here, so the
         // order read next is the latest committed state and no one changes it meanwhile.
-        const seq = await allocateSeq(tx, scope.partnerId);
+        const { seq, at } = await allocateSeqAt(tx, scope.partnerId);
         const current = await loadOrder(tx, scope, orderId);
         // Rolling back (not committing) releases the seq: no gap.
         if (current.status === status) throw new Unchanged(current);
@@ -231,40 +137,32 @@ export const createOrderStore = (db: Db): OrderStore => {
             `order ${orderId} is ${current.status}; it can move to ${allowed.length ? allowed.join(" or ") : "nothing (final)"}, not ${status}`,
           );
         }
-        const occurredAt = await eventTime(tx);
-        const [updated] = await tx.query<OrderRow>(
-          `UPDATE orders SET status = $2, updated_at = $3, last_seq = $4 WHERE id = $1 RETURNING ${ORDER_COLUMNS}`,
-          [orderId, status, occurredAt, seq],
-        );
-        const order = toOrder(updated!);
-        const event = await appendEvent(tx, {
-          partnerId: scope.partnerId,
-          shopId: order.shop_id,
+        await tx.query("UPDATE orders SET status = $2, updated_at = $3, last_seq = $4 WHERE id = $1", [
           orderId,
-          type: "order.status_changed",
+          status,
+          at,
           seq,
-          occurredAt,
-          order,
-        });
-        return { order, event: toOrderEvent(event, epoch), replayed: false };
+        ]);
+        const event = toOrderEvent(
+          await appendOrderEvent(tx, scope.partnerId, orderId, "order.status_changed"),
+          epoch,
+        );
+        return { order: event.order, event, replayed: false };
       });
     } catch (error) {
       if (!(error instanceof Unchanged)) throw error;
-      return { order: toOrder(error.row), event: undefined, replayed: true };
+      return { order: error.order, event: undefined, replayed: true };
     }
   };
 
   return {
     create,
     setStatus,
-    async get(scope, orderId) {
-      return toOrder(await loadOrder(db, scope, orderId));
+    async get(scope: Scope, orderId: string): Promise<Order> {
+      return loadOrder(db, scope, orderId);
     },
-    async list(scope, query) {
-      const shopId = scope.shopId ?? query.shopId ?? null;
-      if (scope.shopId !== null && query.shopId !== undefined && query.shopId !== scope.shopId) {
-        return { orders: [], as_of_seq: 0 };
-      }
+    async list(scope: Scope, query: OrdersQuery): Promise<OrdersPage> {
+      const shopId = shopWithinScope(scope, query.shopId) ?? null;
       // One snapshot for the orders and the head, so events after as_of_seq are exactly what is missing.
       return db.transaction(
         async (tx) => {
@@ -274,20 +172,19 @@ export const createOrderStore = (db: Db): OrderStore => {
           );
           if (!partner) throw new BrewcastError("NOT_FOUND", `no partner ${scope.partnerId}`);
           const rows = await tx.query<OrderRow>(
-            `SELECT ${ORDER_COLUMNS} FROM orders
-             WHERE partner_id = $1 AND ($2::text IS NULL OR shop_id = $2) AND ($3::text IS NULL OR status = $3)
-               AND ($4::uuid IS NULL OR id > $4::uuid)
-             ORDER BY id LIMIT $5`,
+            `${SELECT_ORDERS}
+             WHERE o.partner_id = $1 AND ($2::text IS NULL OR o.shop_id = $2) AND ($3::text IS NULL OR o.status = $3)
+               AND ($4::uuid IS NULL OR o.id > $4::uuid)
+             ORDER BY o.id LIMIT $5`,
             [scope.partnerId, shopId, query.status ?? null, query.afterId ?? null, query.limit],
           );
-          return { orders: rows.map(toOrder), as_of_seq: partner.head_seq };
+          return { orders: rows.map((row) => row.order), as_of_seq: partner.head_seq };
         },
         { isolation: "repeatable read", readOnly: true },
       );
     },
-    async createdHistory(scope, query) {
-      const shopId = scope.shopId ?? query.shopId ?? null;
-      if (scope.shopId !== null && query.shopId !== undefined && query.shopId !== scope.shopId) return [];
+    async createdHistory(scope: Scope, query: CreatedHistoryQuery): Promise<CreatedHistoryItem[]> {
+      const shopId = shopWithinScope(scope, query.shopId) ?? null;
       const [partner] = await db.query<{ pruned: number }>(
         "SELECT pruned_through_seq AS pruned FROM partners WHERE id = $1",
         [scope.partnerId],
@@ -316,3 +213,6 @@ export const createOrderStore = (db: Db): OrderStore => {
     },
   };
 };
+
+/** The order store: it implements the API's `OrdersPort` (src/api/ports.ts). */
+export type OrderStore = ReturnType<typeof createOrderStore>;

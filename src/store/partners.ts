@@ -2,8 +2,8 @@
  * Partners and shops: creation, lookup, and the partner state (the kill switch).
  */
 import { BrewcastError } from "../domain/errors.ts";
-import type { Partner, PartnerState, Shop } from "../domain/partners.ts";
-import { publishAccessChange } from "./access-feed.ts";
+import type { Partner, PartnerState, Shop, StateChange, StateTransition } from "../domain/partners.ts";
+import { type AccessAnnouncer, publishAccessChange } from "./access-feed.ts";
 import type { Db, Queryable } from "./db.ts";
 
 interface PartnerRow extends Record<string, unknown> {
@@ -37,21 +37,6 @@ const toShop = (row: ShopRow): Shop => ({
 });
 
 const PARTNER_COLUMNS = "id, name, state, head_seq, created_at";
-
-export interface StateChange {
-  actor: string;
-  reason: string;
-  pinned: boolean;
-}
-
-export interface StateTransition {
-  from: PartnerState;
-  to: PartnerState;
-  pinned: boolean;
-  actor: string;
-  reason: string;
-  at: string;
-}
 
 /** Writes the move and its audit row in the caller's transaction, and tells every process. */
 const recordTransition = async (
@@ -91,7 +76,14 @@ export interface PartnerStore {
   audit(id: string, limit: number): Promise<StateTransition[]>;
 }
 
-export const createPartnerStore = (db: Db): PartnerStore => {
+export interface PartnerStoreOptions {
+  /** Told of every committed state change, so this process's credential cache and broker act at once. */
+  accessFeed?: AccessAnnouncer;
+}
+
+export const createPartnerStore = (db: Db, options: PartnerStoreOptions = {}): PartnerStore => {
+  const announce = (partnerId: string, state: PartnerState) =>
+    options.accessFeed?.announce({ type: "partner_state_changed", partnerId, state });
   const get = async (id: string): Promise<Partner> => {
     const [row] = await db.query<PartnerRow>(`SELECT ${PARTNER_COLUMNS} FROM partners WHERE id = $1`, [id]);
     if (!row) throw new BrewcastError("NOT_FOUND", `no partner ${id}`);
@@ -130,7 +122,7 @@ export const createPartnerStore = (db: Db): PartnerStore => {
     },
     async setState(id, state, change) {
       const effective = change ?? { actor: "operator", reason: "admin API", pinned: state === "suspended" };
-      return db.transaction(async (tx) => {
+      const partner = await db.transaction(async (tx) => {
         const [current] = await tx.query<{ state: PartnerState }>(
           "SELECT state FROM partners WHERE id = $1 FOR UPDATE",
           [id],
@@ -142,9 +134,11 @@ export const createPartnerStore = (db: Db): PartnerStore => {
         ]);
         return toPartner(row!);
       });
+      announce(id, state);
+      return partner;
     },
     async stepLadder(id, from, to, reason) {
-      return db.transaction(async (tx) => {
+      const moved = await db.transaction(async (tx) => {
         const [current] = await tx.query<{ state: PartnerState; state_pinned: boolean }>(
           "SELECT state, state_pinned FROM partners WHERE id = $1 FOR UPDATE",
           [id],
@@ -153,6 +147,8 @@ export const createPartnerStore = (db: Db): PartnerStore => {
         await recordTransition(tx, id, from, to, { actor: "monitor", reason, pinned: false });
         return true;
       });
+      if (moved) announce(id, to);
+      return moved;
     },
     async listStates() {
       const rows = await db.query<{ id: string; state: PartnerState; state_pinned: boolean }>(

@@ -16,6 +16,7 @@ import { createOrderStore } from "../../src/store/orders.ts";
 import { useCleanups } from "../support/cleanups.ts";
 import { seedPartner } from "../support/fixtures.ts";
 import { createTestDb, DATABASE_URL, type TestDb } from "../support/test-db.ts";
+import { until } from "../support/wait.ts";
 import {
   type BrokerTarget,
   createOrders,
@@ -25,7 +26,6 @@ import {
   recordPartner,
   type SeqRecorder,
   startBridge,
-  until,
 } from "./helpers.ts";
 
 const onCleanup = useCleanups();

@@ -11,9 +11,10 @@ import { describe, expect, it } from "vitest";
 import { createMqttPublisher } from "../../src/bridge/mqtt-publisher.ts";
 import { useCleanups } from "../support/cleanups.ts";
 import { seedPartner } from "../support/fixtures.ts";
+import { privateMosquitto } from "../support/mosquitto.ts";
 import { createTestDb, silentLog } from "../support/test-db.ts";
-import { createOrders, range, recordPartner, startBridge, until } from "./helpers.ts";
-import { privateMosquitto } from "./processes.ts";
+import { until } from "../support/wait.ts";
+import { createOrders, range, recordPartner, startBridge } from "./helpers.ts";
 
 const onCleanup = useCleanups();
 

@@ -11,7 +11,8 @@ import { createOrderStore } from "../../src/store/orders.ts";
 import { useCleanups } from "../support/cleanups.ts";
 import { type SeededPartner, seedPartner } from "../support/fixtures.ts";
 import { createTestDb, DATABASE_URL, type TestDb } from "../support/test-db.ts";
-import { MOSQUITTO_URL, range, recordPartner, type SeqRecorder, until } from "./helpers.ts";
+import { until } from "../support/wait.ts";
+import { MOSQUITTO_URL, range, recordPartner, type SeqRecorder } from "./helpers.ts";
 import { type BridgeProcess, randomMoment, spawnBridge } from "./processes.ts";
 
 const onCleanup = useCleanups();

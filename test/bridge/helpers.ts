@@ -15,10 +15,8 @@ import { createDeliveryLog } from "../../src/store/delivery-log.ts";
 import { createLeaderLock } from "../../src/store/leader-lock.ts";
 import { createSessionLog, createSessionStore } from "../../src/store/mqtt-sessions.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
-import { connect, until } from "../broker/helpers.ts";
+import { connect } from "../support/mqtt.ts";
 import { silentLog } from "../support/test-db.ts";
-
-export { until };
 
 export const MOSQUITTO_URL = "mqtt://127.0.0.1:1883";
 

@@ -9,18 +9,11 @@ import {
 } from "../../src/domain/topics.ts";
 import { createSessionLog, createSessionStore } from "../../src/store/mqtt-sessions.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
+import { runMosquittoClient } from "../support/mosquitto.ts";
+import { closed, collect, connackCode, login, subscribeGranted } from "../support/mqtt.ts";
 import { silentLog } from "../support/test-db.ts";
-import {
-  closed,
-  collect,
-  connackCode,
-  type Harness,
-  login,
-  runMosquitto,
-  startHarness,
-  subscribeGranted,
-  until,
-} from "./helpers.ts";
+import { until } from "../support/wait.ts";
+import { type Harness, startHarness } from "./helpers.ts";
 
 let h: Harness;
 let acme: SeededPartner;
@@ -261,10 +254,30 @@ describe("subscribe ACL matrix (mosquitto_sub)", () => {
       { cred: acme.backend, filter: "$SYS/#" },
     ];
     const subs = allowed.map(({ cred, filter }) =>
-      runMosquitto("mosquitto_sub", [...base, "-u", cred.id, "-P", cred.secret, "-t", filter, "-C", "1"]),
+      runMosquittoClient("mosquitto_sub", [
+        ...base,
+        "-u",
+        cred.id,
+        "-P",
+        cred.secret,
+        "-t",
+        filter,
+        "-C",
+        "1",
+      ]),
     );
     const refusals = denied.map(({ cred, filter }) =>
-      runMosquitto("mosquitto_sub", [...base, "-u", cred.id, "-P", cred.secret, "-t", filter, "-C", "1"]),
+      runMosquittoClient("mosquitto_sub", [
+        ...base,
+        "-u",
+        cred.id,
+        "-P",
+        cred.secret,
+        "-t",
+        filter,
+        "-C",
+        "1",
+      ]),
     );
     // Denied subscriptions: mosquitto_sub 2.0 says so and exits, without a message.
     for (const r of refusals) {
@@ -303,14 +316,14 @@ describe("subscribe ACL matrix (mosquitto_sub)", () => {
     const port = String(h.broker.ports.mqtt);
     const device = acme.devices[1]!;
     const args = ["-h", "127.0.0.1", "-p", port, "-u", device.id, "-P", device.secret, "-q", "1", "-m", "x"];
-    const good = runMosquitto("mosquitto_pub", [
+    const good = runMosquittoClient("mosquitto_pub", [
       ...args,
       "-t",
       buildDeviceStatusTopic(acme.id, device.id),
       "-r",
     ]);
     expect(await good.exit).toBe(0);
-    const bad = runMosquitto("mosquitto_pub", [
+    const bad = runMosquittoClient("mosquitto_pub", [
       ...args,
       "-t",
       buildOrderEventTopic(acme.id, "shop-2", "created"),

@@ -8,8 +8,10 @@ import { createMqttPublisher } from "../../src/bridge/mqtt-publisher.ts";
 import { BRIDGE_USERNAME } from "../../src/broker/index.ts";
 import { createOrders, range, recordPartner, startBridge } from "../bridge/helpers.ts";
 import { useCleanups } from "../support/cleanups.ts";
+import { closed, connackCode, connect, subscribeGranted } from "../support/mqtt.ts";
 import { silentLog } from "../support/test-db.ts";
-import { closed, connackCode, connect, startHarness, subscribeGranted, until } from "./helpers.ts";
+import { until } from "../support/wait.ts";
+import { startHarness } from "./helpers.ts";
 
 const SECRET = "bridge-secret-0123456789";
 const onCleanup = useCleanups();

@@ -9,7 +9,9 @@ import {
   buildShopCursorTopic,
 } from "../../src/domain/topics.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
-import { closed, collect, type Harness, login, startHarness, subscribeGranted, until } from "./helpers.ts";
+import { closed, collect, login, subscribeGranted } from "../support/mqtt.ts";
+import { until } from "../support/wait.ts";
+import { type Harness, startHarness } from "./helpers.ts";
 
 v8.setFlagsFromString("--expose-gc");
 const gc = vm.runInNewContext("gc") as () => void;

@@ -7,7 +7,9 @@
  */
 import { describe, expect, it } from "vitest";
 import { useCleanups } from "../support/cleanups.ts";
-import { collect, login, startHarness, until } from "./helpers.ts";
+import { collect, login } from "../support/mqtt.ts";
+import { until } from "../support/wait.ts";
+import { startHarness } from "./helpers.ts";
 
 const onCleanup = useCleanups();
 

@@ -6,8 +6,9 @@ import { buildOrderEventTopic, buildShopCursorTopic } from "../../src/domain/top
 import { createOrders } from "../bridge/helpers.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
 import { seedPartner } from "../support/fixtures.ts";
+import { closed, collect, login, subscribeGranted } from "../support/mqtt.ts";
 import { createTestDb, DATABASE_URL, REDIS_URL, type TestDb } from "../support/test-db.ts";
-import { closed, collect, login, subscribeGranted, until } from "./helpers.ts";
+import { until } from "../support/wait.ts";
 
 interface Node {
   child: ChildProcess;

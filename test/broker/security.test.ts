@@ -11,6 +11,8 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildOrderEventTopic } from "../../src/domain/topics.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
+import { runMosquittoClient } from "../support/mosquitto.ts";
+import { closed, collect, connackCode, login, subscribeGranted } from "../support/mqtt.ts";
 import {
   connectPacket,
   publishPacket,
@@ -20,17 +22,8 @@ import {
   subscribePacket,
 } from "../support/raw-mqtt.ts";
 import { REDIS_URL } from "../support/test-db.ts";
-import {
-  closed,
-  collect,
-  connackCode,
-  type Harness,
-  login,
-  runMosquitto,
-  startHarness,
-  subscribeGranted,
-  until,
-} from "./helpers.ts";
+import { until } from "../support/wait.ts";
+import { type Harness, startHarness } from "./helpers.ts";
 
 const event = (p: SeededPartner, shop: string, payload: string) => ({
   topic: buildOrderEventTopic(p.id, shop, "created"),
@@ -104,7 +97,7 @@ describe.each(persistences)(
         "-P",
         beta.backend.secret,
       ];
-      const first = runMosquitto(
+      const first = runMosquittoClient(
         "mosquitto_sub",
         [
           ...common,
@@ -122,7 +115,7 @@ describe.each(persistences)(
       await offline();
       await h.broker.publish(event(acme, acme.shops[0]!, "acme-secret"));
       await h.broker.publish(event(beta, beta.shops[0]!, "beta-own"));
-      const again = runMosquitto("mosquitto_sub", [
+      const again = runMosquittoClient("mosquitto_sub", [
         ...common,
         ...["-c", "-i", name, "-q", "1", "-v", "-C", "1"],
         ...["-t", `partners/${beta.id}/#`, "-t", `partners/${acme.id}/#`],

@@ -8,16 +8,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildShopCursorTopic } from "../../src/domain/topics.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
-import {
-  closed,
-  collect,
-  connackCode,
-  connect,
-  type Harness,
-  login,
-  startHarness,
-  subscribeGranted,
-} from "./helpers.ts";
+import { closed, collect, connackCode, connect, login, subscribeGranted } from "../support/mqtt.ts";
+import { type Harness, startHarness } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "brewcast-tls-"));
 const file = (name: string) => join(dir, name);

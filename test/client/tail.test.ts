@@ -7,12 +7,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import type { OrderEvent } from "../../src/domain/events.ts";
-import { runCli } from "../support/http.ts";
+import { runCli } from "../support/brewcast-process.ts";
+import { freePort } from "../support/ports.ts";
 import { appendEvents, readAll, type System, startSystem } from "./helpers.ts";
 
 let system: System;
@@ -189,12 +189,7 @@ it("exits 1 when --partner names a partner the credential does not belong to", a
 it("says on stderr that the --mqtt port refuses connections, and keeps reading the history", async () => {
   const partner = await system.seed(1);
   await appendEvents(system, partner.id, partner.shops, 3);
-  const closed = await new Promise<number>((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
+  const closed = await freePort();
   const args = connection(partner.backend);
   args[args.indexOf("--mqtt") + 1] = `mqtt://127.0.0.1:${closed}`;
   const t = tail(args);

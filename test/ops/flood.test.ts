@@ -10,10 +10,11 @@
 import { readdirSync } from "node:fs";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { collect, login, subscribeGranted, until } from "../broker/helpers.ts";
 import { type BrewcastProcess, spawnBrewcast } from "../support/brewcast-process.ts";
 import { fetchJson } from "../support/http.ts";
+import { collect, login, subscribeGranted } from "../support/mqtt.ts";
 import { createTestDb, DATABASE_URL, type TestDb } from "../support/test-db.ts";
+import { until } from "../support/wait.ts";
 
 const ADMIN = "flood-test-admin-token-0123456789";
 const METRICS_TOKEN = "flood-test-metrics-token-0123456789";

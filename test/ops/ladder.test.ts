@@ -14,10 +14,11 @@ import { startPartnerMonitor } from "../../src/ops/partner-monitor.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
-import { createOrders, embeddedTarget, range, recordPartner, startBridge, until } from "../bridge/helpers.ts";
+import { createOrders, embeddedTarget, range, recordPartner, startBridge } from "../bridge/helpers.ts";
 import { useCleanups } from "../support/cleanups.ts";
 import { seedPartner } from "../support/fixtures.ts";
 import { createTestDb, silentLog } from "../support/test-db.ts";
+import { until } from "../support/wait.ts";
 
 const onCleanup = useCleanups();
 

@@ -3,8 +3,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningBrewcast } from "../../src/main.ts";
-import { connect, until } from "../broker/helpers.ts";
+import { connect } from "../support/mqtt.ts";
 import { type System, startSystem } from "../support/system.ts";
+import { until } from "../support/wait.ts";
 
 const ADMIN = "metrics-test-admin-token";
 

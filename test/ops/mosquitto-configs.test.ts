@@ -8,16 +8,14 @@ import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
-  freePort,
   hasCommand,
-  MOSQUITTO_DIR,
   type RunningMosquitto,
-  readShipped,
-  renderPartnerBridge,
   runMosquitto,
   scratchDir,
   writeConfig,
-} from "./mosquitto.ts";
+} from "../support/mosquitto.ts";
+import { freePort } from "../support/ports.ts";
+import { MOSQUITTO_DIR, readShipped, renderPartnerBridge } from "./mosquitto.ts";
 
 const others = readdirSync(MOSQUITTO_DIR).filter(
   (file) => file.endsWith(".conf") && file !== "partner-bridge.conf",

@@ -7,8 +7,8 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { afterEach, expect, it } from "vitest";
-import { waitFor } from "../support/http.ts";
 import { accepts } from "../support/ports.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ROOT = new URL("../..", import.meta.url);
 const groups: number[] = [];

@@ -9,22 +9,19 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningBrewcast } from "../../src/main.ts";
 import { uniqueId } from "../support/fixtures.ts";
-import { type System, startSystem } from "../support/system.ts";
 import {
-  EDIT_MARKERS,
-  freePort,
   hasCommand,
-  markedLines,
   mosquittoSub,
   type RunningMosquitto,
   type RunningSub,
-  readShipped,
-  renderPartnerBridge,
   runMosquitto,
   scratchDir,
-  waitFor,
   writeConfig,
-} from "./mosquitto.ts";
+} from "../support/mosquitto.ts";
+import { freePort } from "../support/ports.ts";
+import { type System, startSystem } from "../support/system.ts";
+import { waitFor } from "../support/wait.ts";
+import { EDIT_MARKERS, markedLines, readShipped, renderPartnerBridge } from "./mosquitto.ts";
 
 const SHIPPED = readShipped("partner-bridge.conf");
 const directives = (text: string): string[] =>

@@ -7,9 +7,10 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { createOrders, embeddedTarget, range, recordPartner, startBridge, until } from "../bridge/helpers.ts";
+import { createOrders, embeddedTarget, range, recordPartner, startBridge } from "../bridge/helpers.ts";
 import { useCleanups } from "../support/cleanups.ts";
 import { createTestDb, DATABASE_URL } from "../support/test-db.ts";
+import { until } from "../support/wait.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/brewcast.js", import.meta.url));
 const ADMIN = "shutdown-test-admin-token";

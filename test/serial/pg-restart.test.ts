@@ -11,10 +11,11 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { createOrderStore } from "../../src/store/orders.ts";
-import { createOrders, embeddedTarget, range, recordPartner, startBridge, until } from "../bridge/helpers.ts";
+import { createOrders, embeddedTarget, range, recordPartner, startBridge } from "../bridge/helpers.ts";
 import { useCleanups } from "../support/cleanups.ts";
 import { seedPartner } from "../support/fixtures.ts";
 import { createTestDb, DATABASE_URL } from "../support/test-db.ts";
+import { until } from "../support/wait.ts";
 
 const mayRestart =
   Boolean(DATABASE_URL) &&

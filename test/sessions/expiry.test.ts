@@ -4,8 +4,10 @@
  * that is connected is kept however long it stays.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { closed, type Harness, login, startHarness, subscribeGranted, until } from "../broker/helpers.ts";
+import { type Harness, startHarness } from "../broker/helpers.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
+import { closed, login, subscribeGranted } from "../support/mqtt.ts";
+import { until } from "../support/wait.ts";
 
 let h: Harness;
 let p: SeededPartner;

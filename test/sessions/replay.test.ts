@@ -10,12 +10,13 @@ import type mqtt from "mqtt";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readLeadingSeq } from "../../src/sessions/replay-plan.ts";
-import { closed, login, until } from "../broker/helpers.ts";
 import { createOrders } from "../client/helpers.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
 import { fetchJson } from "../support/http.ts";
+import { closed, login } from "../support/mqtt.ts";
 import { connectPacket, onPublishes, rawSocket, subscribePacket } from "../support/raw-mqtt.ts";
 import { SYSTEM_ADMIN_TOKEN, type System, startSystem } from "../support/system.ts";
+import { until } from "../support/wait.ts";
 import {
   type Delivery,
   eventSeqs,

@@ -13,13 +13,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import mqtt from "mqtt";
 import { describe, expect, it } from "vitest";
-import { runMosquitto, until } from "../broker/helpers.ts";
 import { readAll } from "../client/helpers.ts";
 import { type BrewcastProcess, spawnBrewcast } from "../support/brewcast-process.ts";
 import { useCleanups } from "../support/cleanups.ts";
 import { fetchJson } from "../support/http.ts";
+import { runMosquittoClient } from "../support/mosquitto.ts";
 import { freePort } from "../support/ports.ts";
 import { createTestDb, DATABASE_URL } from "../support/test-db.ts";
+import { until } from "../support/wait.ts";
 import { everyOnceInOrder, recordDeliveries } from "./helpers.ts";
 
 const ADMIN = "restart-test-admin-token-0123456789";
@@ -77,7 +78,7 @@ const mosquittoSubscriber = (
   device: { id: string; secret: string },
   filter: string,
 ): Subscriber => {
-  const sub = runMosquitto(
+  const sub = runMosquittoClient(
     "mosquitto_sub",
     [
       "-h",

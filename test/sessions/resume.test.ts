@@ -4,11 +4,11 @@
  * the log, in order, RETAIN=0, then the live stream with no gap.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closed, login, subscribeGranted, until } from "../broker/helpers.ts";
 import { createOrders, readAll } from "../client/helpers.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
-import { waitFor } from "../support/http.ts";
+import { closed, login, subscribeGranted } from "../support/mqtt.ts";
 import { type System, startSystem } from "../support/system.ts";
+import { until, waitFor } from "../support/wait.ts";
 import { eventSeqs, everyOnceInOrder, recordDeliveries } from "./helpers.ts";
 
 let system: System;

@@ -9,8 +9,9 @@ import net from "node:net";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CHROMIUM } from "../support/global-setup.ts";
-import { fetchJson, waitFor } from "../support/http.ts";
+import { fetchJson } from "../support/http.ts";
 import { type System, startSystem } from "../support/system.ts";
+import { waitFor } from "../support/wait.ts";
 
 /** What the page keeps of each message. */
 interface Seen {

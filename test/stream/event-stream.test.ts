@@ -7,8 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { useCleanups } from "../support/cleanups.ts";
 import type { SeededPartner } from "../support/fixtures.ts";
-import { fetchJson, waitFor } from "../support/http.ts";
+import { fetchJson } from "../support/http.ts";
 import { SYSTEM_ADMIN_TOKEN, type System, startSystem } from "../support/system.ts";
+import { waitFor } from "../support/wait.ts";
 import { openSse, type SseClient } from "./sse-client.ts";
 
 const MAX_STREAMS = 3;

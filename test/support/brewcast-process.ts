@@ -2,10 +2,12 @@
  * `brewcast start` (or another role) as a child process, as an operator runs
  * it: for what a test must see from outside (file descriptors, SIGKILL and a
  * restart, a flood). Waits for the `listening` log line and reads its ports.
+ * And `runCli`, a command that runs to its end (check-config, migrate, a
+ * start that fails).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { waitFor } from "./http.ts";
+import { waitFor } from "./wait.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/brewcast.js", import.meta.url));
 
@@ -63,3 +65,26 @@ export const spawnBrewcast = async (
     },
   };
 };
+
+/** Runs `node bin/brewcast.js <args>` with exactly the given environment (plus PATH). */
+export const runCli = (
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["bin/brewcast.js", ...args], {
+      cwd: new URL("../..", import.meta.url),
+      env: { PATH: process.env.PATH ?? "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });

@@ -4,14 +4,15 @@
  * set, in-memory PGlite otherwise. Closing it drops that database.
  */
 import { loadConfig } from "../../src/config/load-config.ts";
-import { type RunningBrewcast, startBrewcast } from "../../src/main.ts";
+import { type BrewcastInternals, internalsOf, type RunningBrewcast, startBrewcast } from "../../src/main.ts";
 import { type SeededPartner, seedPartner } from "./fixtures.ts";
 import { createTestDb, silentLog, type TestDb } from "./test-db.ts";
 
 export const SYSTEM_ADMIN_TOKEN = "system-tests-admin-token-0123456789";
 
 export interface System {
-  running: RunningBrewcast;
+  /** The process, and its internals (`internalsOf`): its database, broker and bridge. */
+  running: RunningBrewcast & BrewcastInternals;
   apiUrl: string;
   mqttUrl: string;
   mqttPort: number;
@@ -46,7 +47,8 @@ export const startSystem = async (
     env.BREWCAST_DATA_DIR = "memory://";
   }
   const { config } = loadConfig(env);
-  const running = await startBrewcast(config, silentLog, "all");
+  const started = await startBrewcast(config, silentLog, "all");
+  const running = { ...started, ...internalsOf(started) };
   return {
     running,
     apiUrl: `http://127.0.0.1:${running.ports.http}`,

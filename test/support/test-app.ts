@@ -5,13 +5,18 @@
 
 import { buildHttpApp, type HttpApp } from "../../src/api/app.ts";
 import type { OrderEvent } from "../../src/domain/events.ts";
+import type { WebhookStore } from "../../src/domain/webhooks.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
 import { readEvents } from "../../src/store/event-log.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
+import { createWebhookStore } from "../../src/store/webhooks.ts";
 import { createCommitWakeups } from "../../src/stream/commit-wakeups.ts";
+import { createAddressGuard, parseAllowNets } from "../../src/webhooks/address-guard.ts";
+import { createWebhookSender } from "../../src/webhooks/sender.ts";
+import { createWebhookVerifier, type WebhookVerifier } from "../../src/webhooks/verification.ts";
 import { type AdapterKind, createTestDb, DEFAULT_ADAPTER, silentLog, type TestDb } from "./test-db.ts";
 
 export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789";
@@ -20,22 +25,37 @@ export interface TestApp extends TestDb {
   app: HttpApp;
   /** Events handed to `onCommitted`, in call order. */
   committed: OrderEvent[];
+  webhooks: { store: WebhookStore; verifier: WebhookVerifier };
   close(): Promise<void>;
 }
 
-export const createTestApp = async (kind: AdapterKind = DEFAULT_ADAPTER): Promise<TestApp> => {
+export interface TestAppOptions {
+  /** BREWCAST_WEBHOOK_ALLOW_NETS of this app (default: none, the production guard). */
+  webhookAllowNets?: string;
+  /** BREWCAST_WEBHOOK_SECRET_OVERLAP_SECONDS (default 86400). */
+  webhookSecretOverlapSeconds?: number;
+}
+
+export const createTestApp = async (
+  kind: AdapterKind = DEFAULT_ADAPTER,
+  options: TestAppOptions = {},
+): Promise<TestApp> => {
   const testDb = await createTestDb(kind);
   const { db } = testDb;
   const accessFeed = await createAccessFeed(db);
   const credentials = createCredentialStore(db, { accessChanges: accessFeed });
   const committed: OrderEvent[] = [];
   const streamWakeups = createCommitWakeups();
+  const guard = createAddressGuard({ allowNets: parseAllowNets(options.webhookAllowNets) });
+  const sender = createWebhookSender({ guard, timeoutMs: 5_000 });
+  const webhookStore = createWebhookStore(db);
+  const verifier = createWebhookVerifier({ store: webhookStore, sender, log: silentLog });
   const app = await buildHttpApp({
     log: silentLog,
     adminToken: TEST_ADMIN_TOKEN,
     verifier: credentials,
     orders: createOrderStore(db),
-    partners: createPartnerStore(db),
+    partners: createPartnerStore(db, { accessFeed }),
     credentials,
     readEvents: (input) => readEvents(db, input),
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
@@ -51,14 +71,23 @@ export const createTestApp = async (kind: AdapterKind = DEFAULT_ADAPTER): Promis
       drainTimeoutMs: 10_000,
       maxStreamsPerPartner: 100,
     },
+    webhooks: {
+      store: webhookStore,
+      verifier,
+      guard,
+      secretOverlapSeconds: options.webhookSecretOverlapSeconds ?? 86_400,
+    },
   });
   await app.ready();
   return {
     ...testDb,
     app,
     committed,
+    webhooks: { store: webhookStore, verifier },
     async close() {
       await app.close();
+      await verifier.settle();
+      await sender.close();
       await accessFeed.close();
       await testDb.cleanup();
     },

@@ -3,35 +3,16 @@
  * that stays inside src/client/ or src/domain/, a node: builtin, or the
  * `mqtt` package. No store, api, broker or bridge code; no other package.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { sourceFiles, specifiers } from "../support/imports.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const CLIENT = path.join(ROOT, "src/client");
 const ALLOWED_DIRS = [CLIENT, path.join(ROOT, "src/domain")];
 /** Packages the SDK may import; zod comes in through src/domain only. */
 const ALLOWED_PACKAGES = new Set(["mqtt"]);
-
-const sourceFiles = (dir: string): string[] =>
-  readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) return sourceFiles(full);
-    return /\.(ts|mts|js|mjs)$/.test(entry.name) ? [full] : [];
-  });
-
-/** Static imports, re-exports, `import type`, dynamic `import()` and `require()`. */
-const specifiers = (source: string): string[] => {
-  const found: string[] = [];
-  const patterns = [
-    /\b(?:import|export)\s[^'"]*?\sfrom\s*["']([^"']+)["']/g,
-    /\bimport\s*["']([^"']+)["']/g,
-    /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g,
-    /\brequire\s*\(\s*["']([^"']+)["']\s*\)/g,
-  ];
-  for (const pattern of patterns) for (const match of source.matchAll(pattern)) found.push(match[1]!);
-  return found;
-};
 
 /** The files src/client/ reaches through relative imports (domain included). */
 const reachable = (): Map<string, string[]> => {

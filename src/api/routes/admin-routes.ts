@@ -15,15 +15,13 @@ import {
   partnerSchema,
   shopSchema,
 } from "../../domain/partners.ts";
-import type { CredentialStore } from "../../store/credentials.ts";
-import type { DeliveryStatus } from "../../store/delivery-status.ts";
-import type { PartnerStore } from "../../store/partners.ts";
+import type { CredentialsPort, PartnersPort, ReadDeliveryStatus } from "../ports.ts";
 import { problemResponses } from "../problem.ts";
 
 export interface AdminRoutesDeps {
-  partners: PartnerStore;
-  credentials: CredentialStore;
-  deliveryStatus(partnerId: string): Promise<DeliveryStatus | undefined>;
+  partners: PartnersPort;
+  credentials: CredentialsPort;
+  deliveryStatus: ReadDeliveryStatus;
   /** MQTT clients of the partner on this process's broker; null without one. */
   connectedClients(partnerId: string): { backend: number; device: number } | null;
 }
@@ -208,9 +206,7 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
       },
     },
     async (request) => {
-      const partner = await deps.partners.setState(request.params.partner, "suspended");
-      deps.credentials.clearCache();
-      return partner;
+      return deps.partners.setState(request.params.partner, "suspended");
     },
   );
 
@@ -224,9 +220,7 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
       },
     },
     async (request) => {
-      const partner = await deps.partners.setState(request.params.partner, "normal");
-      deps.credentials.clearCache();
-      return partner;
+      return deps.partners.setState(request.params.partner, "normal");
     },
   );
 
@@ -243,13 +237,11 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
       },
     },
     async (request) => {
-      const partner = await deps.partners.setState(request.params.partner, request.body.state, {
+      return deps.partners.setState(request.params.partner, request.body.state, {
         actor: "operator",
         reason: request.body.reason,
         pinned: true,
       });
-      deps.credentials.clearCache();
-      return partner;
     },
   );
 

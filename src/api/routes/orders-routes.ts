@@ -3,7 +3,7 @@
  */
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { type OrderEvent, orderEventSchema } from "../../domain/events.ts";
+import { type OrderChange, type OrderEvent, orderEventSchema } from "../../domain/events.ts";
 import { orderIdSchema, seqSchema, shopIdSchema } from "../../domain/ids.ts";
 import {
   createOrderBodySchema,
@@ -11,14 +11,14 @@ import {
   orderStatusSchema,
   updateOrderBodySchema,
 } from "../../domain/orders.ts";
-import type { EventPage, ReadEventsInput } from "../../store/event-log.ts";
-import type { OrderChange, OrderStore } from "../../store/orders.ts";
-import { principalOf, shopScope } from "../auth.ts";
+import { scopeOf, shopWithinScope } from "../../domain/scope.ts";
+import { principalOf } from "../auth.ts";
+import type { OrdersPort, ReadEvents } from "../ports.ts";
 import { problemResponses } from "../problem.ts";
 
 export interface OrdersRoutesDeps {
-  orders: OrderStore;
-  readEvents(input: ReadEventsInput): Promise<EventPage>;
+  orders: OrdersPort;
+  readEvents: ReadEvents;
   /** An order change committed its event (the bridge in this process is woken with it). */
   onCommitted(event: OrderEvent): void;
 }
@@ -72,10 +72,8 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request, reply) => {
-      const principal = principalOf(request);
-      shopScope(principal, request.body.shop_id);
       const change = await deps.orders.create(
-        { partnerId: principal.partnerId, shopId: principal.shopId },
+        scopeOf(principalOf(request)),
         request.body,
         request.headers["idempotency-key"],
       );
@@ -94,8 +92,7 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
-      return deps.orders.get({ partnerId: principal.partnerId, shopId: principal.shopId }, request.params.id);
+      return deps.orders.get(scopeOf(principalOf(request)), request.params.id);
     },
   );
 
@@ -115,9 +112,8 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
       const change = await deps.orders.setStatus(
-        { partnerId: principal.partnerId, shopId: principal.shopId },
+        scopeOf(principalOf(request)),
         request.params.id,
         request.body.status,
       );
@@ -151,12 +147,12 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
-      const shopId = shopScope(principal, request.query.shop_id);
-      return deps.orders.list(
-        { partnerId: principal.partnerId, shopId: shopId ?? null },
-        { status: request.query.status, limit: request.query.limit, afterId: request.query.after_id },
-      );
+      return deps.orders.list(scopeOf(principalOf(request)), {
+        shopId: request.query.shop_id,
+        status: request.query.status,
+        limit: request.query.limit,
+        afterId: request.query.after_id,
+      });
     },
   );
 
@@ -195,16 +191,12 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
-      const shopId = shopScope(principal, request.query.shop_id);
-      const items = await deps.orders.createdHistory(
-        { partnerId: principal.partnerId, shopId: shopId ?? null },
-        {
-          olderThan: request.query.older_than,
-          newerThan: request.query.newer_than,
-          limit: request.query.limit,
-        },
-      );
+      const items = await deps.orders.createdHistory(scopeOf(principalOf(request)), {
+        shopId: request.query.shop_id,
+        olderThan: request.query.older_than,
+        newerThan: request.query.newer_than,
+        limit: request.query.limit,
+      });
       return { orders_created_events: items };
     },
   );
@@ -237,10 +229,10 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       },
     },
     async (request) => {
-      const principal = principalOf(request);
+      const scope = scopeOf(principalOf(request));
       return deps.readEvents({
-        partnerId: principal.partnerId,
-        shopId: shopScope(principal, request.query.shop_id),
+        partnerId: scope.partnerId,
+        shopId: shopWithinScope(scope, request.query.shop_id),
         after: request.query.after,
         limit: request.query.limit,
       });

@@ -10,8 +10,9 @@ import type { AccessChange } from "../../domain/access.ts";
 import { BrewcastError } from "../../domain/errors.ts";
 import { seqSchema, shopIdSchema } from "../../domain/ids.ts";
 import type { Principal } from "../../domain/partners.ts";
+import { scopeOf, shopWithinScope } from "../../domain/scope.ts";
 import { type EventStream, type LogPage, streamEvents } from "../../stream/event-stream.ts";
-import { principalOf, shopScope } from "../auth.ts";
+import { principalOf } from "../auth.ts";
 import { problemResponses } from "../problem.ts";
 import type { StreamTickets } from "../stream-tickets.ts";
 
@@ -109,7 +110,10 @@ const streamRoutes: FastifyPluginAsyncZod<StreamRoutesDeps> = async (app, deps) 
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      const scope = { partnerId: principal.partnerId, shopId: shopScope(principal, request.query.shop_id) };
+      const scope = {
+        partnerId: principal.partnerId,
+        shopId: shopWithinScope(scopeOf(principal), request.query.shop_id),
+      };
       const count = perPartner.get(principal.partnerId) ?? 0;
       if (count >= deps.maxStreamsPerPartner) {
         reply.header("retry-after", "10");

@@ -10,9 +10,10 @@ import type { OrderEvent } from "../../src/domain/events.ts";
 import type { Order, OrderStatus } from "../../src/domain/orders.ts";
 import { allocateSeq, appendEvent } from "../../src/store/event-log.ts";
 import { type SeededPartner, seedPartner } from "../support/fixtures.ts";
-import { fetchJson, gate, listenApp, waitFor } from "../support/http.ts";
+import { fetchJson, listenApp } from "../support/http.ts";
 import { bearer, createTestApp, type TestApp } from "../support/test-app.ts";
 import { AVAILABLE_ADAPTERS } from "../support/test-db.ts";
+import { gate, waitFor } from "../support/wait.ts";
 
 /**
  * The full load on Postgres (8 writers × 3 partners × 300 orders). PGlite

@@ -19,8 +19,8 @@ import { loadMigrations, migrate } from "../../src/store/migrate.ts";
 import { createSessionLog } from "../../src/store/mqtt-sessions.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPgDb } from "../../src/store/pg-db.ts";
+import { runCli } from "../support/brewcast-process.ts";
 import { seedPartner, uniqueId } from "../support/fixtures.ts";
-import { runCli, waitFor } from "../support/http.ts";
 import {
   AVAILABLE_ADAPTERS,
   createTestDb,
@@ -28,6 +28,7 @@ import {
   silentLog,
   type TestDb,
 } from "../support/test-db.ts";
+import { waitFor } from "../support/wait.ts";
 
 const item = [{ sku: "latte", quantity: 1 }];
 

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { lockDataDir } from "../../src/store/data-dir-lock.ts";
 import { useCleanups } from "../support/cleanups.ts";
-import { waitFor } from "../support/http.ts";
+import { waitFor } from "../support/wait.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/brewcast.js", import.meta.url));
 const START_MS = 90_000;

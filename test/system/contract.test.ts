@@ -20,8 +20,9 @@ import { parse as parseYaml } from "yaml";
 import { ROOT } from "../../scripts/generate-schemas.ts";
 import type { RunningBrewcast } from "../../src/main.ts";
 import { openSse } from "../stream/sse-client.ts";
-import { waitFor } from "../support/http.ts";
 import { type System, startSystem } from "../support/system.ts";
+import { waitFor } from "../support/wait.ts";
+import { startWebhookReceiver } from "../support/webhook-receiver.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: the test walks untyped JSON documents
 type Json = any;
@@ -64,7 +65,10 @@ describe("the running system matches the published contract", { timeout: 120_000
       components: { schemas: asyncapi.components.schemas },
     });
 
-    system = await startSystem({ adminToken: ADMIN_TOKEN });
+    system = await startSystem({
+      adminToken: ADMIN_TOKEN,
+      env: { BREWCAST_WEBHOOK_ALLOW_NETS: "127.0.0.0/8" },
+    });
     running = system.running;
     base = `http://127.0.0.1:${running.ports.http}`;
   }, 120_000); // PGlite start and migrations on a loaded two-core machine
@@ -353,6 +357,65 @@ describe("the running system matches the published contract", { timeout: 120_000
         stream.close();
       }
       await call("GET", "/readyz", { token: null, expect: 200 });
+
+      // --- webhooks: the partner's endpoints and the operator's confirmation ----------------------
+      const receiver = await startWebhookReceiver();
+      try {
+        const hook = await call("POST", "/v1/webhooks", {
+          token,
+          body: { url: receiver.url, types: ["order.created"], description: "contract" },
+          expect: 201,
+        });
+        const id = { id: hook.id as string };
+        await call("POST", "/v1/webhooks", {
+          token: device.secret,
+          body: { url: receiver.url },
+          expect: 403,
+        });
+        await call("GET", "/v1/webhooks", { token, expect: 200 });
+        await call("GET", "/v1/webhooks/{id}", { token, params: id, expect: 200 });
+        await call("PATCH", "/v1/webhooks/{id}", {
+          token,
+          params: id,
+          body: { description: "c2" },
+          expect: 200,
+        });
+        await call("POST", "/v1/webhooks/{id}/verify", { token, params: id, expect: 200 });
+        await call("POST", "/v1/webhooks/{id}/rotate-secret", { token, params: id, expect: 200 });
+        await call("POST", "/v1/webhooks/{id}/replay", {
+          token,
+          params: id,
+          body: { from_seq: 1 },
+          expect: 200,
+        });
+        await call("GET", "/v1/webhooks/{id}/attempts", { token, params: id, expect: 200 });
+        await call("GET", "/admin/v1/partners/{partner}/webhooks", { params: { partner }, expect: 200 });
+        await call("GET", "/admin/v1/webhooks/{id}", { params: id, expect: 200 });
+        await call("POST", "/admin/v1/webhooks/{id}/confirm", {
+          params: id,
+          body: { url: "https://elsewhere.example/hook" },
+          expect: 409,
+        });
+        await call("POST", "/admin/v1/webhooks/{id}/confirm", {
+          params: id,
+          body: { url: receiver.url },
+          expect: 200,
+        });
+        await call("POST", "/admin/v1/webhooks/{id}/disable", {
+          params: id,
+          body: { reason: "c" },
+          expect: 200,
+        });
+        await call("POST", "/admin/v1/webhooks/{id}/enable", {
+          params: id,
+          body: { reason: "c" },
+          expect: 200,
+        });
+        await call("GET", "/admin/v1/webhooks/{id}/audit", { params: id, expect: 200 });
+        await call("DELETE", "/v1/webhooks/{id}", { token, params: id, expect: 200 });
+      } finally {
+        await receiver.close();
+      }
 
       // --- ops: health, the ladder pin (a partner status message), the kill switch --------------
       await call("GET", "/admin/v1/partners/{partner}/health", { params: { partner }, expect: 200 });

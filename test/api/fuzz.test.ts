@@ -12,7 +12,7 @@
  * order statuses are as before).
  *
  * Reproduce a failure with the seed fast-check prints:
- *   FUZZ_SEED=<seed> npx vitest run test/integration/fuzz.test.ts
+ *   FUZZ_SEED=<seed> npx vitest run test/api/fuzz.test.ts
  * FUZZ_RUNS sets the runs per route family (default 400, shared by its operations).
  */
 import { randomUUID } from "node:crypto";

@@ -93,6 +93,19 @@ describe("schemas/openapi.json", () => {
     expect(Object.keys(fresh.components.securitySchemes).sort()).toEqual(["admin", "partner"]);
   });
 
+  it("describes the requests a webhook receiver gets (OpenAPI 3.1 `webhooks`)", () => {
+    expect(Object.keys(fresh.webhooks).sort()).toEqual(["order-event", "webhook-verification"]);
+    const event = fresh.webhooks["order-event"].post;
+    expect(event.requestBody.content["application/json"].schema).toEqual({
+      $ref: "#/components/schemas/OrderEvent",
+    });
+    expect(event.parameters.map((p: Json) => p.name)).toEqual([
+      "webhook-id",
+      "webhook-timestamp",
+      "webhook-signature",
+    ]);
+  });
+
   describe("against the served routes", () => {
     let t: TestApp;
     beforeAll(async () => {
@@ -131,8 +144,11 @@ describe("schemas/openapi.json", () => {
         for (const parameter of operation.parameters ?? []) {
           expect(parameter.schema, `${where} ${parameter.in} ${parameter.name}`).toBeTypeOf("object");
         }
-        // Actions with nothing to say have no body: suspend, resume, a stream ticket.
-        if (["post", "patch", "put"].includes(method) && !/\/(suspend|resume|stream\/tickets)$/.test(path)) {
+        // Actions with nothing to say have no body: suspend, resume, a stream ticket, rotate, verify.
+        if (
+          ["post", "patch", "put"].includes(method) &&
+          !/\/(suspend|resume|rotate-secret|verify|stream\/tickets)$/.test(path)
+        ) {
           expect(operation.requestBody?.content?.["application/json"]?.schema, `${where} body`).toBeTruthy();
         }
 

@@ -7,14 +7,20 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "../../scripts/generate-schemas.ts";
+import { buildWebhookMessageId } from "../../src/domain/webhooks.ts";
 import type { RunningBrewcast } from "../../src/main.ts";
+import { newWebhookSecret } from "../../src/store/webhooks.ts";
+import { createAddressGuard, parseAllowNets } from "../../src/webhooks/address-guard.ts";
+import { createWebhookSender } from "../../src/webhooks/sender.ts";
+import { sendVerification } from "../../src/webhooks/verification.ts";
+import { freePort } from "../support/ports.ts";
 import { type System, startSystem } from "../support/system.ts";
+import { waitFor as waitUntil } from "../support/wait.ts";
 
 const ADMIN_TOKEN = `readme-admin-${randomBytes(8).toString("hex")}`;
 const TSX = join(ROOT, "node_modules", "tsx", "dist", "cli.mjs");
@@ -49,13 +55,9 @@ const run = (file: string, cwd: string, env: Record<string, string>): Run => {
   return { child, output: () => output, exited };
 };
 
-const waitFor = async (what: string, check: () => boolean, output: () => string, ms = 30_000) => {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; output:\n${output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
+/** Waits for `check`, naming `what` and the example's output on failure. */
+const waitFor = (what: string, check: () => boolean, output: () => string, ms = 30_000) =>
+  waitUntil(() => `${what}; output:\n${output()}`, check, ms, 50);
 
 describe("the README's code examples", { timeout: 120_000 }, () => {
   let system: System | undefined;
@@ -115,7 +117,7 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
 
   it("marks every TypeScript block as an example this test runs", async () => {
     const { examples: found, tsBlocks } = await readmeExamples();
-    expect([...found.keys()].sort()).toEqual(["poll", "sdk"]);
+    expect([...found.keys()].sort()).toEqual(["poll", "sdk", "webhook-receiver"]);
     expect(found.size).toBe(tsBlocks);
   });
 
@@ -218,12 +220,7 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
 
   it("sdk: an unreachable API is said, with the retry delay, not waited on silently", async () => {
     const { file, dir } = await sdkIn("unreachable");
-    const closed = await new Promise<number>((resolve) => {
-      const server = createServer().listen(0, "127.0.0.1", () => {
-        const { port } = server.address() as { port: number };
-        server.close(() => resolve(port));
-      });
-    });
+    const closed = await freePort();
     const c = run(file, dir, {
       API_URL: `http://127.0.0.1:${closed}`,
       MQTT_URL: `mqtt://127.0.0.1:${running.ports.mqtt}`,
@@ -250,5 +247,40 @@ describe("the README's code examples", { timeout: 120_000 }, () => {
         .slice(1)
         .map((e: { seq: number; type: string; order_id: string }) => `${e.seq} ${e.type} ${e.order_id}`),
     );
+  });
+
+  it("webhook-receiver: verifies signatures, echoes the challenge, dedupes by webhook-id", async () => {
+    const file = join(scratch, "receiver.mts");
+    const library = pathToFileURL(join(ROOT, "node_modules", "standardwebhooks", "dist", "index.js")).href;
+    await writeFile(
+      file,
+      examples.get("webhook-receiver")!.replace('"standardwebhooks"', JSON.stringify(library)),
+    );
+    const port = await freePort();
+    const secret = newWebhookSecret();
+    const r = run(file, scratch, { WEBHOOK_SECRET: secret, PORT: String(port) });
+    const sender = createWebhookSender({
+      guard: createAddressGuard({ allowNets: parseAllowNets("127.0.0.0/8") }),
+      timeoutMs: 5_000,
+    });
+    try {
+      await waitFor("the receiver to listen", () => r.output().includes("listening"), r.output);
+      const url = `http://127.0.0.1:${port}/hook`;
+      expect((await sendVerification(sender, { url, secrets: [secret] })).ok).toBe(true);
+      const body = JSON.stringify({ seq: 7, type: "order.created" });
+      const message = { id: buildWebhookMessageId(partner, 7), timestamp: new Date(), body };
+      // Rotation overlap: the old secret's signature and one the receiver knows.
+      const both = [newWebhookSecret(), secret];
+      expect((await sender.sendWebhook({ url, secrets: both }, message)).status).toBe(204);
+      expect((await sender.sendWebhook({ url, secrets: [secret] }, message)).status).toBe(204);
+      const forged = await sender.sendWebhook({ url, secrets: [newWebhookSecret()] }, message);
+      expect(forged.status).toBe(401);
+      await waitFor("the event line", () => r.output().includes(" order.created 7"), r.output);
+      expect(r.output().match(/order\.created 7/g)).toHaveLength(1);
+    } finally {
+      await sender.close();
+      r.child.kill("SIGTERM");
+      await r.exited;
+    }
   });
 });
