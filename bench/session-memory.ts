@@ -16,7 +16,8 @@
  *
  * 1. idle: the process started (brewcast: the partner, its 4 shops and a
  *    backend credential created through the admin API, the partner pinned at
- *    `normal`), then its RSS (VmRSS of /proc/<pid>/status) once settled: a
+ *    `normal`), 2,000 clean sessions through it (connect, subscribe, leave:
+ *    the same churn the sessions bring, without sessions), then its RSS (VmRSS of /proc/<pid>/status) once settled: a
  *    sample a second, after full GCs for the Node processes (run with
  *    --expose-gc), until two in a row are within 1 MiB;
  * 2. the sessions: clients of this process (bench/raw-mqtt.ts) connect with
@@ -59,6 +60,8 @@ const SHAPE: SeedShape = { shops: SHOPS, eventsPerOrder: 4, step: "1 millisecond
 const PARTNER = "memory";
 const FILTER = `partners/${PARTNER}/shops/+/orders/+`;
 const BATCH = 200;
+/** Clean sessions through each broker before its idle reading (see `churn`). */
+const CHURN = 2_000;
 const MiB = 1024 * 1024;
 
 const log = (line: string) => process.stderr.write(`[session-memory] ${line}\n`);
@@ -85,6 +88,27 @@ const settledMemory = async (pid: number, collect?: () => Promise<unknown>) => {
     previous = now.rss;
   }
   return memoryOfPid(pid);
+};
+
+/**
+ * Before the idle reading: `count` clean sessions connect, subscribe and leave, BATCH at a time,
+ * so that the idle process has been through the same connection churn as the loaded one.
+ * Without it brewcast read 25–27 MiB *lower* with 10,000 sessions than idle: the churn's GCs
+ * gave back start-up pages that a settled idle process still held.
+ */
+const churn = async (port: number, who: Credential, count: number) => {
+  for (let i = 0; i < count; i += BATCH) {
+    const batch = Array.from({ length: Math.min(BATCH, count - i) }, (_, j) => i + j);
+    const clients = await Promise.all(
+      batch.map(async (n) => {
+        const client = await connectRawClient({ port, clientId: `churn-${n}`, ...who, keepaliveS: 600 });
+        await client.subscribe([FILTER], 1);
+        return client;
+      }),
+    );
+    for (const client of clients) client.close();
+  }
+  await sleep(1_000);
 };
 
 /** Creates `count` persistent sessions `mem-0`… (QoS 1 on FILTER), `BATCH` at a time, all left offline. */
@@ -195,6 +219,7 @@ const main = async () => {
         body: JSON.stringify({ state: "normal", reason: "benchmark: sessions, not the ladder" }),
       });
       if (pinned.status !== 200) throw new Error(`pin: ${pinned.status} ${await pinned.text()}`);
+      await churn(port, who, CHURN);
       const idle = await settledMemory(kid.pid, () => kid.call("memory", { gc: true }));
       const idleHeap = await kid.call<{ heapUsed: number }>("memory", { gc: true });
       log(`brewcast pid ${kid.pid}: idle RSS ${idle.rss.toFixed(1)} MiB`);
@@ -259,6 +284,7 @@ const main = async () => {
     const t0 = performance.now();
     const m = await startMosquitto({ config: [`max_queued_messages ${events * 2}`] });
     try {
+      await churn(m.port, anonymous, CHURN);
       const idle = await settledMemory(m.pid);
       log(`mosquitto pid ${m.pid}: idle RSS ${idle.rss.toFixed(1)} MiB`);
       await createSessions(m.port, anonymous, sessions);
@@ -294,6 +320,7 @@ const main = async () => {
     const kid = await spawnKid("aedes", {}, nodeFlags);
     try {
       const port = Number(kid.info.mqtt);
+      await churn(port, anonymous, CHURN);
       const idle = await settledMemory(kid.pid, () => kid.call("memory", { gc: true }));
       const idleHeap = await kid.call<{ heapUsed: number }>("memory", { gc: true });
       log(`aedes pid ${kid.pid}: idle RSS ${idle.rss.toFixed(1)} MiB`);
