@@ -24,7 +24,7 @@
  *     back with GET /v1/events, JSON as the API gives it), POSTed by a bare
  *     undici loop (keep-alive Agent, one request in flight, headers and
  *     signature as brewcast's `webhookHeaders` makes them), same measure.
- * (b) Latency at a steady rate over 5 partners, one endpoint each: the
+ * (b) Latency at a steady rate over 10 partners, one endpoint each: the
  *     writer commits; brewcast delivers; and, at the same moments, the
  *     writer's own process POSTs each committed event with undici
  *     (bridge-kit's `BENCH_HTTP_FLOOR_URL`: one request in flight per
@@ -57,7 +57,7 @@ import {
 } from "./harness.ts";
 import { fmt, type Latency, spawnWebhookKid, summarise } from "./webhook-kit.ts";
 
-const PARTNERS = 5;
+const PARTNERS = 10;
 const SHOPS = 4;
 const DEFAULT_RATE = 200;
 const WRITER_CONNECTIONS = 16;
