@@ -3,8 +3,8 @@
  * fast local receiver, against a bare undici loop POSTing the same events to
  * the same receiver (the floor), in the same run. Goal: brewcast ÷ floor ≥ 0.8.
  *
- *   npm run bench:webhooks                  # 2 rounds: backlog 3,000 events; 15 s at 200 events/s (~2 min)
- *   npm run bench:webhooks -- --quick       # 1 round: backlog ~1,000; 5 s
+ *   npm run bench:webhooks                  # 2 rounds: backlog 1,000 events; 15 s at 200 events/s (~3 min)
+ *   npm run bench:webhooks -- --quick       # 1 round: backlog up to 1,000; 5 s
  *   npm run bench:webhooks -- --rate 500 --backlog-seconds 10 --rounds 3
  *
  * Processes: brewcast (role all) with `BREWCAST_WEBHOOK_ALLOW_NETS=127.0.0.0/8`
@@ -18,7 +18,7 @@
  * challenge), then `POST /admin/v1/webhooks/{id}/confirm` with the URL.
  *
  * (a) Throughput, rounds ABBA: one partner's endpoint, a backlog of the
- *     events seeded flat out for `--backlog-seconds` (3,000 at most);
+ *     events seeded flat out for `--backlog-seconds` (1,000 at most);
  *     brewcast: `POST /v1/webhooks/{id}/replay {from_seq: 1}`, rate = events
  *     / (replay request → last receipt); floor: the same event bodies (read
  *     back with GET /v1/events, JSON as the API gives it), POSTed by a bare
@@ -61,7 +61,7 @@ const PARTNERS = 10;
 const SHOPS = 4;
 const DEFAULT_RATE = 200;
 const WRITER_CONNECTIONS = 16;
-const MAX_BACKLOG = 3_000;
+const MAX_BACKLOG = 1_000;
 /** No new receipt for this long: the delivery has stalled (or does not exist). */
 const STALL_MS = 10_000;
 
@@ -116,7 +116,7 @@ const main = async () => {
   if (!Number.isInteger(RATE) || RATE < 1) throw new Error("--rate must be a positive integer");
   const rounds = args.rounds ?? (args.quick ? 1 : 2);
   const seconds = args.seconds ?? (args.quick ? 5 : 15);
-  const backlogSeconds = Number(values["backlog-seconds"] ?? (args.quick ? 3 : 8));
+  const backlogSeconds = Number(values["backlog-seconds"] ?? (args.quick ? 3 : 5));
 
   const db = await createBenchDatabase();
   onCleanup(() => db.drop());
