@@ -19,7 +19,7 @@
  *
  * (a) Throughput, rounds ABBA: one partner's endpoint, a backlog of the
  *     events seeded flat out for `--backlog-seconds` (1,000 at most);
- *     brewcast: `POST /v1/webhooks/{id}/replay {from_seq: 1}`, rate = events
+ *     brewcast: `POST /v1/webhooks/{id}/replay {from_seq}` (the last 1,000 at most), rate = events
  *     / (replay request → last receipt); floor: the same event bodies (read
  *     back with GET /v1/events, JSON as the API gives it), POSTed by a bare
  *     undici loop (keep-alive Agent, one request in flight, headers and
@@ -209,7 +209,9 @@ const main = async () => {
   const headSeq = Math.max(...seeded.seq);
   const backlog = Math.min(headSeq, MAX_BACKLOG);
   const bodies: string[] = [];
-  for (let after = 0; bodies.length < backlog; ) {
+  // The last `backlog` events: brewcast replays exactly these (from_seq), the floor POSTs them.
+  const fromSeq = headSeq - backlog + 1;
+  for (let after = fromSeq - 1; bodies.length < backlog; ) {
     const page = await api(baseUrl, thrPartner!.secret, "GET", `/v1/events?after=${after}&limit=1000`);
     const events = page.json.events as { seq: number }[];
     if (events.length === 0) break;
@@ -217,7 +219,7 @@ const main = async () => {
     after = events.at(-1)!.seq;
   }
   const meanBytes = bodies.reduce((a, b) => a + Buffer.byteLength(b), 0) / bodies.length;
-  log(`backlog: ${backlog} events (seq 1–${backlog}; head ${headSeq}), ${meanBytes.toFixed(0)} bytes a body`);
+  log(`backlog: ${backlog} events (seq ${fromSeq}–${headSeq}), ${meanBytes.toFixed(0)} bytes a body`);
   const live = await waitFor([thr.bucket], headSeq);
   log(`live delivery of the seeded events: ${live.distinct}/${headSeq} received`);
 
@@ -237,15 +239,14 @@ const main = async () => {
     const t0 = nowMs();
     if (which === "brewcast") {
       const replay = await api(baseUrl, thrPartner!.secret, "POST", `/v1/webhooks/${thr.id}/replay`, {
-        from_seq: 1,
+        from_seq: fromSeq,
       });
       if (replay.status >= 300) throw new Error(`replay: ${replay.status} ${JSON.stringify(replay.json)}`);
     } else {
       await floor.call("post", { url: `${receiverUrl}${bucket}`, bodies });
     }
-    // brewcast's replay goes to the head; count the backlog's seqs (1..backlog) only.
-    const got = await waitFor([bucket], which === "brewcast" ? headSeq : backlog);
-    const events = Math.min(got.distinct, which === "brewcast" ? headSeq : backlog);
+    const got = await waitFor([bucket], backlog);
+    const events = Math.min(got.distinct, backlog);
     const ms = got.lastAt - t0;
     const r: ThroughputRound = {
       round,
