@@ -306,6 +306,14 @@ const main = async () => {
   for (let r = 1; r <= rounds; r++) await runLatency(r, seconds);
 
   const stats = await receiver.call<Record<string, number>>("stats");
+  // brewcast's own view of its requests (the attempts history, last 100, whole ms): how much of
+  // an event's time in the worker is the POST itself, the rest being its reads and writes.
+  const attempts = await api(baseUrl, thrPartner!.secret, "GET", `/v1/webhooks/${thr.id}/attempts`);
+  const postMs = median(
+    (attempts.json.attempts as { kind: string; latency_ms: number }[])
+      .filter((a) => a.kind === "delivery")
+      .map((a) => a.latency_ms),
+  );
   const finalState = await Promise.all(
     [...endpoints, thr].map(async (e) => {
       const got = await api(baseUrl, e.partner.secret, "GET", `/v1/webhooks/${e.id}`);
@@ -361,6 +369,7 @@ const main = async () => {
   lines.push(
     "",
     `medians: throughput brewcast ${fmt(median(rateOf("brewcast").map((t) => t.eventsPerSecond)), 0)}/s, floor ${fmt(median(rateOf("floor").map((t) => t.eventsPerSecond)), 0)}/s; latency brewcast p50 ${fmt(bL.p50)} p99 ${fmt(bL.p99)} ms, floor p50 ${fmt(fL.p50)} p99 ${fmt(fL.p99)} ms`,
+    `brewcast's POST as its attempts history records it (throughput endpoint, last 100, median): ${fmt(postMs, 0)} ms; per event in the worker, throughput rounds: ${fmt(1000 / median(rateOf("brewcast").map((t) => t.eventsPerSecond)), 1)} ms (floor: ${fmt(1000 / median(rateOf("floor").map((t) => t.eventsPerSecond)), 1)} ms)`,
     `receiver: ${stats.requests} requests, ${stats.challenges} challenges, ${stats.verified} signatures verified, ${stats.verifyFailed} failed; endpoints at the end: ${finalState.map((e) => `${e.status}@${e.position}`).join(" ")}`,
     "",
     "ratio (median of per-round ratios; ≥ 1 = brewcast as fast as the floor)",
@@ -388,6 +397,7 @@ const main = async () => {
       throughput,
       latency: { rounds: latencyRounds, brewcast: bL, floor: fL },
       receiver: stats,
+      brewcastPostMsMedian: postMs,
       endpoints: finalState,
       ratios,
     })}\n`,
