@@ -29,28 +29,30 @@ export interface StartedWebhooks {
   store: WebhookStore;
   sender: WebhookSender;
   /** Tell the delivery (once started) that an endpoint changed in this process. */
-  onChange(listener: () => void): void;
+  onChange(listener: (endpointId: string) => void): void;
 }
 
-/** The store, telling `changed` after every call that can change what is delivered where. */
-const watchedStore = (store: WebhookStore, changed: () => void): WebhookStore => {
+/** The store, telling `changed` which endpoint changed after every call that can change what is delivered where. */
+const watchedStore = (store: WebhookStore, changed: (id: string) => void): WebhookStore => {
   const after =
-    <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
+    <A extends unknown[], R>(call: (...args: A) => Promise<R>, idOf: (args: A, result: R) => string) =>
     async (...args: A): Promise<R> => {
       const result = await call(...args);
-      changed();
+      changed(idOf(args, result));
       return result;
     };
+  const second = <A extends unknown[]>(args: A) => String(args[1]);
+  const first = <A extends unknown[]>(args: A) => String(args[0]);
   return {
     ...store,
-    create: after(store.create),
-    update: after(store.update),
-    remove: after(store.remove),
-    rotateSecret: after(store.rotateSecret),
-    replay: after(store.replay),
-    confirm: after(store.confirm),
-    recordVerification: after(store.recordVerification),
-    setStatus: after(store.setStatus),
+    create: after(store.create, (_args, result) => result.endpoint.id),
+    update: after(store.update, second),
+    remove: after(store.remove, second),
+    rotateSecret: after(store.rotateSecret, second),
+    replay: after(store.replay, second),
+    confirm: after(store.confirm, first),
+    recordVerification: after(store.recordVerification, first),
+    setStatus: after(store.setStatus, first),
   };
 };
 
@@ -69,10 +71,10 @@ export const startWebhooks = (deps: {
     );
   }
   const sender = createWebhookSender({ guard, timeoutMs: config.BREWCAST_WEBHOOK_TIMEOUT_MS });
-  const listeners: (() => void)[] = [];
+  const listeners: ((id: string) => void)[] = [];
   const raw = createWebhookStore(deps.db);
-  const store = watchedStore(raw, () => {
-    for (const listener of listeners) listener();
+  const store = watchedStore(raw, (id) => {
+    for (const listener of listeners) listener(id);
   });
   const verifier = createWebhookVerifier({ store, sender, log: log.child({ component: "webhooks" }) });
   deps.shutdown.onStop("background", async () => {
@@ -114,7 +116,7 @@ export const startWebhookDelivery = async (
     ...(deps.announce ? { announce: deps.announce } : {}),
     onOutcome: (partner, outcome, count) => deps.metrics.webhookDeliveries.inc({ partner, outcome }, count),
   });
-  webhooks.onChange(() => delivery.endpointsChanged());
+  webhooks.onChange((id) => delivery.endpointsChanged(id));
   // Before the sender closes (background): in-flight requests finish, nothing new starts.
   deps.shutdown.onStop("bridge", () => delivery.stop());
   await delivery.start();

@@ -103,8 +103,11 @@ export interface WebhookDelivery {
   stop(): Promise<void>;
   /** Events this process committed. */
   committed(event: OrderEvent): void;
-  /** An endpoint was created, changed, confirmed, replayed or deleted in this process. */
-  endpointsChanged(): void;
+  /**
+   * An endpoint was created, changed, confirmed, replayed or deleted in this process: re-read the
+   * list, and that endpoint's worker (out of a backoff too) re-reads it and its position.
+   */
+  endpointsChanged(endpointId: string): void;
 }
 
 /** The full-jitter delay before retry number `failures` (1-based). */
@@ -303,6 +306,8 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
         await succeeded(target);
         passed = event.seq;
         await commit(passed);
+        // Back from throttled, it may have come back as pending (its URL changed meanwhile): stop.
+        if (target.status !== "active" && target.status !== "throttled") return false;
       }
       await commit(passed);
       return true;
@@ -349,7 +354,7 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
   };
 
   /** Re-reads the deliverable endpoints: starts workers for new ones, stops those gone, wakes the rest. */
-  const sweep = (urgent: boolean): Promise<void> => {
+  const sweep = (): Promise<void> => {
     if (sweeping) {
       sweepAgain = true;
       return sweeping;
@@ -365,7 +370,7 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
         for (const target of targets) {
           seen.add(target.id);
           const found = workers.get(target.id);
-          if (found) found.wake(urgent);
+          if (found) found.wake(false);
           else {
             const after = retired.get(target.id) ?? Promise.resolve();
             workers.set(target.id, startWorker(target, term, after));
@@ -413,9 +418,9 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
     onRole: (role) => log.info({ role }, "webhook delivery role"),
     prepare: async () => {},
     begin: () => {
-      sweepTimer = setInterval(() => void sweep(false), sweepMs);
+      sweepTimer = setInterval(() => void sweep(), sweepMs);
       sweepTimer.unref();
-      void sweep(false);
+      void sweep();
     },
     stepDown: stopWorkers,
   });
@@ -435,8 +440,10 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
     committed(event) {
       if (leadership.role === "leader") wakePartner(event.partner_id);
     },
-    endpointsChanged() {
-      if (leadership.role === "leader") void sweep(true);
+    endpointsChanged(endpointId) {
+      if (leadership.role !== "leader") return;
+      workers.get(endpointId)?.wake(true);
+      void sweep();
     },
   };
 };

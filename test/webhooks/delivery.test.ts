@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import mqtt from "mqtt";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import { pruneHistory } from "../../src/store/retention.ts";
@@ -199,10 +200,21 @@ describe("webhook delivery", { timeout: 120_000 }, () => {
     expect((await api("GET", `/v1/webhooks/${id}`, backend)).body.status).toBe("active");
   });
 
-  it("disables an endpoint that answers 410 Gone", async () => {
-    const { api, backend, endpoint, order } = await start();
+  it("disables an endpoint that answers 410 Gone, and says so on the partner's MQTT status topic", async () => {
+    const { system, partner, api, backend, endpoint, order } = await start();
     const receiver = await startReceiver((_d, response) => response.writeHead(410).end());
     const { id } = await endpoint(receiver);
+    const client = await mqtt.connectAsync(system.mqttUrl, {
+      protocolVersion: 4,
+      username: partner.backend.id,
+      password: partner.backend.secret,
+      clientId: `webhook-status-${id}`,
+      reconnectPeriod: 0,
+    });
+    cleanup(() => client.endAsync());
+    const statuses: Json[] = [];
+    client.on("message", (_topic, payload) => statuses.push(JSON.parse(payload.toString("utf8"))));
+    await client.subscribeAsync(`partners/${partner.id}/status`, { qos: 1 });
     await order();
     const disabled = await waitFor("the endpoint disabled", async () => {
       const got = await api("GET", `/v1/webhooks/${id}`, backend);
@@ -213,6 +225,10 @@ describe("webhook delivery", { timeout: 120_000 }, () => {
     expect(receiver.deliveries).toHaveLength(1);
     const attempts = (await api("GET", `/v1/webhooks/${id}/attempts`, backend)).body.attempts as Json[];
     expect(attempts[0]).toMatchObject({ kind: "delivery", seq: 1, status: 410 });
+    const announced = await waitFor("the status announced over MQTT", () =>
+      statuses.find((status) => status.type === "webhook_endpoint"),
+    );
+    expect(announced).toMatchObject({ endpoint_id: id, status: "disabled", reason: disabled.status_reason });
   });
 
   it("sends nothing to a changed URL until it is confirmed", async () => {
