@@ -187,6 +187,8 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
       });
     const live = () => !stopped && leadership.isCurrent(term);
     let bucket: TokenBucket | undefined;
+    /** The attempts' records and the position's commits, in order, behind the requests. */
+    let writes: Promise<void> = Promise.resolve();
     const failures = { seq: -1, count: 0, firstAt: 0 };
 
     const send = async (target: WebhookTarget, event: OrderEvent): Promise<SendResult> => {
@@ -211,18 +213,22 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
             refused: false,
           }),
         );
-      await store
-        .recordAttempt(target.id, {
-          kind: "delivery",
-          webhookId: message.id,
-          seq: event.seq,
-          status: result.status,
-          latencyMs: result.latencyMs,
-          error: result.error ?? null,
-        })
-        .catch((error: unknown) =>
-          log.warn({ err: error, endpoint: target.id }, "could not record a webhook attempt"),
-        );
+      // Recorded behind the send, in order with the position's commits: the next request need not wait.
+      const attempt = {
+        kind: "delivery" as const,
+        webhookId: message.id,
+        seq: event.seq,
+        status: result.status,
+        latencyMs: result.latencyMs,
+        error: result.error ?? null,
+      };
+      writes = writes.then(() =>
+        store
+          .recordAttempt(target.id, attempt)
+          .catch((error: unknown) =>
+            log.warn({ err: error, endpoint: target.id }, "could not record a webhook attempt"),
+          ),
+      );
       return result;
     };
 
@@ -282,35 +288,49 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
         batchSize,
       );
       if (events.length === 0) return false;
-      const commit = async (seq: number) => {
-        if (seq <= durable.position) return;
-        if (!(await store.commitPosition(target.id, durable, seq))) throw new StaleError("replayed");
-        durable = { position: seq, generation: durable.generation };
+      // The position's compare-and-set runs behind the requests (queued after each 2xx, in order):
+      // the next event is sent without waiting for it. A failed CAS (a replay) stops the batch.
+      let stale = false;
+      const commit = (seq: number) => {
+        writes = writes.then(async () => {
+          if (stale || seq <= durable.position) return;
+          if (await store.commitPosition(target.id, durable, seq)) {
+            durable = { position: seq, generation: durable.generation };
+          } else stale = true;
+        });
       };
       let passed = durable.position;
-      for (const event of events) {
-        if (!live() || restartBatch) break;
-        if (!matchesFilter(target, event)) {
-          options.onOutcome?.(target.partnerId, "filtered", 1);
+      try {
+        for (const event of events) {
+          if (!live() || restartBatch || stale) break;
+          if (!matchesFilter(target, event)) {
+            options.onOutcome?.(target.partnerId, "filtered", 1);
+            passed = event.seq;
+            continue;
+          }
+          // Events passed over before this one: durable now, not only after this one's 2xx.
+          commit(passed);
+          for (;;) {
+            const result = await send(target, event);
+            if (result.ok) break;
+            if (!(await failed(target, event.seq, result))) return false;
+            if (restartBatch) return true; // changed meanwhile: re-read the endpoint and position
+          }
+          await succeeded(target);
           passed = event.seq;
-          continue;
+          commit(passed);
+          // Back from throttled, it may have come back as pending (its URL changed meanwhile): stop.
+          if (target.status !== "active" && target.status !== "throttled") return false;
         }
-        // Events passed over before this one: durable now, not only after this one's 2xx.
-        await commit(passed);
-        for (;;) {
-          const result = await send(target, event);
-          if (result.ok) break;
-          if (!(await failed(target, event.seq, result))) return false;
-          if (restartBatch) return true; // changed meanwhile: re-read the endpoint and position
-        }
-        await succeeded(target);
-        passed = event.seq;
-        await commit(passed);
-        // Back from throttled, it may have come back as pending (its URL changed meanwhile): stop.
-        if (target.status !== "active" && target.status !== "throttled") return false;
+        commit(passed);
+        return true;
+      } finally {
+        const pending = writes;
+        writes = Promise.resolve();
+        await pending;
+        // biome-ignore lint/correctness/noUnsafeFinally: a replay moved the position: start again from it
+        if (stale) throw new StaleError("replayed");
       }
-      await commit(passed);
-      return true;
     };
 
     let restartBatch = false;
