@@ -818,6 +818,10 @@ const brewcastMode = async () => {
   const doorbell = createDoorbell(internals.db);
   const loop = watchEventLoop();
   const relay = createRelay();
+  // The webhook bench's latency floor (bench/webhook-kit.ts): each commit POSTed with undici at once.
+  const httpFloor = process.env.BENCH_HTTP_FLOOR_URL
+    ? (await import("./webhook-kit.ts")).createHttpFloor(process.env.BENCH_HTTP_FLOOR_URL)
+    : undefined;
   let writer: Awaited<ReturnType<typeof makeAppender>> | undefined;
   let wakeMode: WriteRequest["wake"] = "inproc";
   serve(
@@ -830,6 +834,7 @@ const brewcastMode = async () => {
       wakeMode = request.wake;
       writer ??= await makeAppender((event) => {
         relay.send(event);
+        httpFloor?.send(event);
         if (wakeMode === "inproc") internals.committed(event);
         else if (wakeMode === "doorbell") doorbell.ring(event);
       });
@@ -837,6 +842,7 @@ const brewcastMode = async () => {
     },
     async () => {
       await relay.close();
+      await httpFloor?.close();
       await doorbell.flush();
       await writer?.db.close();
       await running.stop();
