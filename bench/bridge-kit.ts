@@ -913,6 +913,10 @@ const brewcastMode = async () => {
   const loop = watchEventLoop();
   const relay = createRelay();
   const profiler = windowProfiler();
+  // The webhook bench's latency floor (bench/webhook-kit.ts): each commit POSTed with undici at once.
+  const httpFloor = process.env.BENCH_HTTP_FLOOR_URL
+    ? (await import("./webhook-kit.ts")).createHttpFloor(process.env.BENCH_HTTP_FLOOR_URL)
+    : undefined;
   let writer: Awaited<ReturnType<typeof makeAppender>> | undefined;
   let wakeMode: WriteRequest["wake"] = "inproc";
   serve(
@@ -929,6 +933,7 @@ const brewcastMode = async () => {
       wakeMode = request.wake;
       writer ??= await makeAppender((event) => {
         relay.send(event);
+        httpFloor?.send(event);
         if (wakeMode === "inproc") internals.committed(event);
         else if (wakeMode === "doorbell") doorbell.ring(event);
       });
@@ -936,6 +941,7 @@ const brewcastMode = async () => {
     },
     async () => {
       await relay.close();
+      await httpFloor?.close();
       await doorbell.flush();
       await writer?.db.close();
       await running.stop();

@@ -18,13 +18,14 @@ import { startConfiguredBroker } from "./app/broker.ts";
 import { startHttp } from "./app/http.ts";
 import { scheduleRetention } from "./app/retention.ts";
 import { createShutdown, type Shutdown } from "./app/shutdown.ts";
-import { startWebhooks } from "./app/webhooks.ts";
+import { startWebhookDelivery, startWebhooks } from "./app/webhooks.ts";
 import { Bridge } from "./bridge/bridge.ts";
 import { createMqttPublisher } from "./bridge/mqtt-publisher.ts";
 import type { Publisher } from "./bridge/ports.ts";
 import { BRIDGE_USERNAME, type Broker } from "./broker/index.ts";
 import type { Config } from "./config/schema.ts";
 import type { OrderEvent } from "./domain/events.ts";
+import { buildPartnerStatusTopic } from "./domain/topics.ts";
 import { checkPortsFree } from "./listen-error.ts";
 import { type Logger, redactUrl } from "./log.ts";
 import { checkFileDescriptorBudget } from "./ops/fd-budget.ts";
@@ -41,7 +42,9 @@ import { migrate } from "./store/migrate.ts";
 import { openDb } from "./store/open-db.ts";
 import { createOrderStore } from "./store/orders.ts";
 import { createPartnerStore, type PartnerStore } from "./store/partners.ts";
+import { readWebhookStatus } from "./store/webhook-status.ts";
 import { createCommitWakeups } from "./stream/commit-wakeups.ts";
+import type { WebhookDelivery } from "./webhooks/delivery.ts";
 
 export type Role = "all" | "broker" | "bridge";
 
@@ -114,7 +117,13 @@ export interface DeliveryWiring {
 }
 
 /** The bridge: the log → MQTT delivery, publishing to the embedded broker or BREWCAST_MQTT_URL. */
-const startDelivery = async ({ config, log, db, broker, shutdown }: DeliveryWiring): Promise<Bridge> => {
+const startDelivery = async ({
+  config,
+  log,
+  db,
+  broker,
+  shutdown,
+}: DeliveryWiring): Promise<{ bridge: Bridge; publisher: Publisher }> => {
   const onStop = shutdown.onStop;
   let publisher: Publisher;
   if (config.BREWCAST_MQTT_URL) {
@@ -144,7 +153,7 @@ const startDelivery = async ({ config, log, db, broker, shutdown }: DeliveryWiri
     watermarkMs: config.BREWCAST_WATERMARK_MS,
   });
   onStop("bridge", () => started.stop());
-  return started;
+  return { bridge: started, publisher };
 };
 
 /** What follows the bridge: its counters, the partner states it obeys, the ladder's monitor while it leads. */
@@ -238,10 +247,11 @@ export const startBrewcast = async (
       shutdown.onStop("broker", () => started.close());
     }
 
-    const bridge =
+    const delivery =
       role === "bridge" || role === "all"
         ? await startDelivery({ config, log, db, broker, shutdown })
         : undefined;
+    const bridge = delivery?.bridge;
 
     const metrics = createMetrics({
       readStatus: () => readDeliveryStatus(db),
@@ -249,10 +259,37 @@ export const startBrewcast = async (
         ? { connectedClients: () => broker.stats().connected, brokerCounters: () => broker.stats() }
         : {}),
       ...(bridge ? { bridgeLeader: () => bridge.role === "leader" } : {}),
+      readWebhookStatus: () => readWebhookStatus(db),
     });
     if (bridge) watchDelivery(bridge, { log, db, metrics, accessFeed, partners, shutdown });
 
     const webhooks = startWebhooks({ config, log, db, shutdown });
+    // Webhooks are delivered where a bridge runs (one process leads, on a lock of its own); an
+    // endpoint's status change is announced, not retained, on the partner's MQTT status topic.
+    let webhookDelivery: WebhookDelivery | undefined;
+    if (delivery) {
+      const { publisher } = delivery;
+      webhookDelivery = await startWebhookDelivery(webhooks, {
+        config,
+        log,
+        db,
+        metrics,
+        shutdown,
+        announce: ({ partnerId, endpointId, status, reason, since }) =>
+          publisher.publish({
+            topic: buildPartnerStatusTopic(partnerId),
+            payload: JSON.stringify({
+              type: "webhook_endpoint",
+              endpoint_id: endpointId,
+              status,
+              reason,
+              since,
+            }),
+            qos: 1,
+            retain: false,
+          }),
+      });
+    }
 
     const doorbell = createDoorbell(db, (error) => log.warn({ err: error }, "doorbell ring failed"));
     // Open event streams (GET /v1/events/stream) wake on this process's commits and on what its
@@ -263,8 +300,11 @@ export const startBrewcast = async (
       streamWakeups.committed(event.partner_id);
       // Our own leading bridge is handed the event in-process; only a bridge leading in another
       // process (a separate `brewcast bridge`, a standby that took over) needs the doorbell.
-      if (bridge?.role === "leader") bridge.committed(event);
-      else doorbell.ring(event);
+      const bridgeLeads = bridge?.role === "leader";
+      const webhooksLead = webhookDelivery?.role === "leader";
+      if (bridgeLeads) bridge.committed(event);
+      if (webhooksLead) webhookDelivery?.committed(event);
+      if (!bridgeLeads || !webhooksLead) doorbell.ring(event);
     };
     checkFileDescriptorBudget(config, role, log);
     const http = await startHttp({
@@ -286,7 +326,7 @@ export const startBrewcast = async (
           maxStreamsPerPartner: config.BREWCAST_SSE_MAX_STREAMS_PER_PARTNER,
           onEnded: (reason, error) => log.info({ reason, err: error }, "event stream ended early"),
         },
-        webhooks,
+        webhooks: webhooks.routes,
       },
       // A broker or bridge process serves health (and the broker MQTT over WebSocket) only.
       serveApi: role === "all",

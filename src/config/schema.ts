@@ -155,6 +155,15 @@ export const CONFIG_FIELDS = {
     .describe(
       "Operator-only, for development and tests: networks (CIDR, comma-separated) webhook URLs may reach although private or loopback, plain http included. Logged as a warning at start. Unset: https to public addresses only.",
     ),
+  BREWCAST_WEBHOOK_RETRY_INITIAL_MS: positiveInt(1_000, 3_600_000).describe(
+    "First retry delay of a failed webhook delivery; it doubles (full jitter) up to BREWCAST_WEBHOOK_RETRY_MAX_MS.",
+  ),
+  BREWCAST_WEBHOOK_RETRY_MAX_MS: positiveInt(3_600_000, 86_400_000).describe(
+    "Longest delay between two attempts of a failing webhook delivery.",
+  ),
+  BREWCAST_WEBHOOK_GIVE_UP_MS: positiveInt(3 * 86_400_000, 30 * 86_400_000).describe(
+    "A webhook endpoint failing the same event this long (since its first failed attempt) is disabled.",
+  ),
   BREWCAST_WEBHOOK_SECRET_OVERLAP_SECONDS: positiveInt(86_400, 30 * 86_400).describe(
     "After a webhook secret is rotated, how long the old secret keeps signing too (two signatures per request).",
   ),

@@ -5,7 +5,8 @@
  *   partners/{p}/shops/{s}/orders/{kind}   one event (bridge only)
  *   partners/{p}/cursor                    retained partner cursor (bridge only)
  *   partners/{p}/shops/{s}/cursor          retained shop cursor (bridge only)
- *   partners/{p}/status                    retained ladder state of the partner (bridge only)
+ *   partners/{p}/status                    retained ladder state of the partner (bridge only);
+ *                                          non-retained webhook endpoint status announcements
  *   partners/{p}/devices/{cred}/status     a client's own presence (the only client publish)
  *
  * Invariant: a filter is allowed only if EVERY topic it could match lies

@@ -7,6 +7,15 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { DeliveryStatus } from "../domain/ladder.ts";
 import { PARTNER_STATES } from "../domain/partners.ts";
+import { WEBHOOK_STATUSES, type WebhookStatus } from "../domain/webhooks.ts";
+
+/** One webhook endpoint as /metrics shows it. */
+export interface WebhookEndpointMetrics {
+  partnerId: string;
+  endpointId: string;
+  status: WebhookStatus;
+  lagEvents: number;
+}
 
 export interface MetricsSources {
   /** Per-partner delivery status from the database (any process can read it). */
@@ -17,6 +26,8 @@ export interface MetricsSources {
   brokerCounters?(): BrokerCounters;
   /** 1 when this process's bridge leads, 0 when it stands by; absent without a bridge. */
   bridgeLeader?(): boolean;
+  /** Every webhook endpoint's status and lag, from the database (any process). */
+  readWebhookStatus?(): Promise<WebhookEndpointMetrics[]>;
 }
 
 /** What the broker counts (monotonic, since it started) and a gauge or two, read at scrape time. */
@@ -44,6 +55,8 @@ export interface Metrics {
   httpRequests: Counter<"route" | "method" | "status" | "partner">;
   httpAuthFailures(): void;
   stateTransitions: Counter<"partner" | "from" | "to">;
+  /** Webhook delivery attempts by outcome (delivered, failed, refused, gone) and events filtered out. */
+  webhookDeliveries: Counter<"partner" | "outcome">;
   render(): Promise<string>;
   contentType: string;
 }
@@ -103,6 +116,55 @@ export const createMetrics = (sources: MetricsSources): Metrics => {
           for (const state of PARTNER_STATES)
             this.set({ partner: s.partnerId, state }, s.state === state ? 1 : 0);
         }
+      },
+    });
+  }
+
+  if (sources.readWebhookStatus) {
+    const readWebhooks = sources.readWebhookStatus;
+    let webhookRead: Promise<WebhookEndpointMetrics[]> | undefined;
+    const webhooks = (): Promise<WebhookEndpointMetrics[]> => {
+      webhookRead ??= readWebhooks().finally(() => {
+        setImmediate(() => {
+          webhookRead = undefined;
+        });
+      });
+      return webhookRead;
+    };
+    new Gauge({
+      name: "brewcast_webhook_endpoint_lag_events",
+      help: "Events of the partner after the webhook endpoint's position (not yet delivered or passed over).",
+      labelNames: ["partner", "endpoint"],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const e of await webhooks())
+          this.set({ partner: e.partnerId, endpoint: e.endpointId }, e.lagEvents);
+      },
+    });
+    new Gauge({
+      name: "brewcast_webhook_endpoint_status",
+      help: "1 for the webhook endpoint's current status (pending, active, throttled, disabled).",
+      labelNames: ["partner", "endpoint", "status"],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const e of await webhooks()) {
+          for (const status of WEBHOOK_STATUSES)
+            this.set({ partner: e.partnerId, endpoint: e.endpointId, status }, e.status === status ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: "brewcast_webhook_endpoints",
+      help: "Webhook endpoints by status.",
+      labelNames: ["status"],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const all = await webhooks();
+        for (const status of WEBHOOK_STATUSES)
+          this.set({ status }, all.filter((e) => e.status === status).length);
       },
     });
   }
@@ -257,6 +319,12 @@ export const createMetrics = (sources: MetricsSources): Metrics => {
       name: "brewcast_partner_state_transitions_total",
       help: "Moves on the degradation ladder.",
       labelNames: ["partner", "from", "to"],
+      registers: [registry],
+    }),
+    webhookDeliveries: new Counter({
+      name: "brewcast_webhook_deliveries_total",
+      help: "Webhook delivery attempts by outcome (delivered, failed, refused, gone), and events filtered out (filtered).",
+      labelNames: ["partner", "outcome"],
       registers: [registry],
     }),
     render: () => {

@@ -12,7 +12,10 @@ import type { Db, DbSession } from "./db.ts";
 /** Advisory lock key of the active bridge. */
 const BRIDGE_LOCK_KEY = 0x62726964; // "brid"
 
-export const createLeaderLock = (db: Db): LeaderLock => {
+/** Advisory lock key of the process that delivers webhooks (src/webhooks/delivery.ts). */
+export const WEBHOOK_LOCK_KEY = 0x77686b73; // "whks"
+
+export const createLeaderLock = (db: Db, key: number = BRIDGE_LOCK_KEY): LeaderLock => {
   let session: DbSession | undefined;
   let lostHandler: () => void = () => {};
   return {
@@ -27,7 +30,7 @@ export const createLeaderLock = (db: Db): LeaderLock => {
         session = fresh;
       }
       const [row] = await session.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [
-        BRIDGE_LOCK_KEY,
+        key,
       ]);
       return row?.locked === true;
     },
@@ -38,7 +41,7 @@ export const createLeaderLock = (db: Db): LeaderLock => {
       const current = session;
       session = undefined;
       if (!current) return;
-      await current.query("SELECT pg_advisory_unlock_all()").catch(() => undefined);
+      await current.query("SELECT pg_advisory_unlock($1)", [key]).catch(() => undefined);
       await current.release();
     },
   };

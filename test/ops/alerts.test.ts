@@ -25,6 +25,10 @@ const EXPORTED = new Set([
   "brewcast_mqtt_connected_clients",
   "brewcast_deliveries_total",
   "brewcast_http_requests_total",
+  "brewcast_webhook_deliveries_total",
+  "brewcast_webhook_endpoint_lag_events",
+  "brewcast_webhook_endpoint_status",
+  "brewcast_webhook_endpoints",
 ]);
 
 interface Rule {
@@ -48,6 +52,8 @@ describe("ops/prometheus/alerts.yml", () => {
         "BrewcastPartnerDegraded",
         "BrewcastPartnerSuspended",
         "BrewcastNoBridgeLeader",
+        "BrewcastWebhookEndpointFailing",
+        "BrewcastWebhookEndpointDisabled",
       ]),
     );
     for (const rule of rules) {

@@ -40,11 +40,13 @@ const withDatabase = (url: string, database: string): string => {
 
 export const createTestDb = async (
   kind: AdapterKind = DEFAULT_ADAPTER,
-  options: { poolSize?: number } = {},
+  /** `migrated: false`: an empty database, for tests of migrating itself. */
+  options: { poolSize?: number; migrated?: boolean } = {},
 ): Promise<TestDb> => {
+  const migrated = options.migrated ?? true;
   if (kind === "pglite") {
     const db = await createPgliteDb("memory://");
-    await migrate(db);
+    if (migrated) await migrate(db);
     return { db, kind, url: undefined, cleanup: () => db.close() };
   }
   if (!DATABASE_URL) throw new Error("DATABASE_URL is not set");
@@ -58,7 +60,7 @@ export const createTestDb = async (
   }
   const url = withDatabase(DATABASE_URL, name);
   const db = await createPgDb({ connectionString: url, log: silentLog, max: options.poolSize ?? 20 });
-  await migrate(db);
+  if (migrated) await migrate(db);
   return {
     db,
     kind,

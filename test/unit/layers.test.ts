@@ -30,7 +30,8 @@ const FILE_LAYERS: Record<string, string> = {
  * ours; the adapters (store, api, broker, sessions, bridge) import domain and
  * each other only where a capability is built on another: broker → sessions
  * (the broker hosts the MQTT sessions), bridge → delivery (MQTT is a channel
- * of the delivery core), api → stream and webhooks (the routes serve them); app (the composition root, src/main.ts and src/app/) wires them;
+ * of the delivery core), webhooks → delivery (webhook delivery reuses the
+ * core's leadership, deadlines and token bucket), api → stream and webhooks (the routes serve them); app (the composition root, src/main.ts and src/app/) wires them;
  * nothing but cli imports app, and nothing imports cli.
  */
 const ALLOWED: Record<string, readonly string[]> = {
@@ -43,7 +44,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   delivery: ["domain", "log"],
   bridge: ["domain", "delivery", "log"],
   stream: ["domain"],
-  webhooks: ["domain", "log"],
+  webhooks: ["domain", "delivery", "log"],
   api: ["domain", "stream", "webhooks", "log"],
   ops: ["domain", "config", "log"],
   client: ["domain"],
