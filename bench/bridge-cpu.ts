@@ -18,8 +18,19 @@
  *   what merely writing these events through `pg` costs a Node process.
  * When the writer cannot reach 1,000/s (a loaded machine), the CPU is also
  * given scaled linearly to 1,000/s.
+ *
+ * Subscribers' sessions (issue 15): `--session clean` (default) or
+ * `--session persistent` (CleanSession=0: every delivery is tracked for the
+ * session's position, written every BREWCAST_SESSION_FLUSH_MS); `--session both`
+ * runs both in the same run: each round has a busy and an idle window with
+ * clean subscribers and the same with persistent ones (100 new sessions each
+ * time, so nothing is replayed: the live path only), the order reversed every
+ * other round, and prints persistent / clean. Goal: ≤ 1.1.
+ *
+ *   npx tsx bench/bridge-cpu.ts --session both     # 3 rounds × 4 windows × 20 s, ~5 min
  */
-import { cpuMsOf, median, startLoadRig, watchProcess } from "./bridge-kit.ts";
+import { parseArgs } from "node:util";
+import { cpuMsOf, median, type SessionKind, startLoadRig, watchProcess } from "./bridge-kit.ts";
 import { createBenchDatabase, machineNote, parseBenchArgs, postgresVersion, runBench } from "./harness.ts";
 
 const PARTNERS = 100;
@@ -31,6 +42,7 @@ const log = (line: string) => process.stderr.write(`[bridge-cpu] ${line}\n`);
 interface Window {
   round: number;
   kind: "busy" | "idle";
+  session: SessionKind;
   cpuPercent: number;
   rssMeanMib: number;
   writerCpuPercent: number;
@@ -39,13 +51,21 @@ interface Window {
 }
 
 const main = async () => {
-  const args = parseBenchArgs();
+  const args = parseBenchArgs(
+    process.argv.slice(2).filter((a, i, all) => a !== "--session" && all[i - 1] !== "--session"),
+  );
+  const { values } = parseArgs({ options: { session: { type: "string", default: "clean" } }, strict: false });
+  const sessionMode = values.session as SessionKind | "both";
+  if (!["clean", "persistent", "both"].includes(sessionMode))
+    throw new Error("--session must be clean, persistent or both");
+  const sessions: SessionKind[] = sessionMode === "both" ? ["clean", "persistent"] : [sessionMode];
   const rounds = args.rounds ?? (args.quick ? 1 : 3);
   const seconds = args.seconds ?? (args.quick ? 5 : 20);
   const rig = await startLoadRig({
     partners: args.quick ? 20 : PARTNERS,
     shops: SHOPS,
     serverFlags: args.serverFlags,
+    session: sessions[0]!,
     createDatabase: () => createBenchDatabase(),
   });
   log("warm-up");
@@ -66,6 +86,7 @@ const main = async () => {
     const window: Window = {
       round,
       kind,
+      session: rig.session,
       cpuPercent: watched.cpuPercent,
       rssMeanMib: watched.rssMeanMib,
       writerCpuPercent,
@@ -73,15 +94,19 @@ const main = async () => {
       deliveredPerSecond: delivered / watched.seconds,
     };
     log(
-      `round ${round} ${kind}: brewcast ${window.cpuPercent.toFixed(1)}% CPU, RSS ${window.rssMeanMib.toFixed(0)} MiB; wrote ${window.writeRate.toFixed(0)}/s (writer ${writerCpuPercent.toFixed(1)}% CPU), delivered ${window.deliveredPerSecond.toFixed(0)}/s`,
+      `round ${round} ${kind}, ${rig.session} sessions: brewcast ${window.cpuPercent.toFixed(1)}% CPU, RSS ${window.rssMeanMib.toFixed(0)} MiB; wrote ${window.writeRate.toFixed(0)}/s (writer ${writerCpuPercent.toFixed(1)}% CPU), delivered ${window.deliveredPerSecond.toFixed(0)}/s`,
     );
     windows.push(window);
   };
   for (let r = 1; r <= rounds; r++) {
     const order: Window["kind"][] = r % 2 === 1 ? ["busy", "idle"] : ["idle", "busy"];
-    for (const kind of order) await run(r, kind);
+    for (const session of r % 2 === 1 ? sessions : [...sessions].reverse()) {
+      if (rig.session !== session) await rig.resubscribe(session);
+      for (const kind of order) await run(r, kind);
+    }
   }
 
+  if (sessionMode === "both") return report(windows, rounds, seconds, rig);
   const busy = windows.filter((w) => w.kind === "busy");
   const idle = windows.filter((w) => w.kind === "idle");
   const cpuBusy = median(busy.map((w) => w.cpuPercent));
@@ -98,7 +123,7 @@ const main = async () => {
       "",
       `bridge-cpu — ${new Date().toISOString()}`,
       `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
-      `params: ${RATE} events/s target, ${rig.partners.length} partners × ${SHOPS} shops, 1 QoS 1 subscriber each, ${rounds} rounds × ${seconds} s per window`,
+      `params: ${RATE} events/s target, ${rig.partners.length} partners × ${SHOPS} shops, 1 QoS 1 subscriber each (${sessionMode} sessions), ${rounds} rounds × ${seconds} s per window`,
       "",
       "window   brewcast CPU % (median)  per round            RSS MiB  wrote/s  delivered/s  writer CPU %",
       `busy     ${f(cpuBusy).padStart(23)}  ${busy
@@ -132,10 +157,93 @@ const main = async () => {
       bench: "bridge-cpu",
       date: new Date().toISOString(),
       machine,
-      params: { rate: RATE, partners: rig.partners.length, shops: SHOPS, rounds, seconds },
+      params: {
+        rate: RATE,
+        partners: rig.partners.length,
+        shops: SHOPS,
+        rounds,
+        seconds,
+        session: sessionMode,
+      },
       summary: { cpuBusy, cpuIdle, scaled, writeRate, writerCpu, ratio },
       windows,
       goals: [{ label: "≤ 25% of one core at 1,000 events/s", value: cpuBusy, met: goalMet }],
+    })}\n`,
+  );
+};
+
+/** `--session both`: each kind's windows, and persistent / clean per round. */
+const report = async (
+  windows: Window[],
+  rounds: number,
+  seconds: number,
+  rig: Awaited<ReturnType<typeof startLoadRig>>,
+) => {
+  const f = (n: number) => n.toFixed(1);
+  const pick = (session: SessionKind, kind: Window["kind"]) =>
+    windows.filter((w) => w.session === session && w.kind === kind);
+  const perRound = (kind: Window["kind"], value: (w: Window) => number) =>
+    median(
+      pick("persistent", kind).map((w) => {
+        const clean = pick("clean", kind).find((c) => c.round === w.round)!;
+        return value(w) / value(clean);
+      }),
+    );
+  const rows = (["clean", "persistent"] as const).flatMap((session) =>
+    (["busy", "idle"] as const).map((kind) => {
+      const ws = pick(session, kind);
+      return {
+        session,
+        kind,
+        cpu: median(ws.map((w) => w.cpuPercent)),
+        rounds: ws.map((w) => Number(w.cpuPercent.toFixed(1))),
+        rss: median(ws.map((w) => w.rssMeanMib)),
+        wrote: median(ws.map((w) => w.writeRate)),
+        delivered: median(ws.map((w) => w.deliveredPerSecond)),
+        writer: median(ws.map((w) => w.writerCpuPercent)),
+        perEventUs:
+          kind === "busy" ? median(ws.map((w) => (w.cpuPercent * 10_000) / Math.max(1, w.writeRate))) : 0,
+      };
+    }),
+  );
+  const ratioBusy = perRound("busy", (w) => w.cpuPercent);
+  const ratioPerEvent = perRound("busy", (w) => w.cpuPercent / Math.max(1, w.writeRate));
+  const ratioIdle = perRound("idle", (w) => w.cpuPercent);
+  const goalMet = ratioBusy <= 1.1;
+  const machine = machineNote(await postgresVersion(rig.dbUrl));
+  const lines = [
+    "",
+    `bridge-cpu — ${new Date().toISOString()}`,
+    `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+    `params: ${RATE} events/s target, ${rig.partners.length} partners × ${SHOPS} shops, 1 QoS 1 subscriber each, clean and persistent sessions, ${rounds} rounds × ${seconds} s per window`,
+    "",
+    "sessions    window  brewcast CPU % (median)  per round            µs CPU/event  RSS MiB  wrote/s  delivered/s  writer CPU %",
+    ...rows.map(
+      (r) =>
+        `${r.session.padEnd(11)} ${r.kind.padEnd(6)}  ${f(r.cpu).padStart(23)}  ${r.rounds.join(" ").padEnd(19)}  ${(r.kind === "busy" ? f(r.perEventUs) : "").padStart(12)}  ${f(r.rss).padStart(7)}  ${r.wrote.toFixed(0).padStart(7)}  ${r.delivered.toFixed(0).padStart(11)}  ${f(r.writer).padStart(12)}`,
+    ),
+    "",
+    `persistent / clean, busy CPU (median of per-round ratios): ${ratioBusy.toFixed(3)}  goal ≤ 1.1 ${goalMet ? "met" : "MISSED"}`,
+    `persistent / clean, busy CPU per event written: ${ratioPerEvent.toFixed(3)}${rows.some((r) => r.kind === "busy" && r.wrote < 0.95 * RATE) ? " (the writer fell short of the rate: read this one)" : ""}`,
+    `persistent / clean, idle CPU: ${ratioIdle.toFixed(3)}`,
+    "",
+    "",
+  ];
+  process.stdout.write(lines.join("\n"));
+  process.stdout.write(
+    `BENCH_JSON ${JSON.stringify({
+      bench: "bridge-cpu",
+      date: new Date().toISOString(),
+      machine,
+      params: { rate: RATE, partners: rig.partners.length, shops: SHOPS, rounds, seconds, session: "both" },
+      summary: rows,
+      windows,
+      ratios: [
+        { label: "persistent / clean, busy CPU", value: ratioBusy, goal: "≤ 1.1", met: goalMet },
+        { label: "persistent / clean, busy CPU per event", value: ratioPerEvent },
+        { label: "persistent / clean, idle CPU", value: ratioIdle },
+      ],
+      goals: [{ label: "persistent / clean busy CPU ≤ 1.1", value: ratioBusy, met: goalMet }],
     })}\n`,
   );
 };

@@ -11,8 +11,11 @@
  *     otherwise the doorbell rings);
  *   - `writer`: the same paced writer alone, ringing the doorbell (the path
  *     of a writer in another process);
- *   - `clients`: MQTT subscribers (mqtt.js) and REST pollers that record
- *     when each event arrived, keyed by (partner, seq), and count wire bytes.
+ *   - `clients`: MQTT subscribers (raw-socket or mqtt.js, clean or persistent
+ *     sessions) and REST pollers that record when each event arrived, keyed
+ *     by (partner, seq), and count wire bytes;
+ *   - `aedes`: stock Aedes with its default in-memory persistence (the
+ *     offline queue a persistent-session bench compares with).
  * - The write path: the product's `createOrderStore(db).create()` (one round
  *   trip: the `brewcast_create_order` function of migration 0004) on a pool
  *   of its own, without HTTP in front, so a 2-core machine can reach 1,000
@@ -23,9 +26,12 @@
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import { Session } from "node:inspector/promises";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import mqtt from "mqtt";
@@ -278,7 +284,7 @@ const KIT_PATH = fileURLToPath(import.meta.url);
 
 /** Forks this file in `mode` with `env` added; resolves once it is ready. */
 export const spawnKid = async (
-  mode: "brewcast" | "writer" | "clients",
+  mode: "brewcast" | "writer" | "clients" | "aedes",
   env: Record<string, string> = {},
   nodeFlags: string[] = [],
 ): Promise<Kid> => {
@@ -370,10 +376,34 @@ export const freePort = (): Promise<number> =>
     });
   });
 
-/** A private Mosquitto (anonymous, 127.0.0.1:port), stopped at cleanup. */
-export const startMosquitto = async (): Promise<{ port: number; pid: number; stop(): Promise<void> }> => {
+/**
+ * A private Mosquitto (anonymous, 127.0.0.1:port), stopped at cleanup. With `config`, those lines
+ * go into a config file of its own (in a temporary directory) after `listener PORT 127.0.0.1`,
+ * `allow_anonymous true`, `persistence false` and `log_dest none`, and Mosquitto runs with `-c`.
+ */
+export const startMosquitto = async (
+  options: { config?: string[] } = {},
+): Promise<{ port: number; pid: number; stop(): Promise<void> }> => {
   const port = await freePort();
-  const child = spawn("mosquitto", ["-p", String(port)], { stdio: "ignore" });
+  let args = ["-p", String(port)];
+  let dir: string | undefined;
+  if (options.config) {
+    dir = mkdtempSync(join(tmpdir(), "bench-mosquitto-"));
+    const file = join(dir, "mosquitto.conf");
+    writeFileSync(
+      file,
+      [
+        `listener ${port} 127.0.0.1`,
+        "allow_anonymous true",
+        "persistence false",
+        "log_dest none",
+        ...options.config,
+        "",
+      ].join("\n"),
+    );
+    args = ["-c", file];
+  }
+  const child = spawn("mosquitto", args, { stdio: "ignore" });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   for (let i = 0; ; i++) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -393,6 +423,7 @@ export const startMosquitto = async (): Promise<{ port: number; pid: number; sto
     stopped = true;
     child.kill("SIGTERM");
     await exited;
+    if (dir) rmSync(dir, { recursive: true, force: true });
   };
   onCleanup(stop);
   return { port, pid: child.pid!, stop };
@@ -432,12 +463,15 @@ export const median = (values: number[]): number => {
 
 // ---------------------------------------------------------------- the child's side
 
-interface SubscriberSpec {
+export interface SubscriberSpec {
   url: string;
   username?: string;
   password?: string;
   filters: string[];
   bucket: string;
+  /** CleanSession=0: a persistent session under `clientId` (default: a clean session, a random id). */
+  persistent?: boolean;
+  clientId?: string;
 }
 
 interface PollerSpec {
@@ -497,7 +531,7 @@ const clientsMode = async () => {
     }
     return b;
   };
-  const mqttClients: { wireBytes: () => number; bucket: Bucket; seen: number }[] = [];
+  const mqttClients: { wireBytes: () => number; close: () => void; bucket: Bucket; seen: number }[] = [];
   const socketBytes = (socket: { bytesRead?: number; bytesWritten?: number } | undefined) =>
     (socket?.bytesRead ?? 0) + (socket?.bytesWritten ?? 0);
   const recordEvent = (b: Bucket, payload: Buffer) => {
@@ -510,8 +544,8 @@ const clientsMode = async () => {
   const connectMqttJs = async (spec: SubscriberSpec, b: Bucket) => {
     const client = await mqtt.connectAsync(spec.url, {
       protocolVersion: 4,
-      clientId: `bench-${randomUUID().slice(0, 12)}`,
-      clean: true,
+      clientId: spec.clientId ?? `bench-${randomUUID().slice(0, 12)}`,
+      clean: !spec.persistent,
       reconnectPeriod: 0,
       ...(spec.username !== undefined ? { username: spec.username, password: spec.password } : {}),
     });
@@ -520,7 +554,10 @@ const clientsMode = async () => {
     });
     client.on("error", (error) => log(`subscriber error: ${error.message}`));
     await client.subscribeAsync(spec.filters, { qos: 1 });
-    return () => socketBytes(client.stream as unknown as net.Socket | undefined);
+    return {
+      wireBytes: () => socketBytes(client.stream as unknown as net.Socket | undefined),
+      close: () => void client.endAsync(true),
+    };
   };
 
   /** The default: a raw-socket client (bench/raw-mqtt.ts), so the subscribers leave the CPU to brewcast. */
@@ -529,16 +566,17 @@ const clientsMode = async () => {
     const client = await connectRawClient({
       host: url.hostname,
       port: Number(url.port),
-      clientId: `bench-${randomUUID().slice(0, 12)}`,
+      clientId: spec.clientId ?? `bench-${randomUUID().slice(0, 12)}`,
       username: spec.username ?? "",
       password: spec.password ?? "",
+      clean: !spec.persistent,
+      onPublish: (body, qos) => {
+        if (publishTopic(body).includes("/orders/")) recordEvent(b, publishPayload(body, qos));
+      },
     });
-    client.onPublish = (body, qos) => {
-      if (publishTopic(body).includes("/orders/")) recordEvent(b, publishPayload(body, qos));
-    };
     client.socket.on("error", (error) => log(`subscriber error: ${error.message}`));
     await client.subscribe(spec.filters, 1);
-    return () => socketBytes(client.socket);
+    return { wireBytes: () => socketBytes(client.socket), close: () => client.close() };
   };
 
   const connect = async (specs: SubscriberSpec[]) => {
@@ -547,8 +585,8 @@ const clientsMode = async () => {
       await Promise.all(
         specs.slice(i, i + 25).map(async (spec) => {
           const b = bucket(spec.bucket);
-          const wireBytes = await connectOne(spec, b);
-          const entry = { wireBytes, bucket: b, seen: wireBytes() };
+          const { wireBytes, close } = await connectOne(spec, b);
+          const entry = { wireBytes, close, bucket: b, seen: wireBytes() };
           mqttClients.push(entry);
           const partner = spec.filters[0]!.split("/")[1]!;
           b.consumersPerPartner.set(partner, (b.consumersPerPartner.get(partner) ?? 0) + 1);
@@ -693,6 +731,20 @@ const clientsMode = async () => {
         return loop.take();
       case "subscribe":
         return connect(args as SubscriberSpec[]);
+      case "disconnect": {
+        // Closes the subscribers of these buckets (a persistent session stays, offline).
+        const names = new Set(args as string[]);
+        let closed = 0;
+        for (let i = mqttClients.length - 1; i >= 0; i--) {
+          const entry = mqttClients[i]!;
+          if (![...names].some((name) => buckets.get(name) === entry.bucket)) continue;
+          entry.close();
+          mqttClients.splice(i, 1);
+          closed++;
+        }
+        for (const name of names) bucket(name).consumersPerPartner.clear();
+        return { closed };
+      }
       case "reset":
         for (const name of args as string[]) {
           const b = bucket(name);
@@ -799,6 +851,48 @@ const watchEventLoop = () => {
   };
 };
 
+/**
+ * This process's memory (`process.memoryUsage()`), after full GCs when asked and the process runs
+ * with --expose-gc (`gc: false` in the answer otherwise).
+ */
+export const memoryOf = async (collect: boolean) => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (collect && gc) {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await sleep(200);
+    }
+  }
+  return { ...process.memoryUsage(), gc: collect && gc !== undefined };
+};
+
+/**
+ * A CPU profile of this process over a window a bench chooses (`--profile` profiles the whole
+ * life of the process: start, seeding, the bridge catching up): start, then stop and write a
+ * `.cpuprofile` that bench/profile-top.ts reads.
+ */
+const windowProfiler = () => {
+  let session: Session | undefined;
+  return {
+    async start() {
+      session = new Session();
+      session.connect();
+      await session.post("Profiler.enable");
+      await session.post("Profiler.setSamplingInterval", { interval: 200 });
+      await session.post("Profiler.start");
+      return null;
+    },
+    async stop(file: string) {
+      if (!session) throw new Error("no profile started");
+      const { profile } = await session.post("Profiler.stop");
+      session.disconnect();
+      session = undefined;
+      writeFileSync(file, JSON.stringify(profile));
+      return { file };
+    },
+  };
+};
+
 const brewcastMode = async () => {
   const { loadConfig } =
     await productModule<typeof import("../src/config/load-config.ts")>("config/load-config");
@@ -822,6 +916,7 @@ const brewcastMode = async () => {
   const httpFloor = process.env.BENCH_HTTP_FLOOR_URL
     ? (await import("./webhook-kit.ts")).createHttpFloor(process.env.BENCH_HTTP_FLOOR_URL)
     : undefined;
+  const profiler = windowProfiler();
   let writer: Awaited<ReturnType<typeof makeAppender>> | undefined;
   let wakeMode: WriteRequest["wake"] = "inproc";
   serve(
@@ -829,6 +924,10 @@ const brewcastMode = async () => {
     async (cmd, args) => {
       if (cmd === "loop") return loop.take();
       if (cmd === "relay") return { port: await relay.listen() };
+      if (cmd === "memory") return memoryOf(Boolean((args as { gc?: boolean } | undefined)?.gc));
+      if (cmd === "broker-stats") return internals.broker?.stats() ?? null;
+      if (cmd === "profile-start") return profiler.start();
+      if (cmd === "profile-stop") return profiler.stop((args as { file: string }).file);
       if (cmd !== "write") throw new Error(`unknown command ${cmd}`);
       const request = args as WriteRequest;
       wakeMode = request.wake;
@@ -846,6 +945,39 @@ const brewcastMode = async () => {
       await doorbell.flush();
       await writer?.db.close();
       await running.stop();
+    },
+  );
+};
+
+/**
+ * Stock Aedes 1.2 with its default persistence (aedes-persistence in memory: every QoS 1/2
+ * message for an offline persistent session is queued as a packet of its own), on a free port:
+ * what a broker that queues per message holds. `enqueued` counts the queue entries it made.
+ */
+const aedesMode = async () => {
+  const { Aedes } = await import("aedes");
+  const broker = await Aedes.createBroker();
+  const persistence = (broker as unknown as { persistence: unknown }).persistence as {
+    outgoingEnqueueCombi(subs: unknown[], packet: unknown, cb?: unknown): unknown;
+  };
+  let enqueued = 0;
+  const enqueue = persistence.outgoingEnqueueCombi.bind(persistence);
+  persistence.outgoingEnqueueCombi = (subs, packet, cb) => {
+    enqueued += subs.length;
+    return enqueue(subs, packet, cb);
+  };
+  const server = net.createServer((socket) => broker.handle(socket));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  serve(
+    { mqtt: (server.address() as net.AddressInfo).port },
+    async (cmd, args) => {
+      if (cmd === "memory") return memoryOf(Boolean((args as { gc?: boolean } | undefined)?.gc));
+      if (cmd === "stats") return { enqueued, connected: broker.connectedClients };
+      throw new Error(`unknown command ${cmd}`);
+    },
+    async () => {
+      server.close();
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
     },
   );
 };
@@ -898,10 +1030,13 @@ if (isMain) {
     brewcast: brewcastMode,
     writer: writerMode,
     clients: clientsMode,
+    aedes: aedesMode,
   };
   const run = mode ? modes[mode] : undefined;
   if (!run) {
-    process.stderr.write("usage: node --import tsx bench/bridge-kit.ts --kid <brewcast|writer|clients>\n");
+    process.stderr.write(
+      "usage: node --import tsx bench/bridge-kit.ts --kid <brewcast|writer|clients|aedes>\n",
+    );
     process.exit(2);
   }
   run().catch((error) => {
@@ -920,6 +1055,13 @@ export interface LoadRig {
   clients: Kid;
   partners: BenchPartner[];
   baseUrl: string;
+  /** The subscribers' sessions now. */
+  session: SessionKind;
+  /**
+   * Closes the subscribers and connects new ones (a new client id each, so a persistent one is a
+   * new session: nothing to replay, the live path only).
+   */
+  resubscribe(session: SessionKind): Promise<void>;
   /** Writes at `rate` for `seconds` from the writer process (doorbell wake-up). */
   write(rate: number, seconds: number): Promise<Commits>;
   /** Receipts counted by the subscribers since the last call. */
@@ -931,11 +1073,36 @@ export interface LoadRig {
  * subscriber each (a child process), and a writer in another process that
  * creates orders through the store and rings the doorbell after each commit.
  */
+/** A subscriber's session: CleanSession=1, or a persistent session (CleanSession=0). */
+export type SessionKind = "clean" | "persistent";
+
+/** `count` QoS 1 subscribers per partner on its orders and cursor; persistent ones under `${tag}-…` ids. */
+export const subscriberSpecs = (
+  mqttPort: unknown,
+  partners: BenchPartner[],
+  count: number,
+  bucket: string,
+  session: SessionKind,
+  tag: string,
+): SubscriberSpec[] =>
+  partners.flatMap((p) =>
+    Array.from({ length: count }, (_, i) => ({
+      url: `mqtt://127.0.0.1:${mqttPort}`,
+      username: p.credentialId,
+      password: p.secret,
+      filters: [`partners/${p.id}/shops/+/orders/+`, `partners/${p.id}/cursor`],
+      bucket,
+      ...(session === "persistent" ? { persistent: true, clientId: `${tag}-${p.id}-${i}` } : {}),
+    })),
+  );
+
 export const startLoadRig = async (options: {
   partners: number;
   shops: number;
   serverFlags: string[];
   writerConnections?: number;
+  /** The subscribers' sessions at start (default clean). */
+  session?: SessionKind;
   createDatabase: () => Promise<{ name: string; url: string; drop(): Promise<void> }>;
 }): Promise<LoadRig> => {
   const db = await options.createDatabase();
@@ -954,21 +1121,19 @@ export const startLoadRig = async (options: {
   await pinNormal(baseUrl, adminToken, partners);
   const writer = await spawnKid("writer", env);
   const clients = await spawnKid("clients");
-  await clients.call(
-    "subscribe",
-    partners.map((p) => ({
-      url: `mqtt://127.0.0.1:${brewcast.info.mqtt}`,
-      username: p.credentialId,
-      password: p.secret,
-      filters: [`partners/${p.id}/shops/+/orders/+`, `partners/${p.id}/cursor`],
-      bucket: "load",
-    })),
-  );
+  let generation = 0;
+  const subscribe = (session: SessionKind) =>
+    clients.call(
+      "subscribe",
+      subscriberSpecs(brewcast.info.mqtt, partners, 1, "load", session, `rig${++generation}`),
+    );
+  const session = options.session ?? "clean";
+  await subscribe(session);
   log(
-    `brewcast pid ${brewcast.pid}, writer pid ${writer.pid}, ${partners.length} subscribers (pid ${clients.pid})`,
+    `brewcast pid ${brewcast.pid}, writer pid ${writer.pid}, ${partners.length} subscribers, ${session} sessions (pid ${clients.pid})`,
   );
   const connections = options.writerConnections ?? 16;
-  return {
+  const rig: LoadRig = {
     dbUrl: db.url,
     dbName: db.name,
     brewcast,
@@ -976,6 +1141,15 @@ export const startLoadRig = async (options: {
     clients,
     partners,
     baseUrl,
+    session,
+    async resubscribe(next) {
+      await clients.call("disconnect", ["load"]);
+      await sleep(500);
+      await subscribe(next);
+      rig.session = next;
+      await sleep(1_000);
+      await clients.call("reset", ["load"]);
+    },
     write: (rate, seconds) =>
       writer.call<Commits>("write", {
         rate,
@@ -990,4 +1164,5 @@ export const startLoadRig = async (options: {
       return count;
     },
   };
+  return rig;
 };

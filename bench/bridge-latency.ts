@@ -12,6 +12,17 @@
  *   npx tsx bench/bridge-latency.ts --seconds 60 --rounds 1
  *   npx tsx bench/bridge-latency.ts --writer external   # writes from another process (doorbell path)
  *   npx tsx bench/bridge-latency.ts --rate 100          # the path's latency without the queueing
+ *   npx tsx bench/bridge-latency.ts --session persistent  # the subscribers hold persistent sessions
+ *   npx tsx bench/bridge-latency.ts --session both        # clean vs persistent in the same run (issue 15)
+ *
+ * Sessions (issue 15): `--session clean` (default) or `persistent` makes the
+ * 50 MQTT subscribers hold clean or persistent sessions (CleanSession=0, QoS 1:
+ * each delivery tracked for the session's position). `--session both` runs
+ * only MQTT phases, two kinds interleaved (ABBA): _mqtt_ with 50 clean
+ * subscribers and _mqtt-persistent_ with 50 persistent ones, each group
+ * connected for its phase only (new sessions each time, so nothing is
+ * replayed: the live path), no polling and no idle phase, and prints
+ * persistent / clean for p50 and p99 (median of per-round ratios). Goal ≤ 1.1.
  *
  * The floor, in the same run: the writer also writes each committed event to a
  * plain TCP socket the consumers' process reads (bench/bridge-kit.ts
@@ -31,13 +42,16 @@
 import { parseArgs } from "node:util";
 import {
   type Commits,
+  cpuMsOf,
   createPartners,
   type LatencyReport,
   type LoopStats,
   median,
   pinNormal,
+  type SessionKind,
   sleep,
   spawnKid,
+  subscriberSpecs,
   type WriteRequest,
   waitCaughtUp,
 } from "./bridge-kit.ts";
@@ -62,9 +76,15 @@ const POLL_LIMIT = 1_000;
 
 const log = (line: string) => process.stderr.write(`[bridge-latency] ${line}\n`);
 
-type Phase = "mqtt" | "poll-1000ms" | "poll-100ms";
+type Phase = "mqtt" | "mqtt-persistent" | "poll-1000ms" | "poll-100ms";
 const PHASES: Phase[] = ["mqtt", "poll-1000ms", "poll-100ms"];
-const INTERVAL: Record<Phase, number> = { mqtt: 0, "poll-1000ms": 1_000, "poll-100ms": 100 };
+const INTERVAL: Record<Phase, number> = {
+  mqtt: 0,
+  "mqtt-persistent": 0,
+  "poll-1000ms": 1_000,
+  "poll-100ms": 100,
+};
+const isMqtt = (phase: Phase) => phase === "mqtt" || phase === "mqtt-persistent";
 
 interface PhaseResult extends LatencyReport {
   round: number;
@@ -75,6 +95,8 @@ interface PhaseResult extends LatencyReport {
   clientsLoop: LoopStats;
   /** Cores of the machine busy over the phase (of `os.cpus().length`), every process counted. */
   machineCoresBusy: number;
+  /** brewcast's CPU over the phase, % of one core (its in-process writer included). */
+  brewcastCpuPercent: number;
   /** The same commits through a bare socket (the floor), received by the same consumers' process. */
   floor: LatencyReport;
 }
@@ -83,8 +105,9 @@ const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) :
 const perMinute = (n: number, seconds: number) => (n / seconds) * 60;
 
 const main = async () => {
-  // This bench's own flags: --writer inproc|external, --rate N (events/s, default 1,000).
-  const own = new Set(["--writer", "--rate"]);
+  // This bench's own flags: --writer inproc|external, --rate N (events/s, default 1,000),
+  // --session clean|persistent|both.
+  const own = new Set(["--writer", "--rate", "--session"]);
   const args = parseBenchArgs(
     process.argv.slice(2).filter((a, i, all) => !own.has(a) && !own.has(all[i - 1]!)),
   );
@@ -92,13 +115,17 @@ const main = async () => {
     options: {
       writer: { type: "string", default: "inproc" },
       rate: { type: "string", default: String(DEFAULT_RATE) },
+      session: { type: "string", default: "clean" },
     },
     strict: false,
   });
+  const sessionMode = values.session as SessionKind | "both";
+  if (!["clean", "persistent", "both"].includes(sessionMode))
+    throw new Error("--session must be clean, persistent or both");
   const writerMode = values.writer === "external" ? "external" : "inproc";
   const RATE = Number(values.rate);
   if (!Number.isInteger(RATE) || RATE < 1) throw new Error("--rate must be a positive integer");
-  const rounds = args.rounds ?? (args.quick ? 1 : 2);
+  const rounds = args.rounds ?? (args.quick ? 1 : sessionMode === "both" ? 4 : 2);
   const seconds = args.seconds ?? (args.quick ? 5 : 30);
   const idleSeconds = args.quick ? 5 : 20;
 
@@ -120,19 +147,22 @@ const main = async () => {
   const writer = writerMode === "external" ? await spawnKid("writer", env) : brewcast;
 
   const clients = await spawnKid("clients");
-  const subscribers = partners.flatMap((p) =>
-    Array.from({ length: SUBSCRIBERS_PER_PARTNER }, () => ({
-      url: `mqtt://127.0.0.1:${brewcast.info.mqtt}`,
-      username: p.credentialId,
-      password: p.secret,
-      filters: [`partners/${p.id}/shops/+/orders/+`, `partners/${p.id}/cursor`],
-      bucket: "mqtt",
-    })),
-  );
-  await clients.call("subscribe", subscribers);
+  let generation = 0;
+  const group = (phase: "mqtt" | "mqtt-persistent") =>
+    subscriberSpecs(
+      brewcast.info.mqtt,
+      partners,
+      SUBSCRIBERS_PER_PARTNER,
+      phase,
+      phase === "mqtt-persistent" || sessionMode === "persistent" ? "persistent" : "clean",
+      `lat${++generation}`,
+    );
+  if (sessionMode !== "both") await clients.call("subscribe", group("mqtt"));
   const relay = await brewcast.call<{ port: number }>("relay");
   await clients.call("relay", { port: relay.port, partners: partners.map((p) => p.id), bucket: "floor" });
-  log(`${subscribers.length} subscribers connected (clients pid ${clients.pid}), writer: ${writerMode}`);
+  log(
+    `${sessionMode === "both" ? "no" : PARTNERS * SUBSCRIBERS_PER_PARTNER} subscribers connected (clients pid ${clients.pid}), writer: ${writerMode}, sessions: ${sessionMode}`,
+  );
 
   const write = (s: number) =>
     writer.call<Commits>("write", {
@@ -163,14 +193,17 @@ const main = async () => {
     await brewcast.call("loop");
     await clients.call("loop");
     const cpuBefore = machineCpu();
-    const polling =
-      phase === "mqtt"
-        ? Promise.resolve()
-        : clients.call("poll", { specs: pollSpecs(phase, s + INTERVAL[phase] / 1000 + 2) });
+    const brewcastCpuBefore = cpuMsOf(brewcast.pid);
+    const started = performance.now();
+    const polling = isMqtt(phase)
+      ? Promise.resolve()
+      : clients.call("poll", { specs: pollSpecs(phase, s + INTERVAL[phase] / 1000 + 2) });
     const commits = await write(s);
-    if (phase === "mqtt") await sleep(1_000);
+    if (isMqtt(phase)) await sleep(1_000);
     await polling;
     const machineCoresBusy = coresBusy(cpuBefore, machineCpu());
+    const brewcastCpuPercent =
+      ((cpuMsOf(brewcast.pid) - brewcastCpuBefore) / (performance.now() - started)) * 100;
     const loop = await brewcast.call<LoopStats>("loop");
     const clientsLoop = await clients.call<LoopStats>("loop");
     const report = await clients.call<LatencyReport>("report", { bucket: phase, commits });
@@ -187,9 +220,34 @@ const main = async () => {
       loop,
       clientsLoop,
       machineCoresBusy,
+      brewcastCpuPercent,
       floor,
     };
   };
+
+  if (sessionMode === "both") {
+    // Each MQTT group is connected for its own phase only: the same load, one kind at a time.
+    const withGroup = async (phase: "mqtt" | "mqtt-persistent", round: number, s: number) => {
+      await waitCaughtUp(db.url);
+      await clients.call("subscribe", group(phase));
+      await sleep(1_000);
+      try {
+        return await runPhase(phase, round, s);
+      } finally {
+        await clients.call("disconnect", [phase]);
+        await sleep(500);
+      }
+    };
+    const kinds = ["mqtt", "mqtt-persistent"] as const;
+    log("warm-up");
+    for (const kind of kinds) await withGroup(kind, 0, 2);
+    const both: PhaseResult[] = [];
+    for (let r = 1; r <= rounds; r++) {
+      for (const kind of r % 2 === 1 ? kinds : [...kinds].reverse())
+        both.push(await withGroup(kind, r, seconds));
+    }
+    return reportBoth(both, { rounds, seconds, rate: RATE, writerMode, dbUrl: db.url });
+  }
 
   log("warm-up");
   await runPhase("mqtt", 0, 2);
@@ -275,7 +333,7 @@ const main = async () => {
     "",
     `bridge-latency — ${new Date().toISOString()}`,
     `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
-    `params: ${RATE} events/s, ${PARTNERS} partners × ${SHOPS} shops, ${SUBSCRIBERS_PER_PARTNER} consumers per partner, writer ${writerMode}, ${rounds} rounds × ${seconds} s, idle ${idleSeconds} s`,
+    `params: ${RATE} events/s, ${PARTNERS} partners × ${SHOPS} shops, ${SUBSCRIBERS_PER_PARTNER} consumers per partner (${sessionMode} sessions), writer ${writerMode}, ${rounds} rounds × ${seconds} s, idle ${idleSeconds} s`,
     "",
     "consumer          p50 ms   p90 ms   p99 ms   max ms  p50/round       received/expected  wrote/s  busy req/min  busy kB/min  idle req/min  idle kB/min",
   ];
@@ -314,6 +372,7 @@ const main = async () => {
         shops: SHOPS,
         consumersPerPartner: SUBSCRIBERS_PER_PARTNER,
         writer: writerMode,
+        session: sessionMode,
         rounds,
         seconds,
         idleSeconds,
@@ -323,6 +382,100 @@ const main = async () => {
       rounds: results,
       goals,
       ratios,
+    })}\n`,
+  );
+};
+
+/** `--session both`: clean vs persistent subscribers, and the floor of their phases. */
+const reportBoth = async (
+  results: PhaseResult[],
+  params: { rounds: number; seconds: number; rate: number; writerMode: string; dbUrl: string },
+) => {
+  const kinds = ["mqtt", "mqtt-persistent"] as const;
+  const of = (kind: (typeof kinds)[number]) => results.filter((r) => r.bucket === kind);
+  const summarize = (rs: LatencyReport[]) => ({
+    p50: median(rs.map((r) => r.p50)),
+    p90: median(rs.map((r) => r.p90)),
+    p99: median(rs.map((r) => r.p99)),
+    max: Math.max(...rs.map((r) => r.max)),
+    perRoundP50: rs.map((r) => Number(r.p50.toFixed(2))),
+    perRoundP99: rs.map((r) => Number(r.p99.toFixed(2))),
+    received: rs.reduce((a, r) => a + r.received, 0),
+    expected: rs.reduce((a, r) => a + r.expected, 0),
+  });
+  const rows = kinds.map((kind) => {
+    const rs = of(kind);
+    return {
+      phase: kind,
+      ...summarize(rs),
+      floor: summarize(rs.map((r) => r.floor)),
+      writeRate: median(rs.map((r) => r.writeRate)),
+      brewcastCpuPercent: median(rs.map((r) => r.brewcastCpuPercent)),
+      coresBusy: median(rs.map((r) => r.machineCoresBusy)),
+      loopP99: median(rs.map((r) => r.loop.delayP99Ms)),
+    };
+  });
+  const perRound = (key: "p50" | "p99") =>
+    median(of("mqtt-persistent").map((p) => p[key] / of("mqtt").find((c) => c.round === p.round)![key]));
+  const overFloor = (kind: (typeof kinds)[number], key: "p50" | "p99") =>
+    median(of(kind).map((r) => r[key] / r.floor[key]));
+  const ratios = [
+    { label: "persistent / clean, p50", value: perRound("p50"), goal: 1.1 },
+    { label: "persistent / clean, p99", value: perRound("p99"), goal: 1.1 },
+    { label: "clean ÷ floor, p50", value: overFloor("mqtt", "p50") },
+    { label: "persistent ÷ floor, p50", value: overFloor("mqtt-persistent", "p50") },
+    { label: "clean ÷ floor, p99", value: overFloor("mqtt", "p99") },
+    { label: "persistent ÷ floor, p99", value: overFloor("mqtt-persistent", "p99") },
+    {
+      label: "persistent / clean, brewcast CPU per event",
+      value: median(
+        of("mqtt-persistent").map((p) => {
+          const c = of("mqtt").find((r) => r.round === p.round)!;
+          return p.brewcastCpuPercent / p.writeRate / (c.brewcastCpuPercent / c.writeRate);
+        }),
+      ),
+    },
+  ].map((r) => ({ ...r, met: r.goal === undefined ? null : r.value <= r.goal }));
+  const machine = machineNote(await postgresVersion(params.dbUrl));
+  const lines = [
+    "",
+    `bridge-latency, clean vs persistent sessions — ${new Date().toISOString()}`,
+    `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+    `params: ${params.rate} events/s, ${PARTNERS} partners × ${SHOPS} shops, ${SUBSCRIBERS_PER_PARTNER} QoS 1 subscribers per partner (one group connected at a time), writer ${params.writerMode}, ${params.rounds} rounds × ${params.seconds} s`,
+    "",
+    "subscribers       p50 ms   p90 ms   p99 ms   max ms  p50/round            p99/round            received/expected  wrote/s  brewcast CPU  cores busy  floor p50  floor p99",
+    ...rows.map(
+      (r) =>
+        `${(r.phase === "mqtt" ? "clean" : "persistent").padEnd(16)} ${fmt(r.p50, 2).padStart(7)} ${fmt(r.p90, 2).padStart(8)} ${fmt(r.p99, 2).padStart(8)} ${fmt(r.max).padStart(8)}  ${r.perRoundP50.join(" ").padEnd(20)} ${r.perRoundP99.join(" ").padEnd(20)} ${`${r.received}/${r.expected}`.padStart(18)} ${fmt(r.writeRate, 0).padStart(8)} ${`${fmt(r.brewcastCpuPercent)}%`.padStart(13)} ${fmt(r.coresBusy, 2).padStart(11)} ${fmt(r.floor.p50, 2).padStart(10)} ${fmt(r.floor.p99, 2).padStart(10)}`,
+    ),
+    "",
+    ...ratios.map(
+      (r) =>
+        `${r.label.padEnd(40)} ${fmt(r.value, 3).padStart(9)}  ${r.goal === undefined ? "" : `≤ ${r.goal} ${r.met ? "met" : "MISSED"}`}`,
+    ),
+    "",
+    "",
+  ];
+  process.stdout.write(lines.join("\n"));
+  process.stdout.write(
+    `BENCH_JSON ${JSON.stringify({
+      bench: "bridge-latency",
+      date: new Date().toISOString(),
+      machine,
+      params: {
+        rate: params.rate,
+        partners: PARTNERS,
+        shops: SHOPS,
+        consumersPerPartner: SUBSCRIBERS_PER_PARTNER,
+        writer: params.writerMode,
+        rounds: params.rounds,
+        seconds: params.seconds,
+        session: "both",
+      },
+      summary: rows,
+      rounds: results,
+      ratios,
+      goals: ratios.filter((r) => r.goal !== undefined),
     })}\n`,
   );
 };

@@ -79,6 +79,8 @@ export interface ComparisonResult {
   params: Record<string, unknown>;
   cases: CaseSummary[];
   ratios: RatioSummary[];
+  /** A bench's own figures beyond rates (see `runComparison`'s `details`). */
+  details?: unknown;
 }
 
 export interface MachineNote {
@@ -153,6 +155,11 @@ export const runComparison = async (options: {
   machine?: MachineNote;
   /** Run each case once for this long first and discard the result (JIT, caches, pools). */
   warmupSeconds?: number;
+  /**
+   * A bench's own figures, asked for once every round ran: `text` is printed after the ratios,
+   * `json` goes into the BENCH_JSON line as `details`.
+   */
+  details?: () => { text: string; json: unknown };
 }): Promise<ComparisonResult> => {
   const byName = new Map(options.cases.map((c) => [c.name, c]));
   for (const c of options.cases) {
@@ -217,7 +224,10 @@ export const runComparison = async (options: {
     cases,
     ratios: dedupeRatios(ratios),
   };
+  const details = options.details?.();
+  if (details) result.details = details.json;
   process.stdout.write(formatResult(result));
+  if (details) process.stdout.write(`${details.text}\n`);
   process.stdout.write(`BENCH_JSON ${JSON.stringify(result)}\n`);
   return result;
 };

@@ -6,7 +6,7 @@
  * then lacked; this client costs a few µs.
  *
  * Enough of the protocol for subscribers and publishers of the benches:
- * CONNECT (user, password, clean session, keep-alive with PINGREQ), SUBSCRIBE,
+ * CONNECT (user, password, clean or persistent session, keep-alive with PINGREQ), SUBSCRIBE,
  * PUBLISH at QoS 0/1 both ways, PUBACK. No QoS 2, no reconnect.
  */
 import net from "node:net";
@@ -29,13 +29,19 @@ const remaining = (n: number) => {
 const frame = (first: number, body: Buffer) =>
   Buffer.concat([Buffer.from([first]), remaining(body.length), body]);
 
-export const connectFrame = (clientId: string, username: string, password: string, keepaliveS: number) =>
+export const connectFrame = (
+  clientId: string,
+  username: string,
+  password: string,
+  keepaliveS: number,
+  clean = true,
+) =>
   frame(
     0x10,
-    // Flags 0xc2: user name, password, clean session.
+    // Flags 0xc2: user name, password, clean session (0xc0: a persistent session).
     Buffer.concat([
       str("MQTT"),
-      Buffer.from([4, 0xc2]),
+      Buffer.from([4, clean ? 0xc2 : 0xc0]),
       u16(keepaliveS),
       str(clientId),
       str(username),
@@ -92,6 +98,8 @@ export const publishPayload = (body: Buffer, qos: number): Buffer =>
 
 export interface RawClient {
   socket: net.Socket;
+  /** The CONNACK's session-present flag (a persistent session was resumed). */
+  sessionPresent: boolean;
   /** Every PUBLISH received (already acknowledged when QoS 1). */
   onPublish: (body: Buffer, qos: number) => void;
   onPuback: () => void;
@@ -108,6 +116,10 @@ export interface RawClientOptions {
   password: string;
   /** Seconds; a PINGREQ goes out at this interval, as mqtt.js's keep-alive would (default 60). */
   keepaliveS?: number;
+  /** CleanSession (default true); false starts or resumes a persistent session. */
+  clean?: boolean;
+  /** Called with each PUBLISH before its PUBACK is queued (set `onPublish` later for the rest). */
+  onPublish?: (body: Buffer, qos: number) => void;
 }
 
 export const connectRawClient = (options: RawClientOptions): Promise<RawClient> =>
@@ -129,7 +141,8 @@ export const connectRawClient = (options: RawClientOptions): Promise<RawClient> 
     socket.once("close", () => clearInterval(ping));
     const client: RawClient = {
       socket,
-      onPublish: () => undefined,
+      sessionPresent: false,
+      onPublish: options.onPublish ?? (() => undefined),
       onPuback: () => undefined,
       subscribe: (filters, qos) =>
         new Promise((resolveSub, rejectSub) => {
@@ -158,11 +171,14 @@ export const connectRawClient = (options: RawClientOptions): Promise<RawClient> 
         } else if (type === 4) client.onPuback();
         else if (type === 9) subackWaiter?.([...body.subarray(2)]);
         else if (type === 2) {
+          client.sessionPresent = (body[0]! & 1) === 1;
           if (body[1] !== 0) reject(new Error(`CONNACK ${body[1]}`));
           else resolve(client);
         }
       }),
     );
     socket.once("error", reject);
-    socket.write(connectFrame(options.clientId, options.username, options.password, keepaliveS));
+    socket.write(
+      connectFrame(options.clientId, options.username, options.password, keepaliveS, options.clean ?? true),
+    );
   });

@@ -66,3 +66,42 @@ export const setHeads = async (
     [partnerIds],
   );
 };
+
+/**
+ * Appends `count` events to one partner's log after seq `after` (a multiple of
+ * `eventsPerOrder`, so that orders stay whole), as `seedEventsSql` shapes them: event s at
+ * `base` + s × step, so a log appended to in several goes keeps its times in seq order.
+ * Then moves the partner's head and its shops' last seqs, in the same transaction, and
+ * refreshes the planner's statistics (what autovacuum would do after such a burst).
+ */
+export const appendEvents = async (
+  client: pg.Client,
+  shape: SeedShape,
+  partnerId: string,
+  after: number,
+  count: number,
+  base: Date,
+): Promise<void> => {
+  if (after % shape.eventsPerOrder !== 0) throw new Error(`after=${after}: not at an order's start`);
+  await client.query("BEGIN");
+  try {
+    await client.query(
+      seedEventsSql(shape).replace(
+        "generate_series(1, $2::int)",
+        "generate_series($4::int + 1, $4::int + $2::int)",
+      ),
+      [[partnerId], count, base, after],
+    );
+    await client.query("UPDATE partners SET head_seq = $2 WHERE id = $1", [partnerId, after + count]);
+    await client.query(
+      `UPDATE shops s SET last_seq = (SELECT max(seq) FROM order_events e WHERE e.partner_id = s.partner_id AND e.shop_id = s.id)
+       WHERE s.partner_id = $1`,
+      [partnerId],
+    );
+    await client.query("COMMIT");
+  } catch (error) {
+    await client.query("ROLLBACK");
+    throw error;
+  }
+  await client.query("ANALYZE order_events");
+};
