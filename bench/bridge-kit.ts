@@ -912,11 +912,11 @@ const brewcastMode = async () => {
   const doorbell = createDoorbell(internals.db);
   const loop = watchEventLoop();
   const relay = createRelay();
-  const profiler = windowProfiler();
   // The webhook bench's latency floor (bench/webhook-kit.ts): each commit POSTed with undici at once.
   const httpFloor = process.env.BENCH_HTTP_FLOOR_URL
     ? (await import("./webhook-kit.ts")).createHttpFloor(process.env.BENCH_HTTP_FLOOR_URL)
     : undefined;
+  const profiler = windowProfiler();
   let writer: Awaited<ReturnType<typeof makeAppender>> | undefined;
   let wakeMode: WriteRequest["wake"] = "inproc";
   serve(
