@@ -12,6 +12,7 @@ import { DeliveryCore } from "../../src/delivery/delivery-core.ts";
 import type { CursorCommit, DeliveryLog, LeaderLock, PartnerCursors } from "../../src/domain/delivery.ts";
 import type { OrderEvent } from "../../src/domain/events.ts";
 import type { PartnerState } from "../../src/domain/partners.ts";
+import { until as waitUntil } from "../support/wait.ts";
 
 const silent = pino({ level: "silent" });
 
@@ -102,13 +103,8 @@ const recordingChannel = () => {
   return { channel, accepted, failing, states };
 };
 
-const until = async (check: () => boolean, ms = 2_000): Promise<void> => {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-};
+/** The shared wait, with this file's bound. */
+const until = (check: () => boolean): Promise<void> => waitUntil(check, 2_000);
 
 const running: DeliveryCore[] = [];
 afterEach(async () => {

@@ -7,6 +7,7 @@ import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { createLeadership, type DeliveryRole } from "../../src/delivery/leadership.ts";
 import type { LeaderLock } from "../../src/domain/delivery.ts";
+import { until as waitUntil } from "../support/wait.ts";
 
 const silent = pino({ level: "silent" });
 
@@ -42,13 +43,8 @@ const lockTable = () => {
   return { lockFor };
 };
 
-const until = async (check: () => boolean, ms = 500): Promise<void> => {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-};
+/** The shared wait, with this file's bound. */
+const until = (check: () => boolean): Promise<void> => waitUntil(check, 500);
 
 const start = (lock: LeaderLock, calls: string[] = []) => {
   const roles: DeliveryRole[] = [];
