@@ -15,8 +15,7 @@ const dir = mkdtempSync(join(tmpdir(), "brewcast-tls-"));
 const file = (name: string) => join(dir, name);
 const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
 
-/** A CA, a server certificate for 127.0.0.1, a client certificate from the CA, and a self-signed stranger. */
-const makeCertificates = () => {
+const selfSigned = (name: string, subject: string) =>
   openssl(
     "req",
     "-x509",
@@ -24,14 +23,18 @@ const makeCertificates = () => {
     "rsa:2048",
     "-nodes",
     "-keyout",
-    file("ca.key"),
+    file(`${name}.key`),
     "-out",
-    file("ca.pem"),
+    file(`${name}.pem`),
     "-days",
     "2",
     "-subj",
-    "/CN=brewcast test CA",
+    subject,
   );
+
+/** A CA, a server certificate for 127.0.0.1, a client certificate from the CA, and a self-signed stranger. */
+const makeCertificates = () => {
+  selfSigned("ca", "/CN=brewcast test CA");
   writeFileSync(file("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
   for (const name of ["server", "client"]) {
     openssl(
@@ -63,21 +66,7 @@ const makeCertificates = () => {
       ...(name === "server" ? ["-extfile", file("san.ext")] : []),
     );
   }
-  openssl(
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    file("stranger.key"),
-    "-out",
-    file("stranger.pem"),
-    "-days",
-    "2",
-    "-subj",
-    "/CN=stranger",
-  );
+  selfSigned("stranger", "/CN=stranger");
 };
 
 let h: Harness;
