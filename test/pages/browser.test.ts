@@ -125,6 +125,7 @@ describe.runIf(existsSync(CHROMIUM))("console and kiosk in chromium", () => {
       "a cancelled order off the board",
       async () => (await column(kiosk, "created")).length === 3,
     );
+    if (SCREENSHOTS) await kiosk.screenshot({ path: path.join(ROOT, "docs/kiosk.png") });
     await kiosk.close();
   });
 
@@ -175,7 +176,10 @@ describe.runIf(existsSync(CHROMIUM))("console and kiosk in chromium", () => {
     const figure = page.locator(`#charts figure[data-partner="${partner.id}"]`);
     expect(Number(await figure.getAttribute("data-peak"))).toBeGreaterThan(0);
     expect(orders).toBeGreaterThan(0);
-    if (SCREENSHOTS) await page.screenshot({ path: path.join(ROOT, "docs/console.png"), fullPage: true });
+    if (SCREENSHOTS) {
+      await manage(page, partner.id);
+      await page.screenshot({ path: path.join(ROOT, "docs/console.png"), fullPage: true });
+    }
     await page.close();
   }, 120_000);
 
@@ -267,7 +271,6 @@ describe.runIf(existsSync(CHROMIUM))("console and kiosk in chromium", () => {
         page.url(),
       ).toEqual([]);
     }
-    if (SCREENSHOTS) await kiosk.screenshot({ path: path.join(ROOT, "docs/kiosk.png") });
     await Promise.all([consolePage.close(), kiosk.close(), signIn.close()]);
   }, 60_000);
 });
