@@ -77,7 +77,7 @@ describe.runIf(existsSync(CHROMIUM))("console and kiosk in chromium", () => {
   };
   const manage = async (page: Page, partnerId: string) => {
     await page.getByRole("button", { name: `Manage ${partnerId}` }).click();
-    await page.locator("#partner-title", { hasText: partnerId }).waitFor();
+    await page.locator("#partner-title:focus", { hasText: partnerId }).waitFor();
   };
   const partnerCell = (page: Page, partnerId: string, column: string) =>
     page.locator(`#partners tr[data-partner="${partnerId}"] td.${column}`).textContent();
@@ -254,6 +254,15 @@ describe.runIf(existsSync(CHROMIUM))("console and kiosk in chromium", () => {
     const kiosk = await openKiosk(partner, partner.shops[0]!, partner.devices[0]!);
     const signIn = await browser.newPage();
     await signIn.goto(`${system.apiUrl}/console`);
+    // A wrong token is said, and the form stays.
+    await signIn.getByLabel("Admin token").fill("not-the-admin-token");
+    await signIn.keyboard.press("Enter");
+    await signIn.getByRole("alert").filter({ hasText: "refused" }).waitFor();
+    expect(await signIn.evaluate("sessionStorage.length")).toBe(0);
+    // Keyboard only: Tab from the token field reaches the sign-in button.
+    await signIn.getByLabel("Admin token").focus();
+    await signIn.keyboard.press("Tab");
+    expect(await signIn.evaluate("document.activeElement.textContent")).toBe("Sign in");
     for (const page of [consolePage, kiosk, signIn]) {
       // evaluate() runs outside the page's CSP, which forbids inline scripts.
       await page.evaluate(AXE);

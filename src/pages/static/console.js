@@ -110,7 +110,11 @@ const renderPartners = () => {
       cell(summariseWebhooks(webhooks)),
     );
     const actions = document.createElement("td");
-    const manage = button("Manage", () => void showPartner(partner.id));
+    // Keyboard users land on the partner's panel, not back at the top of the page.
+    const manage = button(
+      "Manage",
+      () => void showPartner(partner.id).then(() => $("partner-title").focus()),
+    );
     manage.setAttribute("aria-label", `Manage ${partner.id}`);
     actions.append(manage);
     row.append(actions);
