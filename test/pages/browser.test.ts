@@ -4,7 +4,8 @@
  * created through the API, in order, and moves them on status changes; the
  * console's lag follows a subscriber that stops reading; suspending from the
  * console turns the kiosk's link lost (its reconnects refused) and resuming
- * brings it back; the console's actions work; axe-core finds nothing serious.
+ * brings it back; silence (a stopped bridge: no watermark) turns it late, then
+ * lost; the console's actions work; axe-core finds nothing serious.
  *
  * BREWCAST_SCREENSHOTS=1 also writes docs/console.png and docs/kiosk.png.
  */
@@ -209,6 +210,32 @@ describe.runIf(existsSync(CHROMIUM))("console and kiosk in chromium", () => {
     await kiosk.close();
     await page.close();
   }, 60_000);
+
+  it("a silent link turns the kiosk late, then lost, while MQTT stays connected (the bridge stopped)", async () => {
+    // A system of its own: its bridge is stopped, so nothing (not even the watermark) is published.
+    const quiet = await startSystem({ watermarkMs: 1_000 });
+    onCleanup(() => quiet.close());
+    const partner = await quiet.seed(1);
+    const shop = partner.shops[0]!;
+    await fetchJson(`${quiet.apiUrl}/v1/orders`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${partner.backend.secret}` },
+      body: { shop_id: shop, items: [{ sku: "tea", quantity: 1 }] },
+    });
+    const kiosk = await browser.newPage();
+    await kiosk.goto(`${quiet.apiUrl}/kiosk?partner=${partner.id}&shop=${shop}`);
+    await kiosk.getByLabel("Device credential id").fill(partner.devices[0]!.id);
+    await kiosk.getByLabel("Secret").fill(partner.devices[0]!.secret);
+    await kiosk.getByRole("button", { name: "Connect" }).click();
+    await kiosk.locator('#link[data-link="live"]').waitFor();
+
+    await quiet.running.bridge!.stop();
+    await kiosk.locator('#link[data-link="late"]').waitFor();
+    await kiosk.locator('#link[data-link="lost"]').waitFor();
+    // Connected all along: silence alone says the link is lost.
+    expect(await kiosk.locator("#link-detail").textContent()).toMatch(/^last heard \d+ s ago$/);
+    await kiosk.close();
+  });
 
   it("the console pins and unpins a state, creates a credential (secret shown once) and revokes it", async () => {
     const partner = await system.seed(1);
