@@ -2,11 +2,13 @@
  * How the pages are served, without a browser: the security headers on every
  * page and script, the libraries from node_modules, nothing else under
  * /pages/, BREWCAST_CONSOLE=off serving neither page, and the admin status
- * stream the console follows (admin token only, one message a second).
+ * stream the console follows (admin token only, one message a second, at
+ * most 20 open at once).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fetchJson } from "../support/http.ts";
 import { SYSTEM_ADMIN_TOKEN, type System, startSystem } from "../support/system.ts";
+import { waitFor } from "../support/wait.ts";
 
 const ADMIN = { authorization: `Bearer ${SYSTEM_ADMIN_TOKEN}` };
 
@@ -126,5 +128,30 @@ describe("the pages, served", () => {
     });
     const gap = Date.parse(messages[1]!.at) - Date.parse(messages[0]!.at);
     expect(gap).toBeGreaterThanOrEqual(500);
+  });
+
+  it("holds at most 20 status streams open at once; a closed one frees its place", async () => {
+    const open = async () => {
+      const controller = new AbortController();
+      const response = await fetch(`${system.apiUrl}/admin/v1/status/stream`, {
+        headers: ADMIN,
+        signal: controller.signal,
+      });
+      return { status: response.status, close: () => controller.abort() };
+    };
+    const streams = await Promise.all(Array.from({ length: 20 }, open));
+    expect(streams.map((stream) => stream.status)).toEqual(Array(20).fill(200));
+    const refused = await fetchJson<{ code: string }>(`${system.apiUrl}/admin/v1/status/stream`, {
+      headers: ADMIN,
+    });
+    expect(refused.status).toBe(429);
+    expect(refused.body.code).toBe("RATE_LIMITED");
+    streams[0]!.close();
+    const again = await waitFor("a freed place", async () => {
+      const stream = await open();
+      if (stream.status === 200) return stream;
+      return undefined;
+    });
+    for (const stream of [...streams.slice(1), again]) stream.close();
   });
 });
