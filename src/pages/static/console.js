@@ -73,14 +73,18 @@ const act = async (label, action) => {
 
 const loadPartners = async () => {
   const { partners } = await api("GET", "/partners");
-  for (const partner of partners) {
-    const entry = consoleState.partners.get(partner.id) ?? { status: null, webhooks: [] };
-    entry.partner = partner;
-    entry.webhooks = (
-      await api("GET", `/partners/${partner.id}/webhooks`).catch(() => ({ webhooks: [] }))
-    ).webhooks;
-    consoleState.partners.set(partner.id, entry);
-  }
+  const webhooks = await Promise.all(
+    partners.map((partner) =>
+      api("GET", `/partners/${partner.id}/webhooks`).then(
+        (answer) => answer.webhooks,
+        () => [], // a process without the webhooks API: none to show
+      ),
+    ),
+  );
+  partners.forEach((partner, i) => {
+    const entry = consoleState.partners.get(partner.id) ?? { status: null };
+    consoleState.partners.set(partner.id, { ...entry, partner, webhooks: webhooks[i] });
+  });
   renderPartners();
 };
 
