@@ -33,7 +33,10 @@ describe.runIf(existsSync(CHROMIUM))("console and kiosk in chromium", () => {
   let browser: Browser;
   beforeAll(async () => {
     // A short watermark so that "late" and "lost" come within a test's patience.
-    system = await startSystem({ watermarkMs: 500, env: { BREWCAST_DRAIN_TIMEOUT_MS: "6000" } });
+    system = await startSystem({
+      watermarkMs: 500,
+      env: { BREWCAST_DRAIN_TIMEOUT_MS: "6000", BREWCAST_WEBHOOK_ALLOW_NETS: "127.0.0.0/8" },
+    });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
   });
   afterAll(async () => {
@@ -237,10 +240,24 @@ describe.runIf(existsSync(CHROMIUM))("console and kiosk in chromium", () => {
     await kiosk.close();
   });
 
-  it("the console pins and unpins a state, creates a credential (secret shown once) and revokes it", async () => {
+  it("the console shows webhook endpoints, pins and unpins a state, creates a credential (secret shown once) and revokes it", async () => {
     const partner = await system.seed(1);
+    // A webhook endpoint nobody answers: it stays pending (unverified).
+    const endpoint = await fetchJson<{ id: string }>(`${system.apiUrl}/v1/webhooks`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${partner.backend.secret}` },
+      body: { url: "http://127.0.0.1:9/orders" },
+    });
+    expect(endpoint.status).toBe(201);
     const page = await openConsole(partner.id);
+    expect(await page.locator(`#partners tr[data-partner="${partner.id}"]`).textContent()).toContain(
+      "1 pending",
+    );
     await manage(page, partner.id);
+    await page
+      .locator("#webhooks tbody tr", { hasText: endpoint.body.id })
+      .filter({ hasText: "pending" })
+      .waitFor();
 
     await page.getByLabel("State").selectOption("throttled");
     await page.getByLabel("Reason").fill("maintenance window");
