@@ -19,9 +19,17 @@ import type { OrderEvent } from "../domain/events.ts";
 import { clipClientInput } from "../log.ts";
 import { authenticateAdmin, authenticatePartner, authenticateTicket } from "./auth.ts";
 import { openApiWebhooks } from "./openapi-webhooks.ts";
-import type { CredentialsPort, OrdersPort, PartnersPort, ReadDeliveryStatus, ReadEvents } from "./ports.ts";
+import type {
+  CredentialsPort,
+  OrdersPort,
+  PartnersPort,
+  ReadAllDeliveryStatus,
+  ReadDeliveryStatus,
+  ReadEvents,
+} from "./ports.ts";
 import { buildProblem, problemResponses, sendProblem, toProblem } from "./problem.ts";
 import adminRoutes from "./routes/admin-routes.ts";
+import adminStreamRoutes from "./routes/admin-stream-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
 import streamRoutes, { type StreamRoutesDeps } from "./routes/stream-routes.ts";
 import {
@@ -51,6 +59,8 @@ export interface HttpAppDeps {
   readiness(): Promise<ReadinessReport>;
   onCommitted?(event: OrderEvent): void;
   deliveryStatus: ReadDeliveryStatus;
+  /** Every partner's status, for GET /admin/v1/status/stream (the console); absent: no such route. */
+  statusStream?: { readAllStatus: ReadAllDeliveryStatus; intervalMs?: number };
   connectedClients?(partnerId: string): { backend: number; device: number } | null;
   version?: string;
   /** False for a broker-only or bridge-only process: health endpoints only. Default true. */
@@ -263,6 +273,11 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
         connectedClients: deps.connectedClients ?? (() => null),
       });
       if (deps.webhooks) await admin.register(adminWebhooksRoutes, deps.webhooks);
+      if (deps.statusStream)
+        await admin.register(adminStreamRoutes, {
+          ...deps.statusStream,
+          connectedClients: deps.connectedClients ?? (() => null),
+        });
     },
     { prefix: "/admin/v1" },
   );

@@ -42,6 +42,7 @@ export type ReadEvents = (query: EventQuery) => Promise<EventPage>;
 export interface PartnersPort {
   create(id: string, name: string): Promise<Partner>;
   get(id: string): Promise<Partner>;
+  list(): Promise<Partner[]>;
   createShop(partnerId: string, id: string, name: string): Promise<Shop>;
   listShops(partnerId: string): Promise<Shop[]>;
   setState(id: string, state: PartnerState, change?: StateChange): Promise<Partner>;
@@ -58,3 +59,6 @@ export interface CredentialsPort {
 
 /** One partner's delivery status; undefined for no such partner. */
 export type ReadDeliveryStatus = (partnerId: string) => Promise<DeliveryStatus | undefined>;
+
+/** Every partner's delivery status (the console's live view). */
+export type ReadAllDeliveryStatus = () => Promise<DeliveryStatus[]>;

@@ -11,6 +11,7 @@ import type { OrderEvent } from "../domain/events.ts";
 import { listenError } from "../listen-error.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../ops/metrics.ts";
+import pages from "../pages/pages.ts";
 import type { Db } from "../store/db.ts";
 import { readDeliveryStatus } from "../store/delivery-status.ts";
 import { readEvents } from "../store/event-log.ts";
@@ -66,6 +67,7 @@ export const startHttp = async (wiring: HttpWiring): Promise<number> => {
     onCommitted: wiring.committed,
     ...wiring.channels,
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
+    statusStream: { readAllStatus: () => readDeliveryStatus(db) },
     connectedClients: (partnerId) => {
       if (!broker) return null;
       const clients = broker.stats().connected[partnerId];
@@ -83,6 +85,9 @@ export const startHttp = async (wiring: HttpWiring): Promise<number> => {
     },
     serveApi: wiring.serveApi,
   });
+  // The console and the kiosk page: static files and routes only, nothing runs until one is asked for.
+  if (wiring.serveApi && config.BREWCAST_CONSOLE === "on")
+    await app.register(pages, { watermarkMs: config.BREWCAST_WATERMARK_MS });
   broker?.attachWebSocket(app.server);
   // The HTTP server's own cap, plus the MQTT-over-WebSocket clients it carries (capped by the broker).
   app.server.maxConnections =

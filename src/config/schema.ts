@@ -140,6 +140,12 @@ export const CONFIG_FIELDS = {
   BREWCAST_SSE_MAX_STREAMS_PER_PARTNER: positiveInt(100).describe(
     "Event streams (GET /v1/events/stream) one partner may hold open at once; beyond it a new one is answered 429.",
   ),
+  BREWCAST_CONSOLE: z
+    .enum(["on", "off"])
+    .default("on")
+    .describe(
+      "The operator console (/console, signed in with BREWCAST_ADMIN_TOKEN) and the kiosk reference page (/kiosk). off: neither page is served.",
+    ),
   BREWCAST_WEBHOOK_ALLOW_NETS: optionalString
     .refine(
       (value) =>

@@ -61,6 +61,8 @@ const recordTransition = async (
 export interface PartnerStore {
   create(id: string, name: string): Promise<Partner>;
   get(id: string): Promise<Partner>;
+  /** Every partner, by id. */
+  list(): Promise<Partner[]>;
   createShop(partnerId: string, id: string, name: string): Promise<Shop>;
   listShops(partnerId: string): Promise<Shop[]>;
   /**
@@ -91,6 +93,10 @@ export const createPartnerStore = (db: Db, options: PartnerStoreOptions = {}): P
   };
   return {
     get,
+    async list() {
+      const rows = await db.query<PartnerRow>(`SELECT ${PARTNER_COLUMNS} FROM partners ORDER BY id`);
+      return rows.map(toPartner);
+    },
     async create(id, name) {
       const [row] = await db.query<PartnerRow>(
         `INSERT INTO partners (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING RETURNING ${PARTNER_COLUMNS}`,

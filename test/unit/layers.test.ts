@@ -48,6 +48,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   api: ["domain", "stream", "webhooks", "log"],
   ops: ["domain", "config", "log"],
   client: ["domain"],
+  pages: [],
   app: [
     "domain",
     "log",
@@ -61,6 +62,7 @@ const ALLOWED: Record<string, readonly string[]> = {
     "webhooks",
     "api",
     "ops",
+    "pages",
   ],
   cli: ["domain", "log", "config", "client", "app"],
 };

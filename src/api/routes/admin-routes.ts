@@ -93,6 +93,20 @@ const adminRoutes: FastifyPluginAsyncZod<AdminRoutesDeps> = async (app, deps) =>
   );
 
   app.get(
+    "/partners",
+    {
+      schema: {
+        summary: "List partners",
+        response: {
+          200: z.object({ partners: z.array(partnerSchema) }),
+          ...problemResponses(...ADMIN_ERRORS),
+        },
+      },
+    },
+    async () => ({ partners: await deps.partners.list() }),
+  );
+
+  app.get(
     "/partners/:partner",
     {
       schema: {
