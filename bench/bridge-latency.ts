@@ -42,7 +42,7 @@
 import { waitCaughtUp } from "./lib/admin.ts";
 import type { LoopStats } from "./lib/child-tools.ts";
 import { spawnKid } from "./lib/children.ts";
-import { printBenchJson } from "./lib/comparison.ts";
+import { machineLine, printBenchJson } from "./lib/comparison.ts";
 import { type LatencyReport, type SessionKind, subscriberSpecs } from "./lib/consumers.ts";
 import { postgresVersion } from "./lib/database.ts";
 import { coresBusy, cpuMsOf, machineCpu, machineNote, sleep } from "./lib/machine.ts";
@@ -301,7 +301,7 @@ const main = async () => {
   const lines = [
     "",
     `bridge-latency — ${new Date().toISOString()}`,
-    `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+    machineLine(machine),
     `params: ${RATE} events/s, ${PARTNERS} partners × ${SHOPS} shops, ${SUBSCRIBERS_PER_PARTNER} consumers per partner (${sessionMode} sessions), writer ${writerMode}, ${rounds} rounds × ${seconds} s, idle ${idleSeconds} s`,
     "",
     "consumer          p50 ms   p90 ms   p99 ms   max ms  p50/round       received/expected  wrote/s  busy req/min  busy kB/min  idle req/min  idle kB/min",
@@ -399,7 +399,7 @@ const reportBoth = async (
   const lines = [
     "",
     `bridge-latency, clean vs persistent sessions — ${new Date().toISOString()}`,
-    `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+    machineLine(machine),
     `params: ${params.rate} events/s, ${PARTNERS} partners × ${SHOPS} shops, ${SUBSCRIBERS_PER_PARTNER} QoS 1 subscribers per partner (one group connected at a time), writer ${params.writerMode}, ${params.rounds} rounds × ${params.seconds} s`,
     "",
     "subscribers       p50 ms   p90 ms   p99 ms   max ms  p50/round            p99/round            received/expected  wrote/s  brewcast CPU  cores busy  floor p50  floor p99",

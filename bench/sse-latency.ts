@@ -26,7 +26,7 @@
 import type { ConsumerSpec } from "./children/sse-consumers.ts";
 import { waitCaughtUp } from "./lib/admin.ts";
 import { spawnKid } from "./lib/children.ts";
-import { printBenchJson } from "./lib/comparison.ts";
+import { machineLine, printBenchJson } from "./lib/comparison.ts";
 import { postgresVersion } from "./lib/database.ts";
 import { coresBusy, machineCpu, machineNote, sleep } from "./lib/machine.ts";
 import { summarise } from "./lib/receipts.ts";
@@ -120,7 +120,7 @@ const main = async () => {
   const lines = [
     "",
     `sse-latency — ${new Date().toISOString()}`,
-    `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+    machineLine(machine),
     `params: ${RATE} events/s, ${PARTNERS} partners × ${SHOPS} shops, per partner 1 SSE client + 1 MQTT QoS 1 subscriber (one process), writer in brewcast's process, ${rounds} rounds × ${seconds} s`,
     "",
     "round  channel   p50 ms   p90 ms   p99 ms    max ms  received/expected  wrote/s  cores busy",

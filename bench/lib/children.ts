@@ -23,6 +23,15 @@ export interface BenchChild {
   stop(): Promise<void>;
 }
 
+export interface ForkOptions {
+  /** The child's name in messages. */
+  label: string;
+  env?: Record<string, string>;
+  nodeFlags?: string[];
+  /** How long `stop()` waits after SIGTERM before SIGKILL. */
+  killAfterMs: number;
+}
+
 /**
  * Forks `modulePath` with `args` under tsx, its output on our stderr (stdout is the result
  * table and BENCH_JSON), and waits up to 60 s for its first message.
@@ -30,7 +39,7 @@ export interface BenchChild {
 export const forkBenchChild = async (
   modulePath: string,
   args: string[],
-  options: { label: string; env?: Record<string, string>; nodeFlags?: string[]; killAfterMs: number },
+  options: ForkOptions,
 ): Promise<BenchChild> => {
   const child: ChildProcess = fork(modulePath, args, {
     execArgv: ["--import", "tsx", ...(options.nodeFlags ?? [])],
@@ -169,7 +178,7 @@ export interface Kid {
 export const spawnRpcChild = async (
   modulePath: string,
   args: string[],
-  options: { label: string; env?: Record<string, string>; nodeFlags?: string[]; killAfterMs: number },
+  options: ForkOptions,
 ): Promise<Kid> => {
   const { label } = options;
   const { child, ready, stop } = await forkBenchChild(modulePath, args, options);

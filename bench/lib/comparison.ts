@@ -207,3 +207,7 @@ export const formatResult = (result: ComparisonResult): string => {
   lines.push("");
   return `${lines.join("\n")}\n`;
 };
+
+/** The line every bench's own table starts with: the machine, its load when the run ended. */
+export const machineLine = (m: MachineNote): string =>
+  `machine: ${m.cpus} × ${m.cpuModel}, load ${m.loadavg1} at end, node ${m.node}, ${m.postgres}`;

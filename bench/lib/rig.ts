@@ -13,6 +13,26 @@ import type { Commits, WriteRequest } from "./writer.ts";
 
 const log = (line: string) => process.stderr.write(`[rig] ${line}\n`);
 
+/**
+ * A throwaway database (dropped at cleanup), a fresh admin token, and the environment a brewcast
+ * under test runs with on them (DATABASE_URL, BREWCAST_ADMIN_TOKEN, LOG_LEVEL=warn).
+ */
+export const prepareBrewcast = async (
+  log: (line: string) => void,
+  createDatabase: () => Promise<BenchDatabase> = createBenchDatabase,
+) => {
+  const db = await createDatabase();
+  onCleanup(() => db.drop());
+  log(`database ${db.name}`);
+  const adminToken = benchAdminToken();
+  const env: Record<string, string> = {
+    DATABASE_URL: db.url,
+    BREWCAST_ADMIN_TOKEN: adminToken,
+    LOG_LEVEL: "warn",
+  };
+  return { db, adminToken, env };
+};
+
 export interface BrewcastRig {
   db: BenchDatabase;
   adminToken: string;
@@ -37,15 +57,7 @@ export const startBrewcastRig = async (options: {
   createDatabase?: () => Promise<BenchDatabase>;
   log: (line: string) => void;
 }): Promise<BrewcastRig> => {
-  const db = await (options.createDatabase ?? createBenchDatabase)();
-  onCleanup(() => db.drop());
-  options.log(`database ${db.name}`);
-  const adminToken = benchAdminToken();
-  const env: Record<string, string> = {
-    DATABASE_URL: db.url,
-    BREWCAST_ADMIN_TOKEN: adminToken,
-    LOG_LEVEL: "warn",
-  };
+  const { db, adminToken, env } = await prepareBrewcast(options.log, options.createDatabase);
   if (options.writerConnections !== undefined)
     env.BENCH_WRITER_CONNECTIONS = String(options.writerConnections);
   const brewcast = await spawnKid("brewcast", env, options.serverFlags ?? []);
