@@ -12,7 +12,7 @@
  * doorbell after each commit), so the figure is the delivery side: the LISTEN
  * connection, the bridge (reads, publishes, cursors) and Aedes fanning out
  * to 100 subscribers; HTTP order handling is not in it (POST /v1/orders does
- * ~100/s on this machine, far from 1,000). In the same run, interleaved:
+ * far fewer than 1,000/s on this machine: bench/README.md). In the same run, interleaved:
  * - idle windows (no writes, the same 100 subscribers): the floor;
  * - the writer process's own CPU for the same 1,000 appends/s, as a peer:
  *   what merely writing these events through `pg` costs a Node process.

@@ -73,7 +73,7 @@ const memoryOfPid = (pid: number) => {
 /**
  * RSS once it settles: (full GCs through `collect` for a Node process, then) a sample a second
  * until two in a row differ by less than 1 MiB, at most 20 s. The allocator and V8 give pages
- * back a while after a GC; a single sample right after start read up to 30 MiB high.
+ * back a while after a GC, so a single sample right after start reads high (bench/README.md).
  */
 const settledMemory = async (pid: number, collect?: () => Promise<unknown>) => {
   let previous = Number.NaN;
@@ -111,7 +111,7 @@ const rssFigures = (idle: Memory, loaded: Memory) => ({
 /**
  * Before the idle reading: `count` clean sessions connect, subscribe and leave, BATCH at a time,
  * so that the idle process has been through the same connection churn as the loaded one.
- * Without it brewcast read 25–27 MiB *lower* with 10,000 sessions than idle: the churn's GCs
+ * Without it brewcast read *lower* with 10,000 sessions than idle (bench/README.md): the churn's GCs
  * gave back start-up pages that a settled idle process still held.
  */
 const churn = async (port: number, who: Credential, count: number) => {
