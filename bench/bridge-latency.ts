@@ -25,12 +25,12 @@
  * persistent / clean for p50 and p99 (median of per-round ratios). Goal ≤ 1.1.
  *
  * The floor, in the same run: the writer also writes each committed event to a
- * plain TCP socket the consumers' process reads (bench/bridge-kit.ts
+ * plain TCP socket the consumers' process reads (bench/lib/relay.ts
  * `createRelay`), no bridge and no broker, under the same load. Its latency is
  * what any delivery path gets on this machine at that moment; MQTT ÷ floor is
  * brewcast's own share, and a floor above a goal says the goal is the machine's.
  *
- * The writer: the product's `createOrderStore().create()` (bench/bridge-kit.ts),
+ * The writer: the product's `createOrderStore().create()` (bench/lib/writer.ts),
  * one round trip per order, paced at 1,000/s on 16 connections. By default it
  * runs inside the brewcast process (where the API runs) and hands each
  * committed event to what the API's `onCommitted` is (`internalsOf(running).committed`:

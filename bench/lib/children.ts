@@ -90,10 +90,6 @@ export const exitWhenStopped = (stop: () => Promise<void>): void => {
   process.on("disconnect", shutdown);
 };
 
-/**
- * Forks this file as `--serve <server>` with `env` added, waits for it to
- * listen, and returns its port.
- */
 /** Runs a child program's main; a failure is printed and ends the process with code 1. */
 export const runChild = (label: string, main: () => Promise<void>): void => {
   main().catch((error) => {
