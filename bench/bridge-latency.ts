@@ -88,6 +88,8 @@ interface PhaseResult extends LatencyReport {
 
 /** Figures of this bench's table: one decimal unless asked. */
 const fmt = (n: number, digits = 1) => figure(n, digits);
+/** A figure of a report from a child: none (NaN) arrives as null over IPC (JSON). */
+const twoDecimals = (n: number | null) => (n === null ? Number.NaN : Number(n.toFixed(2)));
 const perMinute = (n: number, seconds: number) => (n / seconds) * 60;
 
 const main = async () => {
@@ -245,7 +247,7 @@ const main = async () => {
   /** The rounds' latencies together: median percentiles, the longest, every receipt. */
   const latencyOf = (rs: LatencyReport[]) => ({
     ...summarise(rs),
-    perRoundP50: rs.map((r) => Number(r.p50.toFixed(2))),
+    perRoundP50: rs.map((r) => twoDecimals(r.p50)),
   });
   const summary = PHASES.map((phase) => {
     const rs = results.filter((r) => r.bucket === phase);
@@ -359,8 +361,8 @@ const reportBoth = async (
   const of = (kind: (typeof kinds)[number]) => results.filter((r) => r.bucket === kind);
   const summarize = (rs: LatencyReport[]) => ({
     ...summarise(rs),
-    perRoundP50: rs.map((r) => Number(r.p50.toFixed(2))),
-    perRoundP99: rs.map((r) => Number(r.p99.toFixed(2))),
+    perRoundP50: rs.map((r) => twoDecimals(r.p50)),
+    perRoundP99: rs.map((r) => twoDecimals(r.p99)),
   });
   const rows = kinds.map((kind) => {
     const rs = of(kind);
