@@ -22,27 +22,15 @@
  * them for their (deliberate) lag.
  */
 import pg from "pg";
-import {
-  type BenchPartner,
-  cpuMsOf,
-  createPartners,
-  type Kid,
-  median,
-  nowMs,
-  pinNormal,
-  sleep,
-  spawnKid,
-  startMosquitto,
-} from "./bridge-kit.ts";
-import {
-  benchAdminToken,
-  createBenchDatabase,
-  machineNote,
-  onCleanup,
-  parseBenchArgs,
-  postgresVersion,
-  runBench,
-} from "./harness.ts";
+import type { BenchPartner } from "./lib/admin.ts";
+import { type Kid, spawnKid } from "./lib/children.ts";
+import { machineLine, printBenchJson } from "./lib/comparison.ts";
+import { postgresVersion } from "./lib/database.ts";
+import { cpuMsOf, machineNote, nowMs, sleep } from "./lib/machine.ts";
+import { startMosquitto } from "./lib/mosquitto.ts";
+import { startBrewcastRig } from "./lib/rig.ts";
+import { onCleanup, parseBenchArgs, runBench } from "./lib/run.ts";
+import { median } from "./lib/stats.ts";
 import { setHeads } from "./seed-log.ts";
 
 const SHOPS = 4;
@@ -98,15 +86,13 @@ const main = async () => {
   const rounds = args.rounds ?? (args.quick ? 1 : 2);
   const expected = partnerCount * perPartner;
 
-  const db = await createBenchDatabase();
-  onCleanup(() => db.drop());
-  log(`database ${db.name}`);
-  const adminToken = benchAdminToken();
-  const env = { DATABASE_URL: db.url, BREWCAST_ADMIN_TOKEN: adminToken, LOG_LEVEL: "warn" };
-  const setup = await spawnKid("brewcast", env);
-  const setupUrl = `http://127.0.0.1:${setup.info.http}`;
-  const partners = await createPartners(setupUrl, adminToken, partnerCount, SHOPS, "blg");
-  await pinNormal(setupUrl, adminToken, partners);
+  // Partners through the admin API on a first start; the bridge under test is a fresh start each round.
+  const {
+    db,
+    env,
+    brewcast: setup,
+    partners,
+  } = await startBrewcastRig({ tag: "blg", partners: partnerCount, shops: SHOPS, log });
   await setup.stop();
   await seed(db.url, partners, perPartner);
   log(`seeded ${expected} events over ${partnerCount} partners`);
@@ -229,7 +215,7 @@ const main = async () => {
     [
       "",
       `bridge-backlog — ${new Date().toISOString()}`,
-      `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+      machineLine(machine),
       `params: ${expected} events over ${partnerCount} partners × ${SHOPS} shops, 1 QoS 1 subscriber per partner in ${CLIENT_PROCESSES} processes, ${rounds} rounds`,
       "",
       "case                              events/s (median)  rounds          from release  brewcast CPU  broker CPU  complete",
@@ -242,18 +228,13 @@ const main = async () => {
       "",
     ].join("\n"),
   );
-  process.stdout.write(
-    `BENCH_JSON ${JSON.stringify({
-      bench: "bridge-backlog",
-      date: new Date().toISOString(),
-      machine,
-      params: { events: expected, partners: partnerCount, shops: SHOPS, rounds },
-      cases: { embedded: e, mosquitto: m },
-      rounds: results,
-      ratio: { label: "embedded / mosquitto", value: ratio },
-      goals: [{ label: "embedded ≥ 10,000 events/s", value: e.rate, met: goalMet }],
-    })}\n`,
-  );
+  printBenchJson("bridge-backlog", machine, {
+    params: { events: expected, partners: partnerCount, shops: SHOPS, rounds },
+    cases: { embedded: e, mosquitto: m },
+    rounds: results,
+    ratio: { label: "embedded / mosquitto", value: ratio },
+    goals: [{ label: "embedded ≥ 10,000 events/s", value: e.rate, met: goalMet }],
+  });
 };
 
 runBench(main);

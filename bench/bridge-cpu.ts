@@ -12,7 +12,7 @@
  * doorbell after each commit), so the figure is the delivery side: the LISTEN
  * connection, the bridge (reads, publishes, cursors) and Aedes fanning out
  * to 100 subscribers; HTTP order handling is not in it (POST /v1/orders does
- * ~100/s on this machine, far from 1,000). In the same run, interleaved:
+ * far fewer than 1,000/s on this machine: bench/README.md). In the same run, interleaved:
  * - idle windows (no writes, the same 100 subscribers): the floor;
  * - the writer process's own CPU for the same 1,000 appends/s, as a peer:
  *   what merely writing these events through `pg` costs a Node process.
@@ -29,9 +29,13 @@
  *
  *   npx tsx bench/bridge-cpu.ts --session both     # 3 rounds × 4 windows × 20 s, ~5 min
  */
-import { parseArgs } from "node:util";
-import { cpuMsOf, median, type SessionKind, startLoadRig, watchProcess } from "./bridge-kit.ts";
-import { createBenchDatabase, machineNote, parseBenchArgs, postgresVersion, runBench } from "./harness.ts";
+import { machineLine, printBenchJson } from "./lib/comparison.ts";
+import type { SessionKind } from "./lib/consumers.ts";
+import { createBenchDatabase, postgresVersion } from "./lib/database.ts";
+import { cpuMsOf, machineNote, watchProcess } from "./lib/machine.ts";
+import { startLoadRig } from "./lib/rig.ts";
+import { parseBenchArgs, runBench } from "./lib/run.ts";
+import { median } from "./lib/stats.ts";
 
 const PARTNERS = 100;
 const SHOPS = 4;
@@ -51,11 +55,8 @@ interface Window {
 }
 
 const main = async () => {
-  const args = parseBenchArgs(
-    process.argv.slice(2).filter((a, i, all) => a !== "--session" && all[i - 1] !== "--session"),
-  );
-  const { values } = parseArgs({ options: { session: { type: "string", default: "clean" } }, strict: false });
-  const sessionMode = values.session as SessionKind | "both";
+  const args = parseBenchArgs(undefined, { session: { type: "string", default: "clean" } });
+  const sessionMode = args.own.session as SessionKind | "both";
   if (!["clean", "persistent", "both"].includes(sessionMode))
     throw new Error("--session must be clean, persistent or both");
   const sessions: SessionKind[] = sessionMode === "both" ? ["clean", "persistent"] : [sessionMode];
@@ -122,7 +123,7 @@ const main = async () => {
     [
       "",
       `bridge-cpu — ${new Date().toISOString()}`,
-      `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+      machineLine(machine),
       `params: ${RATE} events/s target, ${rig.partners.length} partners × ${SHOPS} shops, 1 QoS 1 subscriber each (${sessionMode} sessions), ${rounds} rounds × ${seconds} s per window`,
       "",
       "window   brewcast CPU % (median)  per round            RSS MiB  wrote/s  delivered/s  writer CPU %",
@@ -152,24 +153,19 @@ const main = async () => {
       "",
     ].join("\n"),
   );
-  process.stdout.write(
-    `BENCH_JSON ${JSON.stringify({
-      bench: "bridge-cpu",
-      date: new Date().toISOString(),
-      machine,
-      params: {
-        rate: RATE,
-        partners: rig.partners.length,
-        shops: SHOPS,
-        rounds,
-        seconds,
-        session: sessionMode,
-      },
-      summary: { cpuBusy, cpuIdle, scaled, writeRate, writerCpu, ratio },
-      windows,
-      goals: [{ label: "≤ 25% of one core at 1,000 events/s", value: cpuBusy, met: goalMet }],
-    })}\n`,
-  );
+  printBenchJson("bridge-cpu", machine, {
+    params: {
+      rate: RATE,
+      partners: rig.partners.length,
+      shops: SHOPS,
+      rounds,
+      seconds,
+      session: sessionMode,
+    },
+    summary: { cpuBusy, cpuIdle, scaled, writeRate, writerCpu, ratio },
+    windows,
+    goals: [{ label: "≤ 25% of one core at 1,000 events/s", value: cpuBusy, met: goalMet }],
+  });
 };
 
 /** `--session both`: each kind's windows, and persistent / clean per round. */
@@ -214,7 +210,7 @@ const report = async (
   const lines = [
     "",
     `bridge-cpu — ${new Date().toISOString()}`,
-    `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+    machineLine(machine),
     `params: ${RATE} events/s target, ${rig.partners.length} partners × ${SHOPS} shops, 1 QoS 1 subscriber each, clean and persistent sessions, ${rounds} rounds × ${seconds} s per window`,
     "",
     "sessions    window  brewcast CPU % (median)  per round            µs CPU/event  RSS MiB  wrote/s  delivered/s  writer CPU %",
@@ -230,22 +226,17 @@ const report = async (
     "",
   ];
   process.stdout.write(lines.join("\n"));
-  process.stdout.write(
-    `BENCH_JSON ${JSON.stringify({
-      bench: "bridge-cpu",
-      date: new Date().toISOString(),
-      machine,
-      params: { rate: RATE, partners: rig.partners.length, shops: SHOPS, rounds, seconds, session: "both" },
-      summary: rows,
-      windows,
-      ratios: [
-        { label: "persistent / clean, busy CPU", value: ratioBusy, goal: "≤ 1.1", met: goalMet },
-        { label: "persistent / clean, busy CPU per event", value: ratioPerEvent },
-        { label: "persistent / clean, idle CPU", value: ratioIdle },
-      ],
-      goals: [{ label: "persistent / clean busy CPU ≤ 1.1", value: ratioBusy, met: goalMet }],
-    })}\n`,
-  );
+  printBenchJson("bridge-cpu", machine, {
+    params: { rate: RATE, partners: rig.partners.length, shops: SHOPS, rounds, seconds, session: "both" },
+    summary: rows,
+    windows,
+    ratios: [
+      { label: "persistent / clean, busy CPU", value: ratioBusy, goal: "≤ 1.1", met: goalMet },
+      { label: "persistent / clean, busy CPU per event", value: ratioPerEvent },
+      { label: "persistent / clean, idle CPU", value: ratioIdle },
+    ],
+    goals: [{ label: "persistent / clean busy CPU ≤ 1.1", value: ratioBusy, met: goalMet }],
+  });
 };
 
 runBench(main);

@@ -28,20 +28,14 @@ import type { Db } from "../src/store/db.ts";
 import { createDoorbell, LEGACY_DOORBELL_CHANNEL } from "../src/store/doorbell.ts";
 import { openDb } from "../src/store/open-db.ts";
 import { createOrderStore } from "../src/store/orders.ts";
-import { cpuMsOf, createPartners, median, nowMs, orderItems, pinNormal, spawnKid } from "./bridge-kit.ts";
-import {
-  type BenchCase,
-  type BenchRatio,
-  benchAdminToken,
-  createBenchDatabase,
-  machineNote,
-  measureLoop,
-  onCleanup,
-  parseBenchArgs,
-  postgresVersion,
-  runBench,
-  runComparison,
-} from "./harness.ts";
+import { type BenchCase, type BenchRatio, runComparison } from "./lib/comparison.ts";
+import { postgresVersion } from "./lib/database.ts";
+import { measureLoop } from "./lib/load.ts";
+import { cpuMsOf, machineNote, nowMs } from "./lib/machine.ts";
+import { startBrewcastRig } from "./lib/rig.ts";
+import { onCleanup, parseBenchArgs, runBench } from "./lib/run.ts";
+import { median } from "./lib/stats.ts";
+import { orderItems } from "./lib/writer.ts";
 
 const PARTNERS = 50;
 const SHOPS = 4;
@@ -62,18 +56,17 @@ const main = async () => {
   const rounds = args.rounds ?? (args.quick ? 1 : 3);
   const seconds = args.seconds ?? (args.quick ? 2 : 10);
 
-  const bench = await createBenchDatabase();
-  onCleanup(() => bench.drop());
-  log(`database ${bench.name}`);
-  const adminToken = benchAdminToken();
-  const brewcast = await spawnKid(
-    "brewcast",
-    { DATABASE_URL: bench.url, BREWCAST_ADMIN_TOKEN: adminToken, LOG_LEVEL: "warn" },
-    args.serverFlags,
-  );
-  const baseUrl = `http://127.0.0.1:${brewcast.info.http}`;
-  const partners = await createPartners(baseUrl, adminToken, PARTNERS, SHOPS, "ins");
-  await pinNormal(baseUrl, adminToken, partners);
+  const {
+    db: bench,
+    brewcast,
+    partners,
+  } = await startBrewcastRig({
+    tag: "ins",
+    partners: PARTNERS,
+    shops: SHOPS,
+    serverFlags: args.serverFlags,
+    log,
+  });
   log(`brewcast pid ${brewcast.pid}; ${PARTNERS} partners`);
 
   const db = await openDb({
@@ -121,29 +114,23 @@ const main = async () => {
     const bell = `doorbell, ${writers} writer${writers > 1 ? "s" : ""}`;
     const trigger = `per-row NOTIFY trigger, ${writers} writer${writers > 1 ? "s" : ""}`;
     const silent = `doorbell, nobody listening, ${writers} writer${writers > 1 ? "s" : ""}`;
+    /** Every commit rings `ringer`; its last rings flushed within the case. */
+    const ringing = (name: string, ringer: typeof doorbell): BenchCase => ({
+      name,
+      peer: none,
+      run: withCpu(name, async (s) => {
+        const m = await measureLoop({ concurrency: writers, seconds: s, op: () => createOrder(ringer) });
+        await ringer.flush();
+        return m;
+      }),
+    });
     cases.push(
       {
         name: none,
         run: withCpu(none, (s) => measureLoop({ concurrency: writers, seconds: s, op: () => createOrder() })),
       },
-      {
-        name: bell,
-        peer: none,
-        run: withCpu(bell, async (s) => {
-          const m = await measureLoop({ concurrency: writers, seconds: s, op: () => createOrder(doorbell) });
-          await doorbell.flush();
-          return m;
-        }),
-      },
-      {
-        name: silent,
-        peer: none,
-        run: withCpu(silent, async (s) => {
-          const m = await measureLoop({ concurrency: writers, seconds: s, op: () => createOrder(unheard) });
-          await unheard.flush();
-          return m;
-        }),
-      },
+      ringing(bell, doorbell),
+      ringing(silent, unheard),
       {
         name: trigger,
         peer: none,

@@ -25,12 +25,12 @@
  * persistent / clean for p50 and p99 (median of per-round ratios). Goal ≤ 1.1.
  *
  * The floor, in the same run: the writer also writes each committed event to a
- * plain TCP socket the consumers' process reads (bench/bridge-kit.ts
+ * plain TCP socket the consumers' process reads (bench/lib/relay.ts
  * `createRelay`), no bridge and no broker, under the same load. Its latency is
  * what any delivery path gets on this machine at that moment; MQTT ÷ floor is
  * brewcast's own share, and a floor above a goal says the goal is the machine's.
  *
- * The writer: the product's `createOrderStore().create()` (bench/bridge-kit.ts),
+ * The writer: the product's `createOrderStore().create()` (bench/lib/writer.ts),
  * one round trip per order, paced at 1,000/s on 16 connections. By default it
  * runs inside the brewcast process (where the API runs) and hands each
  * committed event to what the API's `onCommitted` is (`internalsOf(running).committed`:
@@ -39,33 +39,18 @@
  * returned (CLOCK_MONOTONIC in both processes). The subscribers and pollers
  * run in one child process of their own.
  */
-import { parseArgs } from "node:util";
-import {
-  type Commits,
-  cpuMsOf,
-  createPartners,
-  type LatencyReport,
-  type LoopStats,
-  median,
-  pinNormal,
-  type SessionKind,
-  sleep,
-  spawnKid,
-  subscriberSpecs,
-  type WriteRequest,
-  waitCaughtUp,
-} from "./bridge-kit.ts";
-import {
-  benchAdminToken,
-  coresBusy,
-  createBenchDatabase,
-  machineCpu,
-  machineNote,
-  onCleanup,
-  parseBenchArgs,
-  postgresVersion,
-  runBench,
-} from "./harness.ts";
+import { waitCaughtUp } from "./lib/admin.ts";
+import type { LoopStats } from "./lib/child-tools.ts";
+import { spawnKid } from "./lib/children.ts";
+import { machineLine, printBenchJson } from "./lib/comparison.ts";
+import { type LatencyReport, type SessionKind, subscriberSpecs } from "./lib/consumers.ts";
+import { postgresVersion } from "./lib/database.ts";
+import { coresBusy, cpuMsOf, machineCpu, machineNote, sleep } from "./lib/machine.ts";
+import { summarise } from "./lib/receipts.ts";
+import { startBrewcastRig, writeRequest } from "./lib/rig.ts";
+import { parseBenchArgs, positiveInt, runBench } from "./lib/run.ts";
+import { fmt as figure, median } from "./lib/stats.ts";
+import type { Commits } from "./lib/writer.ts";
 
 const PARTNERS = 5;
 const SHOPS = 4;
@@ -101,49 +86,38 @@ interface PhaseResult extends LatencyReport {
   floor: LatencyReport;
 }
 
-const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
+/** Figures of this bench's table: one decimal unless asked. */
+const fmt = (n: number, digits = 1) => figure(n, digits);
+/** A figure of a report from a child: none (NaN) arrives as null over IPC (JSON). */
+const twoDecimals = (n: number | null) => (n === null ? Number.NaN : Number(n.toFixed(2)));
 const perMinute = (n: number, seconds: number) => (n / seconds) * 60;
 
 const main = async () => {
   // This bench's own flags: --writer inproc|external, --rate N (events/s, default 1,000),
   // --session clean|persistent|both.
-  const own = new Set(["--writer", "--rate", "--session"]);
-  const args = parseBenchArgs(
-    process.argv.slice(2).filter((a, i, all) => !own.has(a) && !own.has(all[i - 1]!)),
-  );
-  const { values } = parseArgs({
-    options: {
-      writer: { type: "string", default: "inproc" },
-      rate: { type: "string", default: String(DEFAULT_RATE) },
-      session: { type: "string", default: "clean" },
-    },
-    strict: false,
+  const args = parseBenchArgs(undefined, {
+    writer: { type: "string", default: "inproc" },
+    rate: { type: "string", default: String(DEFAULT_RATE) },
+    session: { type: "string", default: "clean" },
   });
+  const values = args.own;
   const sessionMode = values.session as SessionKind | "both";
   if (!["clean", "persistent", "both"].includes(sessionMode))
     throw new Error("--session must be clean, persistent or both");
   const writerMode = values.writer === "external" ? "external" : "inproc";
-  const RATE = Number(values.rate);
-  if (!Number.isInteger(RATE) || RATE < 1) throw new Error("--rate must be a positive integer");
+  const RATE = positiveInt(values.rate, "rate");
   const rounds = args.rounds ?? (args.quick ? 1 : sessionMode === "both" ? 4 : 2);
   const seconds = args.seconds ?? (args.quick ? 5 : 30);
   const idleSeconds = args.quick ? 5 : 20;
 
-  const db = await createBenchDatabase();
-  onCleanup(() => db.drop());
-  log(`database ${db.name}`);
-  const adminToken = benchAdminToken();
-  const env = {
-    DATABASE_URL: db.url,
-    BREWCAST_ADMIN_TOKEN: adminToken,
-    LOG_LEVEL: "warn",
-    BENCH_WRITER_CONNECTIONS: String(WRITER_CONNECTIONS),
-  };
-  const brewcast = await spawnKid("brewcast", env, args.serverFlags);
-  const baseUrl = `http://127.0.0.1:${brewcast.info.http}`;
-  log(`brewcast pid ${brewcast.pid}: http ${brewcast.info.http}, mqtt ${brewcast.info.mqtt}`);
-  const partners = await createPartners(baseUrl, adminToken, PARTNERS, SHOPS, "lat");
-  await pinNormal(baseUrl, adminToken, partners);
+  const { db, env, brewcast, baseUrl, partners } = await startBrewcastRig({
+    tag: "lat",
+    partners: PARTNERS,
+    shops: SHOPS,
+    serverFlags: args.serverFlags,
+    writerConnections: WRITER_CONNECTIONS,
+    log,
+  });
   const writer = writerMode === "external" ? await spawnKid("writer", env) : brewcast;
 
   const clients = await spawnKid("clients");
@@ -165,13 +139,15 @@ const main = async () => {
   );
 
   const write = (s: number) =>
-    writer.call<Commits>("write", {
-      rate: RATE,
-      seconds: s,
-      targets: partners.map((p) => ({ id: p.id, shops: p.shops })),
-      connections: WRITER_CONNECTIONS,
-      wake: writerMode === "inproc" ? "inproc" : "doorbell",
-    } satisfies WriteRequest);
+    writer.call<Commits>(
+      "write",
+      writeRequest(partners, {
+        rate: RATE,
+        seconds: s,
+        connections: WRITER_CONNECTIONS,
+        wake: writerMode === "inproc" ? "inproc" : "doorbell",
+      }),
+    );
   const pollSpecs = (phase: Phase, s: number) =>
     partners.flatMap((p) =>
       Array.from({ length: SUBSCRIBERS_PER_PARTNER }, () => ({
@@ -270,13 +246,8 @@ const main = async () => {
 
   /** The rounds' latencies together: median percentiles, the longest, every receipt. */
   const latencyOf = (rs: LatencyReport[]) => ({
-    p50: median(rs.map((r) => r.p50)),
-    p90: median(rs.map((r) => r.p90)),
-    p99: median(rs.map((r) => r.p99)),
-    max: Math.max(...rs.map((r) => r.max)),
-    perRoundP50: rs.map((r) => Number(r.p50.toFixed(2))),
-    received: rs.reduce((a, r) => a + r.received, 0),
-    expected: rs.reduce((a, r) => a + r.expected, 0),
+    ...summarise(rs),
+    perRoundP50: rs.map((r) => twoDecimals(r.p50)),
   });
   const summary = PHASES.map((phase) => {
     const rs = results.filter((r) => r.bucket === phase);
@@ -332,7 +303,7 @@ const main = async () => {
   const lines = [
     "",
     `bridge-latency — ${new Date().toISOString()}`,
-    `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+    machineLine(machine),
     `params: ${RATE} events/s, ${PARTNERS} partners × ${SHOPS} shops, ${SUBSCRIBERS_PER_PARTNER} consumers per partner (${sessionMode} sessions), writer ${writerMode}, ${rounds} rounds × ${seconds} s, idle ${idleSeconds} s`,
     "",
     "consumer          p50 ms   p90 ms   p99 ms   max ms  p50/round       received/expected  wrote/s  busy req/min  busy kB/min  idle req/min  idle kB/min",
@@ -361,29 +332,24 @@ const main = async () => {
       `${r.label.padEnd(40)} ${fmt(r.value, 2).padStart(9)}  ${r.goal === undefined ? "" : `≥ ${r.goal} ${r.met ? "met" : "MISSED"}`}`,
     );
   process.stdout.write(`${lines.join("\n")}\n\n`);
-  process.stdout.write(
-    `BENCH_JSON ${JSON.stringify({
-      bench: "bridge-latency",
-      date: new Date().toISOString(),
-      machine,
-      params: {
-        rate: RATE,
-        partners: PARTNERS,
-        shops: SHOPS,
-        consumersPerPartner: SUBSCRIBERS_PER_PARTNER,
-        writer: writerMode,
-        session: sessionMode,
-        rounds,
-        seconds,
-        idleSeconds,
-      },
-      summary,
-      floor: floorS,
-      rounds: results,
-      goals,
-      ratios,
-    })}\n`,
-  );
+  printBenchJson("bridge-latency", machine, {
+    params: {
+      rate: RATE,
+      partners: PARTNERS,
+      shops: SHOPS,
+      consumersPerPartner: SUBSCRIBERS_PER_PARTNER,
+      writer: writerMode,
+      session: sessionMode,
+      rounds,
+      seconds,
+      idleSeconds,
+    },
+    summary,
+    floor: floorS,
+    rounds: results,
+    goals,
+    ratios,
+  });
 };
 
 /** `--session both`: clean vs persistent subscribers, and the floor of their phases. */
@@ -394,14 +360,9 @@ const reportBoth = async (
   const kinds = ["mqtt", "mqtt-persistent"] as const;
   const of = (kind: (typeof kinds)[number]) => results.filter((r) => r.bucket === kind);
   const summarize = (rs: LatencyReport[]) => ({
-    p50: median(rs.map((r) => r.p50)),
-    p90: median(rs.map((r) => r.p90)),
-    p99: median(rs.map((r) => r.p99)),
-    max: Math.max(...rs.map((r) => r.max)),
-    perRoundP50: rs.map((r) => Number(r.p50.toFixed(2))),
-    perRoundP99: rs.map((r) => Number(r.p99.toFixed(2))),
-    received: rs.reduce((a, r) => a + r.received, 0),
-    expected: rs.reduce((a, r) => a + r.expected, 0),
+    ...summarise(rs),
+    perRoundP50: rs.map((r) => twoDecimals(r.p50)),
+    perRoundP99: rs.map((r) => twoDecimals(r.p99)),
   });
   const rows = kinds.map((kind) => {
     const rs = of(kind);
@@ -440,7 +401,7 @@ const reportBoth = async (
   const lines = [
     "",
     `bridge-latency, clean vs persistent sessions — ${new Date().toISOString()}`,
-    `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+    machineLine(machine),
     `params: ${params.rate} events/s, ${PARTNERS} partners × ${SHOPS} shops, ${SUBSCRIBERS_PER_PARTNER} QoS 1 subscribers per partner (one group connected at a time), writer ${params.writerMode}, ${params.rounds} rounds × ${params.seconds} s`,
     "",
     "subscribers       p50 ms   p90 ms   p99 ms   max ms  p50/round            p99/round            received/expected  wrote/s  brewcast CPU  cores busy  floor p50  floor p99",
@@ -457,27 +418,22 @@ const reportBoth = async (
     "",
   ];
   process.stdout.write(lines.join("\n"));
-  process.stdout.write(
-    `BENCH_JSON ${JSON.stringify({
-      bench: "bridge-latency",
-      date: new Date().toISOString(),
-      machine,
-      params: {
-        rate: params.rate,
-        partners: PARTNERS,
-        shops: SHOPS,
-        consumersPerPartner: SUBSCRIBERS_PER_PARTNER,
-        writer: params.writerMode,
-        rounds: params.rounds,
-        seconds: params.seconds,
-        session: "both",
-      },
-      summary: rows,
-      rounds: results,
-      ratios,
-      goals: ratios.filter((r) => r.goal !== undefined),
-    })}\n`,
-  );
+  printBenchJson("bridge-latency", machine, {
+    params: {
+      rate: params.rate,
+      partners: PARTNERS,
+      shops: SHOPS,
+      consumersPerPartner: SUBSCRIBERS_PER_PARTNER,
+      writer: params.writerMode,
+      rounds: params.rounds,
+      seconds: params.seconds,
+      session: "both",
+    },
+    summary: rows,
+    rounds: results,
+    ratios,
+    goals: ratios.filter((r) => r.goal !== undefined),
+  });
 };
 
 runBench(main);

@@ -13,8 +13,8 @@
  * (brewcast,aedes,mosquitto).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
-import net from "node:net";
+import { cpuMsOf, rssMibOf } from "./lib/machine.ts";
+import { freePort, waitForPort } from "./lib/net.ts";
 import { connectRawClient, type RawClient, publishFrame as rawPublishFrame } from "./raw-mqtt.ts";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -46,29 +46,11 @@ interface Peer {
   child: ChildProcess;
 }
 
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-
 const startPeer = async (name: "brewcast" | "aedes" | "mosquitto"): Promise<Peer> => {
   if (name === "mosquitto") {
     const port = await freePort();
     const child = spawn("mosquitto", ["-p", String(port)], { stdio: "ignore" });
-    for (;;) {
-      const ok = await new Promise<boolean>((resolve) => {
-        const s = net.connect(port, "127.0.0.1", () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once("error", () => resolve(false));
-      });
-      if (ok) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitForPort(port, "mosquitto");
     return { name, port, pid: child.pid!, child };
   }
   const nodeFlags = (process.env.BENCH_PEER_NODE_FLAGS ?? "").split(" ").filter(Boolean);
@@ -91,15 +73,8 @@ const stopPeer = (peer: Peer): Promise<void> =>
     peer.child.kill("SIGKILL");
   });
 
-const TICK_MS = 1000 / 100; // USER_HZ
-const procStat = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return { cpuMs: (Number(fields[11]) + Number(fields[12])) * TICK_MS };
-};
-const rssBytes = (pid: number): number => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m![1]) * 1024;
-};
+const procStat = (pid: number) => ({ cpuMs: cpuMsOf(pid) });
+const rssBytes = (pid: number): number => rssMibOf(pid) * 1024 * 1024;
 
 // ---- scenarios -------------------------------------------------------------------------------------
 const closeAll = async (clients: RawClient[]) => {

@@ -22,23 +22,17 @@
  * the REST catch-up) and one at QoS 0 (nothing queued). The interleaved
  * rounds then compare a fresh-session SDK consumer with naive paging.
  */
-import net from "node:net";
 import pg from "pg";
 import { createConsumer, createMemoryStore } from "../src/client/index.ts";
-import {
-  adminPost,
-  type BenchCase,
-  benchAdminToken,
-  createBenchDatabase,
-  type Measurement,
-  machineNote,
-  onCleanup,
-  parseBenchArgs,
-  postgresVersion,
-  runBench,
-  runComparison,
-  spawnServer,
-} from "./harness.ts";
+import { createPartner, paddedShopId, pinNormal } from "./lib/admin.ts";
+import { spawnServer } from "./lib/children.ts";
+import { type BenchCase, type Measurement, runComparison } from "./lib/comparison.ts";
+import { postgresVersion } from "./lib/database.ts";
+import { machineNote } from "./lib/machine.ts";
+import { freePort } from "./lib/net.ts";
+import { prepareBrewcast } from "./lib/rig.ts";
+import { parseBenchArgs, runBench } from "./lib/run.ts";
+import { percentile } from "./lib/stats.ts";
 import { seedEventsSql, setHeads } from "./seed-log.ts";
 
 const SHOPS = 20;
@@ -46,16 +40,6 @@ const EVENTS_PER_ORDER = 4;
 const NAIVE_PAGE = 100;
 
 const log = (line: string) => process.stderr.write(`[consumer-catchup] ${line}\n`);
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 
 const SEED_EVENTS_SQL = seedEventsSql({
   shops: SHOPS,
@@ -100,8 +84,7 @@ const waitForBridge = async (baseUrl: string, token: string, partnerId: string, 
   log(`bridge published the log in ${seconds.toFixed(1)} s (${Math.round(seq / seconds)} events/s)`);
 };
 
-const quantile = (sorted: number[], q: number) =>
-  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+const quantile = (sorted: number[], q: number) => (sorted.length === 0 ? 0 : percentile(sorted, q));
 
 const latencies = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -119,45 +102,27 @@ const main = async () => {
   const events = args.quick ? 20_000 : 100_000;
   const rounds = args.rounds ?? (args.quick ? 1 : 3);
 
-  const db = await createBenchDatabase();
-  onCleanup(() => db.drop());
-  log(`database ${db.name}`);
-  const adminToken = benchAdminToken();
+  const { db, adminToken, env } = await prepareBrewcast(log);
   const mqttPort = await freePort();
   const brewcast = await spawnServer(
     "brewcast",
-    {
-      DATABASE_URL: db.url,
-      BREWCAST_ADMIN_TOKEN: adminToken,
-      BREWCAST_MQTT_PORT: String(mqttPort),
-      LOG_LEVEL: "warn",
-    },
+    { ...env, BREWCAST_MQTT_PORT: String(mqttPort) },
     args.serverFlags,
   );
   const mqttUrl = `mqtt://127.0.0.1:${mqttPort}`;
   log(`brewcast pid ${brewcast.pid} on ${brewcast.url}, MQTT ${mqttUrl}`);
 
   const partnerId = "bench-consumer";
-  await adminPost(brewcast.url, adminToken, "/partners", { id: partnerId, name: "Bench consumer" });
-  for (let s = 0; s < SHOPS; s++) {
-    await adminPost(brewcast.url, adminToken, `/partners/${partnerId}/shops`, {
-      id: `shop-${String(s + 1).padStart(2, "0")}`,
-      name: `Shop ${s + 1}`,
-    });
-  }
-  const credential = await adminPost(brewcast.url, adminToken, `/partners/${partnerId}/credentials`, {
-    kind: "backend",
+  const partner = await createPartner(brewcast.url, adminToken, {
+    id: partnerId,
+    name: "Bench consumer",
+    shops: SHOPS,
+    shopId: paddedShopId,
   });
-  const credentialId = credential.id as string;
+  const { credentialId, secret } = partner;
   // The partner monitor would throttle a partner 100,000 events behind (the degradation
   // ladder); this bench measures the consumer, so the partner stays pinned at normal.
-  const pinned = await fetch(`${brewcast.url}/admin/v1/partners/${partnerId}/state`, {
-    method: "PUT",
-    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
-    body: JSON.stringify({ state: "normal", reason: "bench: consumer catch-up measures the consumer" }),
-  });
-  if (pinned.status !== 200) throw new Error(`PUT state: ${pinned.status} ${await pinned.text()}`);
-  const secret = credential.secret as string;
+  await pinNormal(brewcast.url, adminToken, [partner], "bench: consumer catch-up measures the consumer");
 
   const consumerFor = (name: string, qos: 0 | 1 = 1) =>
     createConsumer({

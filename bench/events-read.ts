@@ -19,21 +19,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import {
-  adminPost,
-  type BenchCase,
-  benchAdminToken,
-  createBenchDatabase,
-  type HttpRequest,
-  machineNote,
-  measureHttp,
-  onCleanup,
-  parseBenchArgs,
-  postgresVersion,
-  runBench,
-  runComparison,
-  spawnServer,
-} from "./harness.ts";
+import { type BenchPartner, createPartners, paddedShopId } from "./lib/admin.ts";
+import { spawnServer } from "./lib/children.ts";
+import { type BenchCase, runComparison } from "./lib/comparison.ts";
+import { postgresVersion } from "./lib/database.ts";
+import { type HttpRequest, measureHttp } from "./lib/load.ts";
+import { machineNote } from "./lib/machine.ts";
+import { prepareBrewcast } from "./lib/rig.ts";
+import { onCleanup, parseBenchArgs, runBench } from "./lib/run.ts";
 import { seedEventsSql, setHeads } from "./seed-log.ts";
 
 const SHOPS_PER_PARTNER = 20;
@@ -44,28 +37,7 @@ const WINDOW = 5_000;
 
 const log = (line: string) => process.stderr.write(`[events-read] ${line}\n`);
 
-interface Partner {
-  id: string;
-  secret: string;
-}
-
-/** Partners, shops and backend credentials through the admin API (secrets are hashed there). */
-const createPartners = async (baseUrl: string, token: string, count: number): Promise<Partner[]> => {
-  const partners: Partner[] = [];
-  for (let p = 0; p < count; p++) {
-    const id = `bench-p${String(p + 1).padStart(2, "0")}`;
-    await adminPost(baseUrl, token, "/partners", { id, name: `Bench partner ${p + 1}` });
-    for (let s = 0; s < SHOPS_PER_PARTNER; s++) {
-      await adminPost(baseUrl, token, `/partners/${id}/shops`, {
-        id: `shop-${String(s + 1).padStart(2, "0")}`,
-        name: `Shop ${s + 1}`,
-      });
-    }
-    const credential = await adminPost(baseUrl, token, `/partners/${id}/credentials`, { kind: "backend" });
-    partners.push({ id, secret: credential.secret as string });
-  }
-  return partners;
-};
+type Partner = BenchPartner;
 
 const SEED_EVENTS_SQL = seedEventsSql({
   shops: SHOPS_PER_PARTNER,
@@ -175,15 +147,18 @@ const main = async () => {
   const seconds = args.seconds ?? (args.quick ? 2 : 8);
   const connections = 10;
 
-  const db = await createBenchDatabase();
-  onCleanup(() => db.drop());
-  log(`database ${db.name}`);
-  const adminToken = benchAdminToken();
-  const serverEnv = { DATABASE_URL: db.url, BREWCAST_ADMIN_TOKEN: adminToken, LOG_LEVEL: "warn" };
+  const { db, adminToken, env: serverEnv } = await prepareBrewcast(log);
   // First run: migrations, partners and credentials through the admin API. Then the
   // log is seeded with the server stopped, and the server measured is a fresh start.
   const setup = await spawnServer("brewcast", serverEnv);
-  const partners = await createPartners(setup.url, adminToken, partnerCount);
+  const partners = await createPartners(
+    setup.url,
+    adminToken,
+    partnerCount,
+    SHOPS_PER_PARTNER,
+    "bench",
+    paddedShopId,
+  );
   await setup.stop();
   await seedLog(db.url, partners, perPartner);
   const brewcast = await spawnServer("brewcast", serverEnv, args.serverFlags);

@@ -14,8 +14,12 @@
  * cost of one scrape is measured directly: CPU of the process over a burst
  * of back-to-back scrapes minus its rate just before, per scrape.
  */
-import { cpuMsOf, median, nowMs, sleep, startLoadRig, watchProcess } from "./bridge-kit.ts";
-import { createBenchDatabase, machineNote, parseBenchArgs, postgresVersion, runBench } from "./harness.ts";
+import { machineLine, printBenchJson } from "./lib/comparison.ts";
+import { createBenchDatabase, postgresVersion } from "./lib/database.ts";
+import { cpuMsOf, machineNote, nowMs, sleep, watchProcess } from "./lib/machine.ts";
+import { startLoadRig } from "./lib/rig.ts";
+import { parseBenchArgs, runBench } from "./lib/run.ts";
+import { median } from "./lib/stats.ts";
 
 const PARTNERS = 100;
 const SHOPS = 4;
@@ -150,7 +154,7 @@ const main = async () => {
   const lines = [
     "",
     `ops-metrics — ${new Date().toISOString()}`,
-    `machine: ${machine.cpus} × ${machine.cpuModel}, load ${machine.loadavg1} at end, node ${machine.node}, ${machine.postgres}`,
+    machineLine(machine),
     `params: ${RATE} events/s target, ${rig.partners.length} partners × ${SHOPS} shops, 1 QoS 1 subscriber each, scrape every ${SCRAPE_EVERY_MS / 1000} s, ${rounds} rounds × ${seconds} s per window; /metrics ${first.bytes} bytes, ${first.series} series`,
     "",
     "window      CPU % (median)  per round            RSS MiB  per round               wrote/s  scrapes  scrape ms p50",
@@ -183,31 +187,26 @@ const main = async () => {
     "",
   );
   process.stdout.write(lines.join("\n"));
-  process.stdout.write(
-    `BENCH_JSON ${JSON.stringify({
-      bench: "ops-metrics",
-      date: new Date().toISOString(),
-      machine,
-      params: {
-        rate: RATE,
-        partners: rig.partners.length,
-        shops: SHOPS,
-        rounds,
-        seconds,
-        scrapeEveryMs: SCRAPE_EVERY_MS,
-        metricsBytes: first.bytes,
-        series: first.series,
-      },
-      windows,
-      direct,
-      ratios: [
-        { label: "CPU scraping / not − 1", value: cpuOverhead, goal: "≤ 0.05", met: cpuOverhead <= 0.05 },
-        { label: "RSS scraping / not − 1", value: rssOverhead, goal: "≤ 0.05", met: rssOverhead <= 0.05 },
-        { label: "CPU per event, scraping / not − 1", value: perEvent },
-        { label: "direct per-scrape CPU / process CPU at 5 s", value: directOverhead },
-      ],
-    })}\n`,
-  );
+  printBenchJson("ops-metrics", machine, {
+    params: {
+      rate: RATE,
+      partners: rig.partners.length,
+      shops: SHOPS,
+      rounds,
+      seconds,
+      scrapeEveryMs: SCRAPE_EVERY_MS,
+      metricsBytes: first.bytes,
+      series: first.series,
+    },
+    windows,
+    direct,
+    ratios: [
+      { label: "CPU scraping / not − 1", value: cpuOverhead, goal: "≤ 0.05", met: cpuOverhead <= 0.05 },
+      { label: "RSS scraping / not − 1", value: rssOverhead, goal: "≤ 0.05", met: rssOverhead <= 0.05 },
+      { label: "CPU per event, scraping / not − 1", value: perEvent },
+      { label: "direct per-scrape CPU / process CPU at 5 s", value: directOverhead },
+    ],
+  });
 };
 
 runBench(main);

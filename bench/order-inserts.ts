@@ -18,21 +18,15 @@
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import {
-  adminPost,
-  type BenchCase,
-  benchAdminToken,
-  createBenchDatabase,
-  machineNote,
-  measureHttp,
-  measureLoop,
-  onCleanup,
-  parseBenchArgs,
-  postgresVersion,
-  runBench,
-  runComparison,
-  spawnServer,
-} from "./harness.ts";
+import { type BenchPartner, createPartner } from "./lib/admin.ts";
+import { spawnServer } from "./lib/children.ts";
+import { type BenchCase, runComparison } from "./lib/comparison.ts";
+import { postgresVersion } from "./lib/database.ts";
+import { measureHttp, measureLoop } from "./lib/load.ts";
+import { machineNote } from "./lib/machine.ts";
+import { prepareBrewcast } from "./lib/rig.ts";
+import { onCleanup, parseBenchArgs, runBench } from "./lib/run.ts";
+import { orderItems, pick } from "./lib/writer.ts";
 
 const CONCURRENCY = 16;
 const PARTNERS = 50;
@@ -40,56 +34,25 @@ const SHOPS_PER_PARTNER = 4;
 
 const log = (line: string) => process.stderr.write(`[order-inserts] ${line}\n`);
 
-interface Partner {
-  id: string;
-  secret: string;
-  shops: string[];
-}
+const createBenchPartner = (baseUrl: string, token: string, id: string) =>
+  createPartner(baseUrl, token, { id, name: `Bench ${id}`, shops: SHOPS_PER_PARTNER });
 
-const createPartner = async (baseUrl: string, token: string, id: string): Promise<Partner> => {
-  await adminPost(baseUrl, token, "/partners", { id, name: `Bench ${id}` });
-  const shops: string[] = [];
-  for (let s = 1; s <= SHOPS_PER_PARTNER; s++) {
-    const shopId = `shop-${s}`;
-    await adminPost(baseUrl, token, `/partners/${id}/shops`, { id: shopId, name: `Shop ${s}` });
-    shops.push(shopId);
-  }
-  const credential = await adminPost(baseUrl, token, `/partners/${id}/credentials`, { kind: "backend" });
-  return { id, secret: credential.secret as string, shops };
-};
-
-const SKUS = ["latte-grande", "flat-white", "cappuccino-tall", "cold-brew", "matcha-latte"];
-const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)]!;
-const orderBody = (shopId: string) =>
-  JSON.stringify({
-    shop_id: shopId,
-    items: [
-      { sku: pick(SKUS), quantity: 1 + Math.floor(Math.random() * 3) },
-      { sku: "butter-croissant", quantity: 1 },
-    ],
-  });
+const orderBody = (shopId: string) => JSON.stringify({ shop_id: shopId, items: orderItems() });
 
 const main = async () => {
   const args = parseBenchArgs();
   const rounds = args.rounds ?? (args.quick ? 1 : 3);
   const seconds = args.seconds ?? (args.quick ? 2 : 10);
 
-  const db = await createBenchDatabase();
-  onCleanup(() => db.drop());
-  log(`database ${db.name}`);
-  const adminToken = benchAdminToken();
-  const brewcast = await spawnServer(
-    "brewcast",
-    { DATABASE_URL: db.url, BREWCAST_ADMIN_TOKEN: adminToken, LOG_LEVEL: "warn" },
-    args.serverFlags,
-  );
+  const { db, adminToken, env } = await prepareBrewcast(log);
+  const brewcast = await spawnServer("brewcast", env, args.serverFlags);
   log(`brewcast pid ${brewcast.pid} on ${brewcast.url}`);
 
-  const partners: Partner[] = [];
+  const partners: BenchPartner[] = [];
   for (let p = 1; p <= PARTNERS; p++) {
-    partners.push(await createPartner(brewcast.url, adminToken, `bench-p${String(p).padStart(2, "0")}`));
+    partners.push(await createBenchPartner(brewcast.url, adminToken, `bench-p${String(p).padStart(2, "0")}`));
   }
-  const solo = await createPartner(brewcast.url, adminToken, "bench-solo");
+  const solo = await createBenchPartner(brewcast.url, adminToken, "bench-solo");
   log(`created ${PARTNERS + 1} partners`);
 
   // The peer: a table shaped like order_events (columns, keys, indexes), no trigger, autocommit.
@@ -108,7 +71,7 @@ const main = async () => {
       partner_id: partnerId,
       shop_id: shopId,
       status: "created",
-      items: JSON.parse(orderBody(shopId)).items,
+      items: orderItems(),
       created_at: now,
       updated_at: now,
       last_seq: seq,
@@ -120,7 +83,7 @@ const main = async () => {
     );
   };
 
-  const postOrders = (choose: () => Partner) => () => {
+  const postOrders = (choose: () => BenchPartner) => () => {
     const partner = choose();
     return {
       method: "POST",
@@ -129,33 +92,19 @@ const main = async () => {
       body: orderBody(pick(partner.shops)),
     };
   };
+  const ordersCase = (name: string, choose: () => BenchPartner): BenchCase => ({
+    name,
+    peer: "raw INSERT",
+    run: (s) =>
+      measureHttp({ url: brewcast.url, connections: CONCURRENCY, seconds: s, request: postOrders(choose) }),
+  });
   const cases: BenchCase[] = [
     {
       name: "raw INSERT",
       run: (s) => measureLoop({ concurrency: CONCURRENCY, seconds: s, op: rawInsert }),
     },
-    {
-      name: `orders, ${PARTNERS} partners`,
-      peer: "raw INSERT",
-      run: (s) =>
-        measureHttp({
-          url: brewcast.url,
-          connections: CONCURRENCY,
-          seconds: s,
-          request: postOrders(() => pick(partners)),
-        }),
-    },
-    {
-      name: "orders, 1 partner",
-      peer: "raw INSERT",
-      run: (s) =>
-        measureHttp({
-          url: brewcast.url,
-          connections: CONCURRENCY,
-          seconds: s,
-          request: postOrders(() => solo),
-        }),
-    },
+    ordersCase(`orders, ${PARTNERS} partners`, () => pick(partners)),
+    ordersCase("orders, 1 partner", () => solo),
   ];
 
   await runComparison({

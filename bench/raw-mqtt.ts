@@ -1,9 +1,8 @@
 /**
  * A bare MQTT 3.1.1 client over a raw socket, for benchmarks: prebuilt
- * frames, no packet objects, PUBACKs batched per turn of the event loop. On
- * this 2-core machine mqtt.js spent 16–29 µs of CPU per message (40% of a
- * core for 50 subscribers at 9,000 messages/s), CPU the broker under test
- * then lacked; this client costs a few µs.
+ * frames, no packet objects, PUBACKs batched per turn of the event loop, so
+ * the subscribers leave the CPU to the broker under test (what mqtt.js cost
+ * a message instead: bench/README.md, the bridge benches' common parts).
  *
  * Enough of the protocol for subscribers and publishers of the benches:
  * CONNECT (user, password, clean or persistent session, keep-alive with PINGREQ), SUBSCRIBE,

@@ -8,7 +8,7 @@
  */
 import mqtt from "mqtt";
 import { readLeadingSeq } from "../src/sessions/replay-plan.ts";
-import { sleep } from "./bridge-kit.ts";
+import { sleep } from "./lib/machine.ts";
 import { connectRawClient, publishFrame, publishPayload, publishTopic } from "./raw-mqtt.ts";
 
 export type ClientKind = "raw" | "mqttjs";

@@ -38,19 +38,16 @@
  * 1,000, would drop the last ones) and `persistence false`.
  */
 import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import pg from "pg";
-import { cpuMsOf, type Kid, sleep, spawnKid, startMosquitto, waitCaughtUp } from "./bridge-kit.ts";
-import {
-  adminPost,
-  benchAdminToken,
-  createBenchDatabase,
-  machineNote,
-  onCleanup,
-  parseBenchArgs,
-  postgresVersion,
-  runBench,
-} from "./harness.ts";
+import { createPartner, paddedShopId, pinNormal, waitCaughtUp } from "./lib/admin.ts";
+import { type Kid, spawnKid } from "./lib/children.ts";
+import { printBenchJson } from "./lib/comparison.ts";
+import { postgresVersion } from "./lib/database.ts";
+import { cpuMsOf, machineNote, sleep } from "./lib/machine.ts";
+import { startMosquitto } from "./lib/mosquitto.ts";
+import { prepareBrewcast } from "./lib/rig.ts";
+import { parseBenchArgs, runBench } from "./lib/run.ts";
+import { median } from "./lib/stats.ts";
 import { connectRawClient } from "./raw-mqtt.ts";
 import { appendEvents, type SeedShape } from "./seed-log.ts";
 import { type Credential, publishEvents, resume } from "./session-kit.ts";
@@ -76,7 +73,7 @@ const memoryOfPid = (pid: number) => {
 /**
  * RSS once it settles: (full GCs through `collect` for a Node process, then) a sample a second
  * until two in a row differ by less than 1 MiB, at most 20 s. The allocator and V8 give pages
- * back a while after a GC; a single sample right after start read up to 30 MiB high.
+ * back a while after a GC, so a single sample right after start reads high (bench/README.md).
  */
 const settledMemory = async (pid: number, collect?: () => Promise<unknown>) => {
   let previous = Number.NaN;
@@ -90,10 +87,31 @@ const settledMemory = async (pid: number, collect?: () => Promise<unknown>) => {
   return memoryOfPid(pid);
 };
 
+/** A Node child's settled RSS (after full GCs) and its V8 heap, in MiB. */
+const nodeMemory = async (kid: Kid) => ({
+  ...(await settledMemory(kid.pid, () => kid.call("memory", { gc: true }))),
+  heapMib: (await kid.call<{ heapUsed: number }>("memory", { gc: true })).heapUsed / MiB,
+});
+
+interface Memory {
+  rss: number;
+  hwm: number;
+  heapMib?: number;
+}
+
+/** A subject's RSS: idle, loaded, and loaded (and its peak) above idle; a Node child's V8 heap too. */
+const rssFigures = (idle: Memory, loaded: Memory) => ({
+  idleRssMib: idle.rss,
+  loadedRssMib: loaded.rss,
+  aboveIdleMib: loaded.rss - idle.rss,
+  peakAboveIdleMib: loaded.hwm - idle.rss,
+  ...(idle.heapMib === undefined ? {} : { heapIdleMib: idle.heapMib, heapLoadedMib: loaded.heapMib }),
+});
+
 /**
  * Before the idle reading: `count` clean sessions connect, subscribe and leave, BATCH at a time,
  * so that the idle process has been through the same connection churn as the loaded one.
- * Without it brewcast read 25–27 MiB *lower* with 10,000 sessions than idle: the churn's GCs
+ * Without it brewcast read *lower* with 10,000 sessions than idle (bench/README.md): the churn's GCs
  * gave back start-up pages that a settled idle process still held.
  */
 const churn = async (port: number, who: Credential, count: number) => {
@@ -161,18 +179,12 @@ interface SubjectResult {
 }
 
 const main = async () => {
-  const own = new Set(["--sessions", "--events", "--subjects"]);
-  const args = parseBenchArgs(
-    process.argv.slice(2).filter((a, i, all) => !own.has(a) && !own.has(all[i - 1]!)),
-  );
-  const { values } = parseArgs({
-    options: {
-      sessions: { type: "string" },
-      events: { type: "string" },
-      subjects: { type: "string", default: "brewcast,mosquitto,aedes" },
-    },
-    strict: false,
+  const args = parseBenchArgs(undefined, {
+    sessions: { type: "string" },
+    events: { type: "string" },
+    subjects: { type: "string", default: "brewcast,mosquitto,aedes" },
   });
+  const values = args.own;
   const sessions = values.sessions ? Number(values.sessions) : args.quick ? 1_000 : 10_000;
   const events = values.events ? Number(values.events) : args.quick ? 100 : 1_000;
   if (!Number.isInteger(sessions) || sessions < 1) throw new Error("--sessions must be a positive integer");
@@ -186,16 +198,12 @@ const main = async () => {
 
   const brewcast = async (round: number): Promise<SubjectResult> => {
     const t0 = performance.now();
-    const db = await createBenchDatabase();
-    onCleanup(() => db.drop());
+    const { db, adminToken, env } = await prepareBrewcast(log);
     postgres ||= await postgresVersion(db.url);
-    const adminToken = benchAdminToken();
     const kid: Kid = await spawnKid(
       "brewcast",
       {
-        DATABASE_URL: db.url,
-        BREWCAST_ADMIN_TOKEN: adminToken,
-        LOG_LEVEL: "warn",
+        ...env,
         // One address connects BATCH clients at once.
         BREWCAST_MAX_PENDING_PER_ADDRESS: String(BATCH * 2),
       },
@@ -204,24 +212,16 @@ const main = async () => {
     try {
       const baseUrl = `http://127.0.0.1:${kid.info.http}`;
       const port = Number(kid.info.mqtt);
-      await adminPost(baseUrl, adminToken, "/partners", { id: PARTNER, name: "Memory bench" });
-      for (let s = 1; s <= SHOPS; s++) {
-        const id = `shop-${String(s).padStart(2, "0")}`;
-        await adminPost(baseUrl, adminToken, `/partners/${PARTNER}/shops`, { id, name: id });
-      }
-      const credential = await adminPost(baseUrl, adminToken, `/partners/${PARTNER}/credentials`, {
-        kind: "backend",
+      const partner = await createPartner(baseUrl, adminToken, {
+        id: PARTNER,
+        name: "Memory bench",
+        shops: SHOPS,
+        shopId: paddedShopId,
       });
-      const who: Credential = { username: credential.id as string, password: credential.secret as string };
-      const pinned = await fetch(`${baseUrl}/admin/v1/partners/${PARTNER}/state`, {
-        method: "PUT",
-        headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
-        body: JSON.stringify({ state: "normal", reason: "benchmark: sessions, not the ladder" }),
-      });
-      if (pinned.status !== 200) throw new Error(`pin: ${pinned.status} ${await pinned.text()}`);
+      const who: Credential = { username: partner.credentialId, password: partner.secret };
+      await pinNormal(baseUrl, adminToken, [partner], "benchmark: sessions, not the ladder");
       await churn(port, who, CHURN);
-      const idle = await settledMemory(kid.pid, () => kid.call("memory", { gc: true }));
-      const idleHeap = await kid.call<{ heapUsed: number }>("memory", { gc: true });
+      const idle = await nodeMemory(kid);
       log(`brewcast pid ${kid.pid}: idle RSS ${idle.rss.toFixed(1)} MiB`);
 
       await createSessions(port, who, sessions);
@@ -249,8 +249,7 @@ const main = async () => {
       } finally {
         await client.end();
       }
-      const loaded = await settledMemory(kid.pid, () => kid.call("memory", { gc: true }));
-      const loadedHeap = await kid.call<{ heapUsed: number }>("memory", { gc: true });
+      const loaded = await nodeMemory(kid);
       const check = await resume("raw", port, "mem-0", who, 0, events);
       template ||= check.sample;
       return {
@@ -258,12 +257,7 @@ const main = async () => {
         subject: "brewcast (sessions in the log)",
         sessions,
         events,
-        idleRssMib: idle.rss,
-        loadedRssMib: loaded.rss,
-        aboveIdleMib: loaded.rss - idle.rss,
-        peakAboveIdleMib: loaded.hwm - idle.rss,
-        heapIdleMib: idleHeap.heapUsed / MiB,
-        heapLoadedMib: loadedHeap.heapUsed / MiB,
+        ...rssFigures(idle, loaded),
         sessionsTableMib,
         cpuSecondsToQueue: queueing.cpuSeconds,
         secondsToQueue: queueing.seconds,
@@ -301,10 +295,7 @@ const main = async () => {
         subject: "mosquitto (a queue per session)",
         sessions,
         events,
-        idleRssMib: idle.rss,
-        loadedRssMib: loaded.rss,
-        aboveIdleMib: loaded.rss - idle.rss,
-        peakAboveIdleMib: loaded.hwm - idle.rss,
+        ...rssFigures(idle, loaded),
         cpuSecondsToQueue,
         secondsToQueue,
         resumedReceived: check.received,
@@ -321,8 +312,7 @@ const main = async () => {
     try {
       const port = Number(kid.info.mqtt);
       await churn(port, anonymous, CHURN);
-      const idle = await settledMemory(kid.pid, () => kid.call("memory", { gc: true }));
-      const idleHeap = await kid.call<{ heapUsed: number }>("memory", { gc: true });
+      const idle = await nodeMemory(kid);
       log(`aedes pid ${kid.pid}: idle RSS ${idle.rss.toFixed(1)} MiB`);
       await createSessions(port, anonymous, sessions);
       for (let i = 0; ; i++) {
@@ -344,20 +334,14 @@ const main = async () => {
       }
       const cpuSecondsToQueue = (cpuMsOf(kid.pid) - cpu0) / 1000;
       const secondsToQueue = (performance.now() - t1) / 1000;
-      const loaded = await settledMemory(kid.pid, () => kid.call("memory", { gc: true }));
-      const loadedHeap = await kid.call<{ heapUsed: number }>("memory", { gc: true });
+      const loaded = await nodeMemory(kid);
       const check = await resume("raw", port, "mem-0", anonymous, 0, events);
       return {
         round,
         subject: "aedes, default persistence (today's queue)",
         sessions,
         events,
-        idleRssMib: idle.rss,
-        loadedRssMib: loaded.rss,
-        aboveIdleMib: loaded.rss - idle.rss,
-        peakAboveIdleMib: loaded.hwm - idle.rss,
-        heapIdleMib: idleHeap.heapUsed / MiB,
-        heapLoadedMib: loadedHeap.heapUsed / MiB,
+        ...rssFigures(idle, loaded),
         queued,
         cpuSecondsToQueue,
         secondsToQueue,
@@ -391,11 +375,6 @@ const main = async () => {
     }
   }
 
-  const median = (values: number[]) => {
-    const sorted = [...values].sort((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  };
   const names = [...new Set(results.map((r) => r.subject))];
   const summary = names.map((subject) => {
     const rs = results.filter((r) => r.subject === subject);
@@ -444,18 +423,13 @@ const main = async () => {
   for (const r of ratios) lines.push(`${r.label.padEnd(40)} ${r.value.toFixed(3).padStart(8)}`);
   lines.push(`${goal.label.padEnd(40)} ${f(goal.value).padStart(8)}  ${goal.met ? "met" : "MISSED"}`, "", "");
   process.stdout.write(lines.join("\n"));
-  process.stdout.write(
-    `BENCH_JSON ${JSON.stringify({
-      bench: "session-memory",
-      date: new Date().toISOString(),
-      machine,
-      params: { sessions, events, rounds, filter: FILTER, batch: BATCH },
-      summary,
-      results,
-      ratios,
-      goals: [goal],
-    })}\n`,
-  );
+  printBenchJson("session-memory", machine, {
+    params: { sessions, events, rounds, filter: FILTER, batch: BATCH },
+    summary,
+    results,
+    ratios,
+    goals: [goal],
+  });
 };
 
 runBench(main);

@@ -42,22 +42,13 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import pg from "pg";
-import { cpuMsOf, type Kid, sleep, spawnKid, startMosquitto, waitCaughtUp } from "./bridge-kit.ts";
-import {
-  adminPost,
-  type BenchCase,
-  benchAdminToken,
-  coresBusy,
-  createBenchDatabase,
-  type Measurement,
-  machineCpu,
-  machineNote,
-  onCleanup,
-  parseBenchArgs,
-  postgresVersion,
-  runBench,
-  runComparison,
-} from "./harness.ts";
+import { adminPost, benchAdminToken, waitCaughtUp } from "./lib/admin.ts";
+import { type Kid, spawnKid } from "./lib/children.ts";
+import { type BenchCase, type Measurement, runComparison } from "./lib/comparison.ts";
+import { createBenchDatabase, postgresVersion } from "./lib/database.ts";
+import { coresBusy, cpuMsOf, machineCpu, machineNote, sleep } from "./lib/machine.ts";
+import { startMosquitto } from "./lib/mosquitto.ts";
+import { onCleanup, parseBenchArgs, runBench } from "./lib/run.ts";
 import { appendEvents, type SeedShape } from "./seed-log.ts";
 import {
   type ClientKind,

@@ -32,29 +32,13 @@
  *     read) − the writer's round trip returning (CLOCK_MONOTONIC).
  */
 import { parseArgs } from "node:util";
-import {
-  type BenchPartner,
-  type Commits,
-  createPartners,
-  median,
-  nowMs,
-  pinNormal,
-  sleep,
-  spawnKid,
-  type WriteRequest,
-  waitCaughtUp,
-} from "./bridge-kit.ts";
-import {
-  benchAdminToken,
-  coresBusy,
-  createBenchDatabase,
-  machineCpu,
-  machineNote,
-  onCleanup,
-  parseBenchArgs,
-  postgresVersion,
-  runBench,
-} from "./harness.ts";
+import { type BenchPartner, benchAdminToken, createPartners, pinNormal, waitCaughtUp } from "./lib/admin.ts";
+import { spawnKid } from "./lib/children.ts";
+import { createBenchDatabase, postgresVersion } from "./lib/database.ts";
+import { coresBusy, machineCpu, machineNote, nowMs, sleep } from "./lib/machine.ts";
+import { onCleanup, parseBenchArgs, runBench } from "./lib/run.ts";
+import { median } from "./lib/stats.ts";
+import type { Commits, WriteRequest } from "./lib/writer.ts";
 import { fmt, type Latency, spawnWebhookKid, summarise } from "./webhook-kit.ts";
 
 const PARTNERS = 10;

@@ -30,46 +30,17 @@ import { Webhook } from "standardwebhooks";
 import { Agent, request } from "undici";
 import type { OrderEvent } from "../src/domain/events.ts";
 import { webhookHeaders } from "../src/webhooks/signing.ts";
-import { type Commits, median, nowMs, percentile } from "./bridge-kit.ts";
-import { exitWhenStopped, forkBenchChild, onCleanup } from "./harness.ts";
+import { type Kid, serveRpc, spawnRpcChild } from "./lib/children.ts";
+import { nowMs } from "./lib/machine.ts";
+import { Receipts, summarise } from "./lib/receipts.ts";
+import { fmt, percentile } from "./lib/stats.ts";
+import type { Commits } from "./lib/writer.ts";
+
+export { fmt, Receipts, serveRpc, summarise };
 
 const log = (line: string) => process.stderr.write(`[webhook-kit] ${line}\n`);
 
 // ---------------------------------------------------------------- receipts and latency
-
-/** Receipts of one channel: (partner, seq, time), in arrival order. */
-export class Receipts {
-  names: string[] = [];
-  index = new Map<string, number>();
-  p: number[] = [];
-  seq: number[] = [];
-  t: number[] = [];
-  firstAt = Number.POSITIVE_INFINITY;
-  lastAt = 0;
-  record(partnerId: string, seq: number, t: number) {
-    let i = this.index.get(partnerId);
-    if (i === undefined) {
-      i = this.names.length;
-      this.index.set(partnerId, i);
-      this.names.push(partnerId);
-    }
-    this.p.push(i);
-    this.seq.push(seq);
-    this.t.push(t);
-    if (t < this.firstAt) this.firstAt = t;
-    if (t > this.lastAt) this.lastAt = t;
-  }
-  reset() {
-    this.p = [];
-    this.seq = [];
-    this.t = [];
-    this.firstAt = Number.POSITIVE_INFINITY;
-    this.lastAt = 0;
-  }
-  get count() {
-    return this.t.length;
-  }
-}
 
 export interface Latency {
   /** Events of the commits received (first receipt each). */
@@ -127,86 +98,13 @@ export const latencyOf = (commits: Commits, receipts: Receipts, partners?: Set<s
   };
 };
 
-/** The rounds' latencies together: median of each percentile, the longest, every receipt. */
-export const summarise = (rs: Latency[]) => ({
-  p50: median(rs.map((r) => r.p50)),
-  p90: median(rs.map((r) => r.p90)),
-  p99: median(rs.map((r) => r.p99)),
-  max: Math.max(...rs.map((r) => r.max)),
-  received: rs.reduce((a, r) => a + r.received, 0),
-  expected: rs.reduce((a, r) => a + r.expected, 0),
-});
-
-export const fmt = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
-
 // ---------------------------------------------------------------- child processes (RPC over IPC)
 
-interface RpcMessage {
-  rpc: number;
-  cmd: string;
-  args: unknown;
-}
+export type WebhookKid = Kid;
 
-export interface WebhookKid {
-  pid: number;
-  info: Record<string, unknown>;
-  call<T = unknown>(cmd: string, args?: unknown): Promise<T>;
-  stop(): Promise<void>;
-}
-
-/** Forks `modulePath --kid <mode>` and talks to it (the same RPC as bridge-kit's kids). */
-export const spawnRpcKid = async (modulePath: string, mode: string, env: Record<string, string> = {}) => {
-  const { child, ready, stop } = await forkBenchChild(modulePath, ["--kid", mode], {
-    label: mode,
-    env,
-    killAfterMs: 10_000,
-  });
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  let next = 0;
-  child.on("message", (message) => {
-    const reply = message as { rpc: number; result?: unknown; error?: string };
-    const waiter = pending.get(reply.rpc);
-    if (!waiter) return;
-    pending.delete(reply.rpc);
-    if (reply.error !== undefined) waiter.reject(new Error(`${mode}: ${reply.error}`));
-    else waiter.resolve(reply.result);
-  });
-  child.once("exit", (code) => {
-    for (const waiter of pending.values()) waiter.reject(new Error(`${mode} exited with code ${code}`));
-    pending.clear();
-  });
-  const kid: WebhookKid = {
-    pid: child.pid!,
-    info: (ready as { ready: Record<string, unknown> }).ready,
-    call<T>(cmd: string, args?: unknown) {
-      const rpc = ++next;
-      return new Promise<T>((resolve, reject) => {
-        pending.set(rpc, { resolve: resolve as (v: unknown) => void, reject });
-        child.send({ rpc, cmd, args } satisfies RpcMessage);
-      });
-    },
-    stop,
-  };
-  onCleanup(() => kid.stop());
-  return kid;
-};
-
-/** The child's side: one reply per request; SIGTERM or a lost parent stops it. */
-export const serveRpc = (
-  info: Record<string, unknown>,
-  handle: (cmd: string, args: unknown) => Promise<unknown>,
-  stop: () => Promise<void> = async () => {},
-) => {
-  exitWhenStopped(stop);
-  process.on("message", (message) => {
-    const { rpc, cmd, args } = message as RpcMessage;
-    handle(cmd, args).then(
-      (result) => process.send?.({ rpc, result }),
-      (error) => process.send?.({ rpc, error: (error as Error).stack ?? String(error) }),
-    );
-  });
-  process.send?.({ ready: info });
-};
+/** Forks `modulePath --kid <mode>` and talks to it (the same RPC as every bench child: lib/children.ts). */
+export const spawnRpcKid = (modulePath: string, mode: string, env: Record<string, string> = {}) =>
+  spawnRpcChild(modulePath, ["--kid", mode], { label: mode, env, killAfterMs: 10_000 });
 
 const KIT_PATH = fileURLToPath(import.meta.url);
 
