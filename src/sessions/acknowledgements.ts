@@ -32,6 +32,8 @@ export interface AckTracker {
   acked(messageId: number): boolean;
   /** A PUBREL is outstanding for this packet id (until PUBCOMP). */
   pubrelSent(messageId: number): void;
+  /** A PUBREL was sent for this packet id and its PUBCOMP has not come. */
+  awaitingPubcomp(messageId: number): boolean;
   /** PUBCOMP: the packet id is free again. */
   completed(messageId: number): void;
   /** Event messages in flight: seq → packet id. */
@@ -103,6 +105,7 @@ export const createAckTracker = (start: {
     pubrelSent(messageId) {
       pubrels.add(messageId);
     },
+    awaitingPubcomp: (messageId) => pubrels.has(messageId),
     completed(messageId) {
       pubrels.delete(messageId);
     },

@@ -101,6 +101,12 @@ const progressOf = (live: LiveSession): SessionProgress => ({
   pubrels: live.tracker.pubrels(),
 });
 
+/** PUBACK or PUBCOMP: the message is acknowledged, or its packet id free again after PUBREL. */
+const clearMessageId = (session: LiveSession, messageId: number): void => {
+  if (session.tracker.awaitingPubcomp(messageId)) session.tracker.completed(messageId);
+  else session.tracker.acked(messageId);
+};
+
 export const createSessionPersistence = (options: SessionPersistenceOptions) => {
   const { store, log, delegate } = options;
   const live = new Set<LiveSession>();
@@ -322,8 +328,7 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       const session = client[SESSION];
       const messageId = packet?.messageId;
       if (session === undefined || messageId === undefined) return undefined;
-      if (session.tracker.pubrels().includes(messageId)) session.tracker.completed(messageId);
-      else session.tracker.acked(messageId);
+      clearMessageId(session, messageId);
       session.dirty = true;
       session.wake?.();
       return undefined;
@@ -396,6 +401,19 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
         session.sentByReplay = undefined;
       }
       return packet;
+    },
+
+    /**
+     * PUBACKs read in bulk off the wire (src/broker/puback-fast-path.ts), taken as
+     * `outgoingClearMessageId` takes each; false when the client has no persistent session here.
+     */
+    acknowledge(client: object, messageIds: number[]): boolean {
+      const session = (client as Client)[SESSION];
+      if (session === undefined) return false;
+      for (const messageId of messageIds) clearMessageId(session, messageId);
+      session.dirty = true;
+      session.wake?.();
+      return true;
     },
 
     /** The client's connection closed: its progress is written now. */
