@@ -13,7 +13,7 @@
  *
  * Installed under the packet guard (packet-guard.ts), which still reads
  * every byte. Aedes internals used (aedes 1.2.0, pinned exactly; the test
- * test/broker/puback-fast-path.test.ts fails if they change): the client's
+ * test/sessions/bulk-acknowledgements.test.ts fails if they change): the client's
  * `_parser` (mqtt-packet's Parser: `_list` its unparsed bytes, `_stateCounter`
  * 0 between packets), `connackSent`, `_keepaliveInterval`/`_keepaliveTimer`.
  */

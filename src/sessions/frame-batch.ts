@@ -83,12 +83,12 @@ export const createFrameBatch = (conn: Writable, drainTimeoutMs: number): FrameB
         if (length > 0) byte |= 0x80;
         buf[at++] = byte;
       } while (length > 0);
-      buf.writeUInt16BE(topic.length, at);
-      at += 2;
+      buf[at++] = topic.length >> 8;
+      buf[at++] = topic.length & 0xff;
       at += topic.copy(buf, at);
       if (qos > 0) {
-        buf.writeUInt16BE(messageId!, at);
-        at += 2;
+        buf[at++] = messageId! >> 8;
+        buf[at++] = messageId! & 0xff;
       }
       at += typeof payload === "string" ? buf.write(payload, at, "utf8") : payload.copy(buf, at);
     },
@@ -96,8 +96,8 @@ export const createFrameBatch = (conn: Writable, drainTimeoutMs: number): FrameB
       reserve(4);
       buf[at++] = PUBREL;
       buf[at++] = 2;
-      buf.writeUInt16BE(messageId, at);
-      at += 2;
+      buf[at++] = messageId >> 8;
+      buf[at++] = messageId & 0xff;
     },
     get full() {
       return at >= WRITE_BYTES;

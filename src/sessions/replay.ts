@@ -42,7 +42,7 @@ export interface ReplayDeps {
  * The next packet id of an Aedes client, taken as Aedes takes it (aedes 1.2.0 lib/qos-packet.js
  * increments `client._nextId`, wrapping at 65535): the replay writes its packets itself, and a
  * live delivery Aedes writes after it must not reuse an id still in flight. Pinned by
- * test/sessions/aedes-internals.unit.test.ts, which fails if Aedes stops keeping it there.
+ * test/sessions/bulk-acknowledgements.test.ts, which fails if Aedes stops keeping it there.
  */
 export const takePacketId = (client: Client): number => {
   const id = client._nextId ?? 1;

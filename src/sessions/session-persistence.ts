@@ -91,6 +91,8 @@ export interface SessionStats {
   heldDropped: number;
   /** Persistent sessions connected to this node. */
   connected: number;
+  /** PUBACKs taken in bulk off the wire, before Aedes's parser (src/broker/puback-fast-path.ts). */
+  acknowledgedInBulk: number;
 }
 
 const progressOf = (live: LiveSession): SessionProgress => ({
@@ -119,6 +121,7 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
     replayed: 0,
     heldDropped: 0,
     connected: 0,
+    acknowledgedInBulk: 0,
   };
   const timers: NodeJS.Timeout[] = [];
   let aedes: unknown;
@@ -411,6 +414,7 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       const session = (client as Client)[SESSION];
       if (session === undefined) return false;
       for (const messageId of messageIds) clearMessageId(session, messageId);
+      stats.acknowledgedInBulk += messageIds.length;
       session.dirty = true;
       session.wake?.();
       return true;
