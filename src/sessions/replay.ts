@@ -11,6 +11,7 @@
  *
  * May import: domain and node.
  */
+import { setImmediate } from "node:timers/promises";
 import { EVENT_KIND } from "../domain/events.ts";
 import { pushesEvents } from "../domain/partners.ts";
 import type { LoggedEvent, SessionLog } from "../domain/sessions.ts";
@@ -147,6 +148,9 @@ export const replay = async (client: Client, session: LiveSession, deps: ReplayD
           out.publish({ topic, payload: event.json, qos, dup: wasSent(event.seq), retain: false, messageId });
           if (out.full) {
             await out.flush();
+            // A turn of the event loop per write: the next page is read off its socket (and parsed)
+            // and PUBACKs are taken while this one is written, not only once it is done.
+            await setImmediate();
             if (session.closed) return;
           }
         }
