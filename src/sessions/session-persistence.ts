@@ -115,6 +115,8 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
   const byId = new Map<string, LiveSession>();
   /** Progress being written at disconnect, by client id: a quick reconnect reads after it. */
   const flushing = new Map<string, Promise<void>>();
+  /** Sessions closed this turn, written together at the next. */
+  let closing: { sessions: LiveSession[]; written: Promise<void> } | undefined;
   const stats: SessionStats = {
     expired: 0,
     ended: { past_retention: 0, log_reset: 0 },
@@ -430,7 +432,17 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       if (byId.get(session.clientId) === session) byId.delete(session.clientId);
       if (session.discarded) return;
       session.dirty = true;
-      const written = flush([session]).finally(() => {
+      // Sessions that close in the same turn (a network blip, a node going away) are written together.
+      if (closing === undefined) {
+        const sessions: LiveSession[] = [];
+        const written = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+          closing = undefined;
+          return flush(sessions);
+        });
+        closing = { sessions, written };
+      }
+      closing.sessions.push(session);
+      const written = closing.written.finally(() => {
         if (flushing.get(session.clientId) === written) flushing.delete(session.clientId);
       });
       flushing.set(session.clientId, written);
