@@ -66,7 +66,23 @@ export const EVENT_TEXT_COLUMNS = `seq, shop_id, type, order_id::text AS order_i
  * exact.)
  */
 export const toOrderEventJson = (row: EventTextRow, partnerId: string, epoch: string): string =>
-  `{"seq":${row.seq},"epoch":"${epoch}","type":"${row.type}","partner_id":"${partnerId}","shop_id":"${row.shop_id}","order_id":"${row.order_id}","occurred_at":"${new Date(Math.floor(row.occurred_us / 1000)).toISOString()}","prev_shop_seq":${row.prev_shop_seq ?? "null"},"order":${row.order_json}}`;
+  `{"seq":${row.seq},"epoch":"${epoch}","type":"${row.type}","partner_id":"${partnerId}","shop_id":"${row.shop_id}","order_id":"${row.order_id}","occurred_at":"${isoMillis(Math.floor(row.occurred_us / 1000))}","prev_shop_seq":${row.prev_shop_seq ?? "null"},"order":${row.order_json}}`;
+
+/** The last second formatted (`2026-12-03T10:00:00.`): a replay's events come many to a second. */
+let isoSecond = { second: Number.NaN, prefix: "" };
+
+/** `new Date(ms).toISOString()`, the date and time formatted once per second. */
+const isoMillis = (ms: number): string => {
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond.second) {
+    const iso = new Date(second * 1000).toISOString();
+    // Years past 9999 come with a sign and six digits: not cached.
+    if (iso.length !== 24) return new Date(ms).toISOString();
+    isoSecond = { second, prefix: iso.slice(0, 20) };
+  }
+  const milli = ms - second * 1000;
+  return `${isoSecond.prefix}${milli < 10 ? "00" : milli < 100 ? "0" : ""}${milli}Z`;
+};
 
 let cachedEpoch: { db: Db; epoch: string } | undefined;
 
