@@ -122,19 +122,29 @@ export const replay = async (client: Client, session: LiveSession, deps: ReplayD
     }
     return route;
   };
-  const read = (after: number) => ({
-    overflows: held.overflows,
-    events: log.read(partnerId!, after, PAGE, plan!.shopId),
-  });
+  /** The page of the log after `after`, its read begun now. */
+  const read = (after: number) => {
+    const events = log.read(partnerId!, after, PAGE, plan!.shopId);
+    // A page read ahead may be dropped unread: its failure is then nobody's.
+    events.catch(() => undefined);
+    return { after, overflows: held.overflows, events };
+  };
   for (;;) {
     if (plan?.replaysEvents && partnerId !== null && pushing) {
       await out.flush();
       let page = read(lastSent);
+      let ahead: ReturnType<typeof read> | undefined;
       for (;;) {
         const events = await page.events;
         const { overflows } = page;
-        // The next page is read while this one is written.
-        if (events.length === PAGE) page = read(events.at(-1)!.seq);
+        if (events.length === PAGE) {
+          // The next page is read while this one is written. Across all shops a partner's seqs have
+          // no gaps, so the page after that one is begun too, from where it should start; it is used
+          // only if the next page does end there.
+          const last = events.at(-1)!.seq;
+          page = ahead?.after === last ? ahead : read(last);
+          ahead = plan!.shopId === undefined ? read(last + PAGE) : undefined;
+        }
         for (const event of events) {
           const { topic, qos } = routeOf(event);
           lastSent = event.seq;
@@ -158,7 +168,10 @@ export const replay = async (client: Client, session: LiveSession, deps: ReplayD
         // Caught up with the log as of a read that began after the last overflow: every later
         // event reaches the hold, in order.
         if (events.length < PAGE && held.overflows === overflows) break;
-        if (events.length < PAGE) page = read(lastSent);
+        if (events.length < PAGE) {
+          page = read(lastSent);
+          ahead = undefined;
+        }
       }
     }
     const overflows = held.overflows;
