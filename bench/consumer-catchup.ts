@@ -17,9 +17,10 @@
  * shops, ~300-byte snapshots, prev_shop_seq chained per shop, head_seq and
  * last_seq consistent. The bridge then publishes the whole log, so the
  * two resumed persistent sessions are measured once each before the rounds:
- * one subscribed at QoS 1 (the broker queued up to BREWCAST_OFFLINE_QUEUE_MAX
- * = 10,000 messages for it while it was away, delivered on resume alongside
- * the REST catch-up) and one at QoS 0 (nothing queued). The interleaved
+ * one subscribed at QoS 1 (its session is a position in the log: on resume
+ * the broker replays every event after it, alongside the REST catch-up;
+ * issue 15 removed the capped offline queue of copies) and one at QoS 0
+ * (nothing replayed: at most once). The interleaved
  * rounds then compare a fresh-session SDK consumer with naive paging.
  */
 import pg from "pg";
@@ -196,7 +197,7 @@ const main = async () => {
     };
   };
 
-  // Single shots: a session's offline queue is delivered once.
+  // Single shots: what a session missed is replayed once.
   const resumed: Omit<CatchUp, "per100Ms">[] = [];
   for (const [name, qos] of [
     ["offline-qos1", 1],

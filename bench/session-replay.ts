@@ -32,8 +32,8 @@
  *   `persistence false`; a publisher in this process sends the same number of
  *   QoS 1 messages (payloads: the first event brewcast replayed, byte for byte, with the seq set,
  *   on the same topics) while the session is offline. Two peers: Mosquitto's
- *   default `max_inflight_messages` (20) and 1,000, which is brewcast's replay
- *   window (REPLAY_WINDOW in src/sessions/live-session.ts).
+ *   default `max_inflight_messages` (20) and brewcast's replay window
+ *   (REPLAY_WINDOW in src/sessions/live-session.ts, 4,000; 1,000 before 2026-12-03 17:00).
  *
  * Cases run in rounds, the order reversed every other round (bench/harness.ts),
  * after a warm-up of each with a tenth of the events.
@@ -42,6 +42,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import pg from "pg";
+import { REPLAY_WINDOW } from "../src/sessions/live-session.ts";
 import { adminPost, benchAdminToken, waitCaughtUp } from "./lib/admin.ts";
 import { type Kid, spawnKid } from "./lib/children.ts";
 import { type BenchCase, type Measurement, runComparison } from "./lib/comparison.ts";
@@ -63,6 +64,9 @@ const SHOPS = 4;
 const SHAPE: SeedShape = { shops: SHOPS, eventsPerOrder: 4, step: "1 millisecond" };
 const PARTNER = "replay";
 const FILTER = `partners/${PARTNER}/shops/+/orders/+`;
+
+/** The Mosquitto peer with brewcast's replay window. */
+const WIDE = `mosquitto, inflight ${REPLAY_WINDOW}`;
 
 const log = (line: string) => process.stderr.write(`[session-replay] ${line}\n`);
 
@@ -137,9 +141,11 @@ const main = async () => {
 
   const mosquittoDefault = await startMosquitto({ config: ["max_queued_messages 200000"] });
   const mosquittoWide = await startMosquitto({
-    config: ["max_queued_messages 200000", "max_inflight_messages 1000"],
+    config: ["max_queued_messages 200000", `max_inflight_messages ${REPLAY_WINDOW}`],
   });
-  log(`mosquitto pids ${mosquittoDefault.pid} (inflight 20), ${mosquittoWide.pid} (inflight 1000)`);
+  log(
+    `mosquitto pids ${mosquittoDefault.pid} (inflight 20), ${mosquittoWide.pid} (inflight ${REPLAY_WINDOW})`,
+  );
   const anonymous: Credential = { username: "", password: "" };
 
   const pgClient = new pg.Client({ connectionString: db.url });
@@ -298,7 +304,7 @@ const main = async () => {
       "mosquitto, inflight 20 (default)",
       mosquittoRound("mosquitto, inflight 20 (default)", mosquittoDefault),
     ],
-    ["mosquitto, inflight 1000", mosquittoRound("mosquitto, inflight 1000", mosquittoWide)],
+    [WIDE, mosquittoRound(WIDE, mosquittoWide)],
   ];
   log(`warm-up: ${warmupEvents} events each`);
   for (const [, run] of runs) await run(0, warmupEvents);
@@ -331,9 +337,9 @@ const main = async () => {
         goal: 1,
       },
       {
-        label: "brewcast / mosquitto inflight 1000",
+        label: `brewcast / mosquitto inflight ${REPLAY_WINDOW}`,
         numerator: "brewcast replay",
-        denominator: "mosquitto, inflight 1000",
+        denominator: WIDE,
         goal: 1,
       },
     ],

@@ -43,6 +43,7 @@ import { keepSubscriptionsAuthorized, type SubscriptionPersistence } from "./aut
 import { createConnectionGate, type GateRefusal } from "./connection-gate.ts";
 import { createOrderedPublisher, type OrderedAedes } from "./ordered-publish.ts";
 import { guardClientParser } from "./packet-guard.ts";
+import { installPubackFastPath } from "./puback-fast-path.ts";
 import { createRedisBackend } from "./redis.ts";
 import { createWriteCoalescer } from "./write-coalescing.ts";
 
@@ -233,6 +234,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     const client = aedes.handle(conn as net.Socket, req as never) as unknown as HookClient;
     pendingSlots.set(client, pendingSlot);
     infos.set(client, info);
+    // Under the guard: the guard reads every byte first, then PUBACKs of persistent sessions skip
+    // Aedes's parser.
+    installPubackFastPath(client, (messageIds) => persistence.acknowledge(client, messageIds));
     guardClientParser(client, options.maxPacketBytes, (verdict) => {
       if (verdict === "oversize") counters.oversizeClosed++;
       else counters.malformedClosed++;

@@ -17,6 +17,8 @@ interface Entry {
   acked: boolean;
   /** Its packet id was taken by a later message before it was acknowledged: it can never be. */
   lost: boolean;
+  /** The seq of the event it is, if it is one. */
+  eventSeq: number | undefined;
 }
 
 export interface AckTracker {
@@ -32,6 +34,8 @@ export interface AckTracker {
   acked(messageId: number): boolean;
   /** A PUBREL is outstanding for this packet id (until PUBCOMP). */
   pubrelSent(messageId: number): void;
+  /** A PUBREL was sent for this packet id and its PUBCOMP has not come. */
+  awaitingPubcomp(messageId: number): boolean;
   /** PUBCOMP: the packet id is free again. */
   completed(messageId: number): void;
   /** Event messages in flight: seq → packet id. */
@@ -49,7 +53,6 @@ export const createAckTracker = (start: {
   const line: Entry[] = [];
   let head = 0;
   const byId = new Map<number, Entry>();
-  const seqs = new Map<Entry, number>();
   const pubrels = new Set<number>(start.pubrels ?? []);
 
   const advance = (): boolean => {
@@ -61,7 +64,6 @@ export const createAckTracker = (start: {
         position = entry.mark;
         moved = true;
       }
-      seqs.delete(entry);
       head++;
     }
     // Compact now and then, not on every acknowledgement.
@@ -85,13 +87,10 @@ export const createAckTracker = (start: {
     sent(messageId, mark, eventSeq) {
       const previous = byId.get(messageId);
       if (previous && !previous.acked) previous.lost = true;
-      const entry: Entry = { messageId, mark, acked: false, lost: false };
+      const entry: Entry = { messageId, mark, acked: false, lost: false, eventSeq };
       line.push(entry);
       byId.set(messageId, entry);
-      if (eventSeq !== undefined) {
-        seqs.set(entry, eventSeq);
-        if (eventSeq > sentSeq) sentSeq = eventSeq;
-      }
+      if (eventSeq !== undefined && eventSeq > sentSeq) sentSeq = eventSeq;
     },
     acked(messageId) {
       const entry = byId.get(messageId);
@@ -103,12 +102,18 @@ export const createAckTracker = (start: {
     pubrelSent(messageId) {
       pubrels.add(messageId);
     },
+    awaitingPubcomp: (messageId) => pubrels.has(messageId),
     completed(messageId) {
       pubrels.delete(messageId);
     },
     inflightIds() {
       const ids: Record<string, number> = {};
-      for (const [entry, seq] of seqs) if (!entry.acked && !entry.lost) ids[seq] = entry.messageId;
+      // Everything before the head was acknowledged.
+      for (let i = head; i < line.length; i++) {
+        const entry = line[i]!;
+        if (entry.eventSeq !== undefined && !entry.acked && !entry.lost)
+          ids[entry.eventSeq] = entry.messageId;
+      }
       return ids;
     },
     pubrels: () => [...pubrels],

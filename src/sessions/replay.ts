@@ -11,12 +11,12 @@
  *
  * May import: domain and node.
  */
-import type { Writable } from "node:stream";
-import mqttPacket from "mqtt-packet";
+import { setImmediate } from "node:timers/promises";
 import { EVENT_KIND } from "../domain/events.ts";
 import { pushesEvents } from "../domain/partners.ts";
 import type { LoggedEvent, SessionLog } from "../domain/sessions.ts";
 import { buildOrderEventTopic, parseTopic, topicMatchesFilter } from "../domain/topics.ts";
+import { createFrameBatch, topicBytes } from "./frame-batch.ts";
 import {
   type Client,
   isOrderEventTopic,
@@ -28,9 +28,7 @@ import {
 import { readLeadingSeq } from "./replay-plan.ts";
 
 /** Events read from the log per query while replaying. */
-const PAGE = 1_000;
-/** A replay's packets leave in writes of about this many bytes. */
-const WRITE_BYTES = 64 * 1024;
+const PAGE = 2_000;
 
 export interface ReplayDeps {
   log: SessionLog;
@@ -41,59 +39,16 @@ export interface ReplayDeps {
   retained(filters: string[]): AsyncIterable<Packet>;
 }
 
-/** The next packet id of an Aedes client, taken as Aedes takes it (lib/qos-packet.js). */
-const takePacketId = (client: Client): number => {
+/**
+ * The next packet id of an Aedes client, taken as Aedes takes it (aedes 1.2.0 lib/qos-packet.js
+ * increments `client._nextId`, wrapping at 65535): the replay writes its packets itself, and a
+ * live delivery Aedes writes after it must not reuse an id still in flight. Pinned by
+ * test/sessions/bulk-acknowledgements.test.ts, which fails if Aedes stops keeping it there.
+ */
+export const takePacketId = (client: Client): number => {
   const id = client._nextId ?? 1;
   client._nextId = id >= 65535 ? 1 : id + 1;
   return id;
-};
-
-/**
- * Packets for one connection, written a batch at a time. `write` is synchronous, so whatever
- * Aedes writes after it (a live delivery once the replay is done) follows it on the stream.
- */
-const createBatchWriter = (conn: Writable, drainTimeoutMs: number) => {
-  let chunks: Buffer[] = [];
-  let bytes = 0;
-  let blocked = false;
-  const write = (): void => {
-    if (bytes === 0) return;
-    const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes);
-    chunks = [];
-    bytes = 0;
-    if (!conn.destroyed && !conn.write(out)) blocked = true;
-  };
-  return {
-    add(packet: Record<string, unknown>): void {
-      const frame = mqttPacket.generate(packet as unknown as mqttPacket.Packet);
-      chunks.push(frame);
-      bytes += frame.length;
-    },
-    get full(): boolean {
-      return bytes >= WRITE_BYTES;
-    },
-    write,
-    /** Writes what is batched, then waits while the connection is full (a stuck reader is dropped). */
-    async flush(): Promise<void> {
-      write();
-      if (!blocked || conn.destroyed) return;
-      blocked = false;
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          conn.off("drain", done);
-          conn.off("close", done);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          conn.destroy(new Error("drain timeout"));
-          done();
-        }, drainTimeoutMs);
-        conn.once("drain", done);
-        conn.once("close", done);
-      });
-    },
-  };
 };
 
 /** Sends a resumed session what it missed, then opens the gate to the live stream. */
@@ -101,42 +56,43 @@ export const replay = async (client: Client, session: LiveSession, deps: ReplayD
   const { log, stats } = deps;
   const resume = session.resume!;
   const held = session.held!;
-  const out = createBatchWriter(client.conn!, deps.drainTimeoutMs);
+  const out = createFrameBatch(client.conn!, deps.drainTimeoutMs);
   // Sent before: in flight when the session was last written, or after the last of those up to
   // what had been written (sent later, or acknowledged out of order). An event below the last
   // in-flight one that is not among them was never sent (it went by before the subscription).
   const lastInFlight = Math.max(0, ...Object.keys(resume.inflight).map(Number));
   const wasSent = (seq: number) =>
     seq <= resume.sentSeq && (resume.inflight[seq] !== undefined || seq > lastInFlight);
-  /** Batches one PUBLISH; false once the client is gone. */
+  /** Waits for room in the replay window (after writing what is batched); false once the client is gone. */
+  const makeRoom = async (): Promise<boolean> => {
+    // The client acknowledges what it has been sent: send it, then wait for room.
+    await out.flush();
+    return room(session);
+  };
+  /** Batches one PUBLISH that is not an event of the log; false once the client is gone. */
   const publish = async (
     topic: string,
     payload: Buffer,
     qos: 0 | 1 | 2,
-    flags: { seq?: number; retain?: boolean; dup?: boolean; messageId?: number | undefined } = {},
+    flags: { seq?: number | undefined; retain?: boolean } = {},
   ): Promise<boolean> => {
-    if (qos > 0 && session.tracker.inFlight >= REPLAY_WINDOW) {
-      // The client acknowledges what it has been sent: send it, then wait for room.
-      await out.flush();
-      if (!(await room(session))) return false;
-    }
+    if (qos > 0 && session.tracker.inFlight >= REPLAY_WINDOW && !(await makeRoom())) return false;
     if (session.closed) return false;
-    const messageId = qos === 0 ? undefined : (flags.messageId ?? takePacketId(client));
+    const messageId = qos === 0 ? undefined : takePacketId(client);
     if (messageId !== undefined) session.tracker.sent(messageId, flags.seq, flags.seq);
-    out.add({
-      cmd: "publish",
-      topic,
+    out.publish({
+      topic: topicBytes(topic),
       payload,
       qos,
+      dup: false,
       retain: flags.retain ?? false,
-      dup: flags.dup ?? false,
       messageId,
     });
     if (out.full) await out.flush();
     return !session.closed;
   };
 
-  for (const messageId of resume.pubrels) out.add({ cmd: "pubrel", messageId });
+  for (const messageId of resume.pubrels) out.pubrel(messageId);
   const plan = session.plan;
   const partnerId = session.partnerId;
   // Device statuses are state: the current one of each device followed, not what changed meanwhile.
@@ -155,47 +111,67 @@ export const replay = async (client: Client, session: LiveSession, deps: ReplayD
   // the client reads them from GET /v1/events, as it does for live ones.
   const pushing = partnerId !== null && pushesEvents((await log.partnerState(partnerId)) ?? "normal");
   // A partner has few shops and two kinds: each topic and its QoS is worked out once.
-  const routes = new Map<string, { topic: string; qos: 0 | 1 | 2 }>();
+  const routes = new Map<string, { topic: Buffer; qos: 0 | 1 | 2 }>();
   const routeOf = (event: LoggedEvent) => {
     const key = `${event.shopId}/${event.type}`;
     let route = routes.get(key);
     if (route === undefined) {
       const topic = buildOrderEventTopic(partnerId!, event.shopId, EVENT_KIND[event.type]);
-      route = { topic, qos: plan!.qosFor(topic) };
+      route = { topic: topicBytes(topic), qos: plan!.qosFor(topic) };
       routes.set(key, route);
     }
     return route;
   };
-  const read = (after: number) => ({
-    overflows: held.overflows,
-    events: log.read(partnerId!, after, PAGE, plan!.shopId),
-  });
+  /** The page of the log after `after`, its read begun now. */
+  const read = (after: number) => {
+    const events = log.read(partnerId!, after, PAGE, plan!.shopId);
+    // A page read ahead may be dropped unread: its failure is then nobody's.
+    events.catch(() => undefined);
+    return { after, overflows: held.overflows, events };
+  };
   for (;;) {
     if (plan?.replaysEvents && partnerId !== null && pushing) {
       await out.flush();
       let page = read(lastSent);
+      let ahead: ReturnType<typeof read> | undefined;
       for (;;) {
         const events = await page.events;
         const { overflows } = page;
-        // The next page is read while this one is written.
-        if (events.length === PAGE) page = read(events.at(-1)!.seq);
+        if (events.length === PAGE) {
+          // The next page is read while this one is written. Across all shops a partner's seqs have
+          // no gaps, so the page after that one is begun too, from where it should start; it is used
+          // only if the next page does end there.
+          const last = events.at(-1)!.seq;
+          page = ahead?.after === last ? ahead : read(last);
+          ahead = plan!.shopId === undefined ? read(last + PAGE) : undefined;
+        }
         for (const event of events) {
           const { topic, qos } = routeOf(event);
           lastSent = event.seq;
           if (qos === 0) continue;
+          // The hot path stays synchronous: it waits only when the window is full.
+          if (session.tracker.inFlight >= REPLAY_WINDOW && !(await makeRoom())) return;
+          if (session.closed) return;
           stats.replayed++;
-          const sent = await publish(topic, Buffer.from(event.json), qos, {
-            seq: event.seq,
-            dup: wasSent(event.seq),
-            messageId: resume.inflight[event.seq],
-          });
-          if (!sent) return;
+          const messageId = resume.inflight[event.seq] ?? takePacketId(client);
+          session.tracker.sent(messageId, event.seq, event.seq);
+          out.publish({ topic, payload: event.json, qos, dup: wasSent(event.seq), retain: false, messageId });
+          if (out.full) {
+            await out.flush();
+            // A turn of the event loop per write: the next page is read off its socket (and parsed)
+            // and PUBACKs are taken while this one is written, not only once it is done.
+            await setImmediate();
+            if (session.closed) return;
+          }
         }
         await out.flush();
         // Caught up with the log as of a read that began after the last overflow: every later
         // event reaches the hold, in order.
         if (events.length < PAGE && held.overflows === overflows) break;
-        if (events.length < PAGE) page = read(lastSent);
+        if (events.length < PAGE) {
+          page = read(lastSent);
+          ahead = undefined;
+        }
       }
     }
     const overflows = held.overflows;

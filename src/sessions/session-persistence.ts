@@ -91,6 +91,8 @@ export interface SessionStats {
   heldDropped: number;
   /** Persistent sessions connected to this node. */
   connected: number;
+  /** PUBACKs taken in bulk off the wire, before Aedes's parser (src/broker/puback-fast-path.ts). */
+  acknowledgedInBulk: number;
 }
 
 const progressOf = (live: LiveSession): SessionProgress => ({
@@ -101,18 +103,27 @@ const progressOf = (live: LiveSession): SessionProgress => ({
   pubrels: live.tracker.pubrels(),
 });
 
+/** PUBACK or PUBCOMP: the message is acknowledged, or its packet id free again after PUBREL. */
+const clearMessageId = (session: LiveSession, messageId: number): void => {
+  if (session.tracker.awaitingPubcomp(messageId)) session.tracker.completed(messageId);
+  else session.tracker.acked(messageId);
+};
+
 export const createSessionPersistence = (options: SessionPersistenceOptions) => {
   const { store, log, delegate } = options;
   const live = new Set<LiveSession>();
   const byId = new Map<string, LiveSession>();
   /** Progress being written at disconnect, by client id: a quick reconnect reads after it. */
   const flushing = new Map<string, Promise<void>>();
+  /** Sessions closed this turn, written together at the next. */
+  let closing: { sessions: LiveSession[]; written: Promise<void> } | undefined;
   const stats: SessionStats = {
     expired: 0,
     ended: { past_retention: 0, log_reset: 0 },
     replayed: 0,
     heldDropped: 0,
     connected: 0,
+    acknowledgedInBulk: 0,
   };
   const timers: NodeJS.Timeout[] = [];
   let aedes: unknown;
@@ -322,8 +333,7 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       const session = client[SESSION];
       const messageId = packet?.messageId;
       if (session === undefined || messageId === undefined) return undefined;
-      if (session.tracker.pubrels().includes(messageId)) session.tracker.completed(messageId);
-      else session.tracker.acked(messageId);
+      clearMessageId(session, messageId);
       session.dirty = true;
       session.wake?.();
       return undefined;
@@ -398,6 +408,20 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       return packet;
     },
 
+    /**
+     * PUBACKs read in bulk off the wire (src/broker/puback-fast-path.ts), taken as
+     * `outgoingClearMessageId` takes each; false when the client has no persistent session here.
+     */
+    acknowledge(client: object, messageIds: number[]): boolean {
+      const session = (client as Client)[SESSION];
+      if (session === undefined) return false;
+      for (const messageId of messageIds) clearMessageId(session, messageId);
+      stats.acknowledgedInBulk += messageIds.length;
+      session.dirty = true;
+      session.wake?.();
+      return true;
+    },
+
     /** The client's connection closed: its progress is written now. */
     disconnected(client: object): void {
       const session = (client as Client)[SESSION];
@@ -408,7 +432,17 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
       if (byId.get(session.clientId) === session) byId.delete(session.clientId);
       if (session.discarded) return;
       session.dirty = true;
-      const written = flush([session]).finally(() => {
+      // Sessions that close in the same turn (a network blip, a node going away) are written together.
+      if (closing === undefined) {
+        const sessions: LiveSession[] = [];
+        const written = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+          closing = undefined;
+          return flush(sessions);
+        });
+        closing = { sessions, written };
+      }
+      closing.sessions.push(session);
+      const written = closing.written.finally(() => {
         if (flushing.get(session.clientId) === written) flushing.delete(session.clientId);
       });
       flushing.set(session.clientId, written);

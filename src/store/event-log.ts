@@ -46,23 +46,43 @@ export interface EventTextRow extends Record<string, unknown> {
   shop_id: string;
   type: EventType;
   order_id: string;
-  occurred_at: string;
+  /** Microseconds since 1970 (Postgres keeps microseconds; the event says milliseconds, truncated). */
+  occurred_us: number;
   prev_shop_seq: number | null;
   order_json: string;
 }
 
 export const EVENT_TEXT_COLUMNS = `seq, shop_id, type, order_id::text AS order_id, prev_shop_seq,
   order_snapshot::text AS order_json,
-  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS occurred_at`;
+  (date_part('epoch', occurred_at) * 1000000)::bigint AS occurred_us`;
 
 /**
  * The event `toOrderEvent` makes, as JSON text with the same keys in the same order, put together
  * from text columns: the snapshot goes out as Postgres prints it, never parsed to be stringified
  * again. Ids, types and timestamps are constrained by the schema (slugs, uuid, an enum), so none
- * needs escaping.
+ * needs escaping. The timestamp comes as a number and is formatted here, as `toOrderEvent` does:
+ * Postgres's `to_char` was a third of a replay's database CPU. (`date_part` is a float of seconds
+ * with the microseconds exact to within a quarter of one: times a million and rounded, it is
+ * exact.)
  */
 export const toOrderEventJson = (row: EventTextRow, partnerId: string, epoch: string): string =>
-  `{"seq":${row.seq},"epoch":"${epoch}","type":"${row.type}","partner_id":"${partnerId}","shop_id":"${row.shop_id}","order_id":"${row.order_id}","occurred_at":"${row.occurred_at}","prev_shop_seq":${row.prev_shop_seq ?? "null"},"order":${row.order_json}}`;
+  `{"seq":${row.seq},"epoch":"${epoch}","type":"${row.type}","partner_id":"${partnerId}","shop_id":"${row.shop_id}","order_id":"${row.order_id}","occurred_at":"${isoMillis(Math.floor(row.occurred_us / 1000))}","prev_shop_seq":${row.prev_shop_seq ?? "null"},"order":${row.order_json}}`;
+
+/** The last second formatted (`2026-12-03T10:00:00.`): a replay's events come many to a second. */
+let isoSecond = { second: Number.NaN, prefix: "" };
+
+/** `new Date(ms).toISOString()`, the date and time formatted once per second. */
+const isoMillis = (ms: number): string => {
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond.second) {
+    const iso = new Date(second * 1000).toISOString();
+    // Years past 9999 come with a sign and six digits: not cached.
+    if (iso.length !== 24) return new Date(ms).toISOString();
+    isoSecond = { second, prefix: iso.slice(0, 20) };
+  }
+  const milli = ms - second * 1000;
+  return `${isoSecond.prefix}${milli < 10 ? "00" : milli < 100 ? "0" : ""}${milli}Z`;
+};
 
 let cachedEpoch: { db: Db; epoch: string } | undefined;
 

@@ -213,6 +213,16 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
     expect(parsed.map((e) => Object.keys(e))).toEqual(events.map((e) => Object.keys(e)));
     expect(parsed).toEqual(events);
     expect(events).toHaveLength(12);
+    // A time with microseconds (the write path keeps milliseconds; a hand-written row may not):
+    // both say its milliseconds, truncated.
+    await t.db.query(
+      "UPDATE order_events SET occurred_at = '2026-12-03 10:00:00.123789+00' WHERE partner_id = $1 AND seq = 1",
+      [p.id],
+    );
+    const [text] = await createSessionLog(t.db).read(p.id, 0, 1);
+    const [event] = (await readEvents(t.db, { partnerId: p.id, after: 0, limit: 1 })).events;
+    expect(event!.occurred_at).toBe("2026-12-03T10:00:00.123Z");
+    expect(JSON.parse(text!.json)).toEqual(event);
   });
 
   it("concurrent creates on one partner get exactly 1..n, with occurred_at in seq order", async () => {
