@@ -19,8 +19,16 @@ import type { OrderEvent } from "../domain/events.ts";
 import { clipClientInput } from "../log.ts";
 import { authenticateAdmin, authenticatePartner, authenticateTicket } from "./auth.ts";
 import { openApiWebhooks } from "./openapi-webhooks.ts";
-import type { CredentialsPort, OrdersPort, PartnersPort, ReadDeliveryStatus, ReadEvents } from "./ports.ts";
+import type {
+  CredentialsPort,
+  OrdersPort,
+  PartnersPort,
+  ReadDeliveryStatus,
+  ReadEvents,
+  ReadEventsText,
+} from "./ports.ts";
 import { buildProblem, problemResponses, sendProblem, toProblem } from "./problem.ts";
+import { type CredentialRateLimit, registerCredentialRateLimit } from "./rate-limit.ts";
 import adminRoutes from "./routes/admin-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
 import streamRoutes, { type StreamRoutesDeps } from "./routes/stream-routes.ts";
@@ -48,6 +56,10 @@ export interface HttpAppDeps {
   partners: PartnersPort;
   credentials: CredentialsPort;
   readEvents: ReadEvents;
+  /** GET /v1/events' pages as JSON text (sent as they are). */
+  readEventsText: ReadEventsText;
+  /** Requests per credential and window on /v1; absent: unlimited. */
+  rateLimit?: CredentialRateLimit;
   readiness(): Promise<ReadinessReport>;
   onCommitted?(event: OrderEvent): void;
   deliveryStatus: ReadDeliveryStatus;
@@ -240,9 +252,11 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
             ? await authenticateTicket(ticket, deps.verifier, tickets)
             : await authenticatePartner(request, deps.verifier);
       });
+      // After the credential is known, before anything else is read or parsed.
+      if (deps.rateLimit) await registerCredentialRateLimit(v1, deps.rateLimit);
       await v1.register(ordersRoutes, {
         orders: deps.orders,
-        readEvents: deps.readEvents,
+        readEventsText: deps.readEventsText,
         onCommitted: deps.onCommitted ?? (() => {}),
       });
       if (deps.eventStream) {

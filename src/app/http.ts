@@ -13,7 +13,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import type { Db } from "../store/db.ts";
 import { readDeliveryStatus } from "../store/delivery-status.ts";
-import { readEvents } from "../store/event-log.ts";
+import { readEvents, readEventsText } from "../store/event-log.ts";
 import type { Shutdown } from "./shutdown.ts";
 
 export interface HttpWiring {
@@ -62,6 +62,8 @@ export const startHttp = async (wiring: HttpWiring): Promise<number> => {
     adminToken: wiring.adminToken,
     ...wiring.stores,
     readEvents: (input) => readEvents(db, input),
+    readEventsText: (input) => readEventsText(db, input),
+    rateLimit: { max: config.BREWCAST_RATE_LIMIT_REQUESTS, windowMs: config.BREWCAST_RATE_LIMIT_WINDOW_MS },
     readiness: readinessOf(db, wiring),
     onCommitted: wiring.committed,
     ...wiring.channels,

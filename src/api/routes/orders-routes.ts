@@ -1,6 +1,7 @@
 /**
  * Partner routes under /v1: orders, their history, the events feed.
  */
+import type { FastifyReply } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { type OrderChange, type OrderEvent, orderEventSchema } from "../../domain/events.ts";
@@ -13,12 +14,13 @@ import {
 } from "../../domain/orders.ts";
 import { scopeOf, shopWithinScope } from "../../domain/scope.ts";
 import { principalOf } from "../auth.ts";
-import type { OrdersPort, ReadEvents } from "../ports.ts";
+import { ifNoneMatchHits, pageValidators } from "../event-page-cache.ts";
+import type { OrdersPort, ReadEventsText } from "../ports.ts";
 import { problemResponses } from "../problem.ts";
 
 export interface OrdersRoutesDeps {
   orders: OrdersPort;
-  readEvents: ReadEvents;
+  readEventsText: ReadEventsText;
   /** An order change committed its event (the bridge in this process is woken with it). */
   onCommitted(event: OrderEvent): void;
 }
@@ -228,14 +230,26 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
         },
       },
     },
-    async (request) => {
+    async (request, typedReply) => {
+      // Sent as text and 304s: outside what the typed reply (the 200 schema) allows.
+      const reply = typedReply as unknown as FastifyReply;
       const scope = scopeOf(principalOf(request));
-      return deps.readEvents({
+      const query = {
         partnerId: scope.partnerId,
         shopId: shopWithinScope(scope, request.query.shop_id),
         after: request.query.after,
         limit: request.query.limit,
-      });
+      };
+      const page = await deps.readEventsText(query);
+      // Caching and validators: event-page-cache.ts says what may be kept where, and why.
+      const { etag, cacheControl } = pageValidators(query, page);
+      reply.header("etag", etag).header("cache-control", cacheControl).header("vary", "Authorization");
+      if (ifNoneMatchHits(request.headers["if-none-match"], etag)) return reply.code(304).send();
+      // Written once from the stored JSON text: the response schema above documents it, the
+      // contract tests check it, and nothing here parses or re-validates it.
+      return reply
+        .type("application/json; charset=utf-8")
+        .send(`{"events":${page.eventsJson},"head_seq":${page.head_seq},"epoch":"${page.epoch}"}`);
     },
   );
 };
