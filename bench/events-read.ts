@@ -8,6 +8,7 @@
  *
  *   npx tsx bench/events-read.ts            # the full run, about 4 minutes
  *   npx tsx bench/events-read.ts --quick    # a smoke run on 40,000 events
+ *   npx tsx bench/events-read.ts --quick --baseline ../old-checkout   # an older commit beside it
  *
  * The log is seeded with SQL (generate_series) straight into the tables of
  * migration 0001, not through the API: 4 events per order (created,

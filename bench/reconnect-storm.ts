@@ -11,6 +11,7 @@
  *   npm run bench:storm                          # 2,000 consumers, 3 rounds
  *   npm run bench:storm -- --quick               # 200 consumers, 1 round
  *   npm run bench:storm -- --consumers 500 --rounds 5 --profile DIR
+ *   npm run bench:storm -- --baseline ../old-checkout   # an older commit's brewcast beside it
  *
  * The log (10 partners × 10,000 events, 20 shops each) is seeded with SQL as bench:events
  * seeds it; each partner has 20 backend credentials, shared by its consumers round-robin
@@ -24,6 +25,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { Client } from "undici";
+import { spawnBaseline, takeBaselineFlag } from "./baseline.ts";
 import {
   adminPost,
   type BenchCase,
@@ -185,7 +187,9 @@ interface StormFigures {
 }
 
 const main = async () => {
+  const baselineFlag = takeBaselineFlag();
   const { values } = parseArgs({
+    args: baselineFlag.rest,
     options: {
       quick: { type: "boolean", default: false },
       rounds: { type: "string" },
@@ -223,6 +227,9 @@ const main = async () => {
     values.profile ? ["--cpu-prof", `--cpu-prof-dir=${values.profile}`] : [],
   );
   log(`brewcast pid ${brewcast.pid} on ${brewcast.url}`);
+  // --baseline DIR: that checkout's brewcast on the same database, stormed in the same rounds.
+  const baseline = baselineFlag.dir ? await spawnBaseline(baselineFlag.dir, serverEnv) : undefined;
+  if (baseline) log(`baseline brewcast (${baselineFlag.dir}) pid ${baseline.pid} on ${baseline.url}`);
 
   const tmp = mkdtempSync(path.join(os.tmpdir(), "brewcast-storm-"));
   onCleanup(async () => rmSync(tmp, { recursive: true, force: true }));
@@ -306,7 +313,11 @@ const main = async () => {
     rounds,
     seconds: 0,
     warmupSeconds: 1,
-    cases: [stormCase("bare storm", bareUrl), stormCase("brewcast storm", brewcast.url, "bare storm")],
+    cases: [
+      stormCase("bare storm", bareUrl),
+      stormCase("brewcast storm", brewcast.url, "bare storm"),
+      ...(baseline ? [stormCase("old brewcast storm", baseline.url, "bare storm")] : []),
+    ],
     ratios: [
       {
         label: "brewcast / bare (pages/s)",
@@ -314,6 +325,15 @@ const main = async () => {
         denominator: "bare storm",
         goal: 0.3,
       },
+      ...(baseline
+        ? [
+            {
+              label: "brewcast / old brewcast",
+              numerator: "brewcast storm",
+              denominator: "old brewcast storm",
+            },
+          ]
+        : []),
     ],
     params: {
       consumers: consumerCount,
@@ -324,10 +344,11 @@ const main = async () => {
       pageLimit: limit,
       pagesPerConsumer: pages,
       peer: "bare node:http child answering the same pages from memory",
+      ...(baselineFlag.dir ? { baseline: baselineFlag.dir } : {}),
     },
     machine: machineNote(await postgresVersion(db.url)),
     details: () => {
-      const measured = figures.slice(2); // the first two are the warm-up
+      const measured = figures.slice(baseline ? 3 : 2); // the first ones are the warm-up
       const lines = [
         "",
         "storm                     catch-up s   pages   429s  failed  page p99 ms  healthz p50/p99/max ms (probes)",
