@@ -60,6 +60,8 @@ export interface HttpAppDeps {
   readEventsText: ReadEventsText;
   /** Requests per credential and window on /v1; absent: unlimited. */
   rateLimit?: CredentialRateLimit;
+  /** GET /v1/events reads in progress at once, beyond which the next is answered 429; absent: no bound. */
+  maxPendingHistoryReads?: number;
   readiness(): Promise<ReadinessReport>;
   onCommitted?(event: OrderEvent): void;
   deliveryStatus: ReadDeliveryStatus;
@@ -257,6 +259,7 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
       await v1.register(ordersRoutes, {
         orders: deps.orders,
         readEventsText: deps.readEventsText,
+        ...(deps.maxPendingHistoryReads ? { maxPendingHistoryReads: deps.maxPendingHistoryReads } : {}),
         onCommitted: deps.onCommitted ?? (() => {}),
       });
       if (deps.eventStream) {

@@ -64,6 +64,7 @@ export const startHttp = async (wiring: HttpWiring): Promise<number> => {
     readEvents: (input) => readEvents(db, input),
     readEventsText: (input) => readEventsText(db, input),
     rateLimit: { max: config.BREWCAST_RATE_LIMIT_REQUESTS, windowMs: config.BREWCAST_RATE_LIMIT_WINDOW_MS },
+    maxPendingHistoryReads: config.BREWCAST_HISTORY_MAX_PENDING,
     readiness: readinessOf(db, wiring),
     onCommitted: wiring.committed,
     ...wiring.channels,

@@ -12,7 +12,7 @@ import { createOrderStore } from "../../src/store/orders.ts";
 import { apiRequests, expectProblem } from "../support/api-requests.ts";
 import { type SeededPartner, seedPartner } from "../support/fixtures.ts";
 import { bearer, createTestApp, type TestApp } from "../support/test-app.ts";
-import { AVAILABLE_ADAPTERS } from "../support/test-db.ts";
+import { AVAILABLE_ADAPTERS, DEFAULT_ADAPTER } from "../support/test-db.ts";
 import { until } from "../support/wait.ts";
 
 describe.each(AVAILABLE_ADAPTERS)("event page caching on %s", (kind) => {
@@ -200,5 +200,41 @@ describe.each(AVAILABLE_ADAPTERS)("the per-credential rate limit on %s", (kind) 
     );
     expect(waits.length).toBeGreaterThan(0);
     for (const wait of waits) expect(wait.retryInMs).toBeGreaterThanOrEqual(1_000);
+  });
+});
+
+describe("the bound on history reads in progress", () => {
+  let t: TestApp;
+  let p: SeededPartner;
+  beforeAll(async () => {
+    t = await createTestApp(DEFAULT_ADAPTER, { maxPendingHistoryReads: 2 });
+    p = await seedPartner(t.db, { shops: 1 });
+    for (let i = 0; i < 3; i++) await apiRequests(() => t).newOrder(p, 0);
+  });
+  afterAll(async () => t?.close());
+
+  it("answers reads beyond it 429 RATE_LIMITED with Retry-After at once, and serves the rest", async () => {
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        t.app.inject({ method: "GET", url: "/v1/events?after=0", headers: bearer(p.backend.secret) }),
+      ),
+    );
+    const limited = responses.filter((r) => r.statusCode === 429);
+    const served = responses.filter((r) => r.statusCode === 200);
+    expect(limited.length + served.length).toBe(20);
+    expect(served.length).toBeGreaterThanOrEqual(2);
+    expect(limited.length).toBeGreaterThan(0);
+    for (const response of limited) {
+      expect(expectProblem(response, 429, "RATE_LIMITED").detail).toMatch(/history reads are in progress/);
+      expect(response.headers["retry-after"]).toBe("1");
+      expect(response.headers.etag).toBeUndefined();
+    }
+    // Once they are answered there is room again.
+    const after = await t.app.inject({
+      method: "GET",
+      url: "/v1/events?after=0",
+      headers: bearer(p.backend.secret),
+    });
+    expect(after.statusCode).toBe(200);
   });
 });

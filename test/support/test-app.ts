@@ -36,6 +36,8 @@ export interface TestAppOptions {
   webhookSecretOverlapSeconds?: number;
   /** Requests per credential and window on /v1 (default: unlimited). */
   rateLimit?: { max: number; windowMs: number };
+  /** GET /v1/events reads in progress at once (default: no bound). */
+  maxPendingHistoryReads?: number;
 }
 
 export const createTestApp = async (
@@ -62,6 +64,7 @@ export const createTestApp = async (
     readEvents: (input) => readEvents(db, input),
     readEventsText: (input) => readEventsText(db, input),
     ...(options.rateLimit ? { rateLimit: options.rateLimit } : {}),
+    ...(options.maxPendingHistoryReads ? { maxPendingHistoryReads: options.maxPendingHistoryReads } : {}),
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
     readiness: async () => ({ ready: true, checks: { database: "ok" } }),
     onCommitted: (event) => {

@@ -4,7 +4,13 @@
 import type { FastifyReply } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { type OrderChange, type OrderEvent, orderEventSchema } from "../../domain/events.ts";
+import { BrewcastError } from "../../domain/errors.ts";
+import {
+  type EventPageText,
+  type OrderChange,
+  type OrderEvent,
+  orderEventSchema,
+} from "../../domain/events.ts";
 import { orderIdSchema, seqSchema, shopIdSchema } from "../../domain/ids.ts";
 import {
   createOrderBodySchema,
@@ -21,6 +27,11 @@ import { problemResponses } from "../problem.ts";
 export interface OrdersRoutesDeps {
   orders: OrdersPort;
   readEventsText: ReadEventsText;
+  /**
+   * GET /v1/events reads in progress at once, whoever asks; beyond it the next is answered 429
+   * at once (Retry-After: 1) rather than queued for a database connection. Absent: no bound.
+   */
+  maxPendingHistoryReads?: number;
   /** An order change committed its event (the bridge in this process is woken with it). */
   onCommitted(event: OrderEvent): void;
 }
@@ -53,6 +64,8 @@ const AUTH_ERRORS = [401, 403] as const;
 const plainJson = () => (data: unknown) => JSON.stringify(data);
 
 const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) => {
+  let historyReads = 0;
+  const maxHistoryReads = deps.maxPendingHistoryReads ?? Number.POSITIVE_INFINITY;
   const answerChange = (change: OrderChange) => {
     if (change.event) deps.onCommitted(change.event);
     return change.order;
@@ -240,7 +253,22 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
         after: request.query.after,
         limit: request.query.limit,
       };
-      const page = await deps.readEventsText(query);
+      // In a storm a queue for the database pool only grows until requests time out (500s):
+      // past the bound, an early 429 lets the client come back when there is room.
+      if (historyReads >= maxHistoryReads) {
+        reply.header("retry-after", "1");
+        throw new BrewcastError(
+          "RATE_LIMITED",
+          `${historyReads} history reads are in progress, the most this server takes at once (BREWCAST_HISTORY_MAX_PENDING); retry after Retry-After, with jitter`,
+        );
+      }
+      historyReads++;
+      let page: EventPageText;
+      try {
+        page = await deps.readEventsText(query);
+      } finally {
+        historyReads--;
+      }
       // Caching and validators: event-page-cache.ts says what may be kept where, and why.
       const { etag, cacheControl } = pageValidators(query, page);
       reply.header("etag", etag).header("cache-control", cacheControl).header("vary", "Authorization");
