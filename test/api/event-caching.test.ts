@@ -226,7 +226,7 @@ describe("the bound on history reads in progress", () => {
     expect(limited.length).toBeGreaterThan(0);
     for (const response of limited) {
       expect(expectProblem(response, 429, "RATE_LIMITED").detail).toMatch(/history reads are in progress/);
-      expect(response.headers["retry-after"]).toBe("1");
+      expect(Number(response.headers["retry-after"])).toBeGreaterThanOrEqual(1);
       expect(response.headers.etag).toBeUndefined();
     }
     // Once they are answered there is room again.

@@ -21,6 +21,7 @@ import {
 import { scopeOf, shopWithinScope } from "../../domain/scope.ts";
 import { principalOf } from "../auth.ts";
 import { ifNoneMatchHits, pageValidators } from "../event-page-cache.ts";
+import { createHistoryAdmission } from "../history-admission.ts";
 import type { OrdersPort, ReadEventsText } from "../ports.ts";
 import { problemResponses } from "../problem.ts";
 
@@ -64,8 +65,7 @@ const AUTH_ERRORS = [401, 403] as const;
 const plainJson = () => (data: unknown) => JSON.stringify(data);
 
 const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) => {
-  let historyReads = 0;
-  const maxHistoryReads = deps.maxPendingHistoryReads ?? Number.POSITIVE_INFINITY;
+  const admission = createHistoryAdmission(deps.maxPendingHistoryReads ?? Number.POSITIVE_INFINITY);
   const answerChange = (change: OrderChange) => {
     if (change.event) deps.onCommitted(change.event);
     return change.order;
@@ -254,20 +254,20 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
         limit: request.query.limit,
       };
       // In a storm a queue for the database pool only grows until requests time out (500s):
-      // past the bound, an early 429 lets the client come back when there is room.
-      if (historyReads >= maxHistoryReads) {
-        reply.header("retry-after", "1");
+      // past the bound, an early 429 says when to come back (history-admission.ts).
+      const slot = admission.enter();
+      if (!slot.admitted) {
+        reply.header("retry-after", String(slot.retryAfterSeconds));
         throw new BrewcastError(
           "RATE_LIMITED",
-          `${historyReads} history reads are in progress, the most this server takes at once (BREWCAST_HISTORY_MAX_PENDING); retry after Retry-After, with jitter`,
+          `${slot.inProgress} history reads are in progress, the most this server takes at once (BREWCAST_HISTORY_MAX_PENDING); retry after Retry-After, with jitter`,
         );
       }
-      historyReads++;
       let page: EventPageText;
       try {
         page = await deps.readEventsText(query);
       } finally {
-        historyReads--;
+        slot.leave();
       }
       // Caching and validators: event-page-cache.ts says what may be kept where, and why.
       const { etag, cacheControl } = pageValidators(query, page);
