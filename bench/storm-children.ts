@@ -177,7 +177,10 @@ const servePages = async () => {
     res.end(body);
   });
   server.maxConnections = 100_000;
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  // The same accept queue as brewcast's (src/app/http.ts): a storm's connects all at once.
+  await new Promise<void>((resolve) =>
+    server.listen({ port: 0, host: "127.0.0.1", backlog: 4_096 }, resolve),
+  );
   exitWhenStopped(async () => {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
