@@ -135,6 +135,8 @@ const main = async () => {
       name,
       store: createMemoryStore(),
       qos,
+      // One consumer timed alone: no fleet to spread (jitterMs would add a random start delay).
+      jitterMs: 0,
     });
 
   // The consumers that go offline: their persistent sessions exist before the events do.

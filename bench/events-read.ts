@@ -8,6 +8,7 @@
  *
  *   npx tsx bench/events-read.ts            # the full run, about 4 minutes
  *   npx tsx bench/events-read.ts --quick    # a smoke run on 40,000 events
+ *   npx tsx bench/events-read.ts --quick --baseline ../old-checkout   # an older commit beside it
  *
  * The log is seeded with SQL (generate_series) straight into the tables of
  * migration 0001, not through the API: 4 events per order (created,
@@ -19,6 +20,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
+import { spawnBaseline, takeBaselineFlag } from "./baseline.ts";
 import { type BenchPartner, createPartners, paddedShopId } from "./lib/admin.ts";
 import { spawnServer } from "./lib/children.ts";
 import { type BenchCase, runComparison } from "./lib/comparison.ts";
@@ -140,14 +142,17 @@ const seedLog = async (url: string, partners: Partner[], perPartner: number) => 
 const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min));
 
 const main = async () => {
-  const args = parseBenchArgs();
+  const baselineFlag = takeBaselineFlag();
+  const args = parseBenchArgs(baselineFlag.rest);
   const partnerCount = args.quick ? 2 : 10;
   const perPartner = args.quick ? 20_000 : 100_000;
   const rounds = args.rounds ?? (args.quick ? 1 : 3);
   const seconds = args.seconds ?? (args.quick ? 2 : 8);
   const connections = 10;
 
-  const { db, adminToken, env: serverEnv } = await prepareBrewcast(log);
+  const { db, adminToken, env: rigEnv } = await prepareBrewcast(log);
+  // Ten connections over a few credentials measure throughput, not the per-credential limit.
+  const serverEnv = { ...rigEnv, BREWCAST_RATE_LIMIT_REQUESTS: "1000000" };
   // First run: migrations, partners and credentials through the admin API. Then the
   // log is seeded with the server stopped, and the server measured is a fresh start.
   const setup = await spawnServer("brewcast", serverEnv);
@@ -163,6 +168,9 @@ const main = async () => {
   await seedLog(db.url, partners, perPartner);
   const brewcast = await spawnServer("brewcast", serverEnv, args.serverFlags);
   log(`brewcast pid ${brewcast.pid} on ${brewcast.url}`);
+  // --baseline DIR: that checkout's brewcast on the same database, measured in the same rounds.
+  const baseline = baselineFlag.dir ? await spawnBaseline(baselineFlag.dir, serverEnv) : undefined;
+  if (baseline) log(`baseline brewcast (${baselineFlag.dir}) pid ${baseline.pid} on ${baseline.url}`);
 
   // The bare server answers with real pages of the same size.
   const auth = (p: Partner) => ({ authorization: `Bearer ${p.secret}` });
@@ -248,6 +256,43 @@ const main = async () => {
     ),
   ];
 
+  const baselineCases: BenchCase[] = baseline
+    ? [
+        httpCase(
+          "old events first",
+          baseline.url,
+          events(() => randomInt(0, WINDOW)),
+          "bare events",
+        ),
+        httpCase(
+          "old events deep",
+          baseline.url,
+          events(() => randomInt(perPartner - WINDOW, perPartner - PAGE)),
+          "bare events",
+        ),
+        httpCase(
+          "old history first",
+          baseline.url,
+          history(() => randomInt(perPartner - WINDOW, perPartner + 1)),
+          "bare history",
+        ),
+        httpCase(
+          "old history deep",
+          baseline.url,
+          history(() => randomInt(EVENTS_PER_ORDER * PAGE + 1, EVENTS_PER_ORDER * PAGE + WINDOW)),
+          "bare history",
+        ),
+      ]
+    : [];
+  const baselineRatios = baseline
+    ? ["events first", "events deep", "history first", "history deep"].map((name) => ({
+        label: `${name} / old ${name}`,
+        numerator: name,
+        denominator: `old ${name}`,
+      }))
+    : [];
+  cases.push(...baselineCases);
+
   await runComparison({
     bench: "events-read",
     rounds,
@@ -291,6 +336,7 @@ const main = async () => {
         denominator: "history first",
         goal: 0.7,
       },
+      ...baselineRatios,
     ],
     params: {
       events: partnerCount * perPartner,
@@ -301,6 +347,7 @@ const main = async () => {
       historyPageBytes: historyBody.length,
       cursors: `first: after in [0, ${WINDOW}) / older_than in [head-${WINDOW}, head]; deep: after in [head-${WINDOW}, head-${PAGE}) / older_than in [${EVENTS_PER_ORDER * PAGE + 1}, ${EVENTS_PER_ORDER * PAGE + WINDOW})`,
       peer: "bare node:http in a child process, fixed real page per route",
+      ...(baselineFlag.dir ? { baseline: baselineFlag.dir } : {}),
     },
     machine: machineNote(await postgresVersion(db.url)),
   });

@@ -45,6 +45,7 @@ const stubDeps = (): HttpAppDeps => ({
   partners: stub("partners"),
   credentials: stub("credentials"),
   readEvents: () => Promise.reject(new Error("generate-schemas: readEvents was called")),
+  readEventsText: () => Promise.reject(new Error("generate-schemas: readEventsText was called")),
   readiness: () => Promise.reject(new Error("generate-schemas: readiness was called")),
   deliveryStatus: () => Promise.reject(new Error("generate-schemas: deliveryStatus was called")),
   eventStream: {

@@ -26,8 +26,10 @@ import type {
   ReadAllDeliveryStatus,
   ReadDeliveryStatus,
   ReadEvents,
+  ReadEventsText,
 } from "./ports.ts";
 import { buildProblem, problemResponses, sendProblem, toProblem } from "./problem.ts";
+import { type CredentialRateLimit, registerCredentialRateLimit } from "./rate-limit.ts";
 import adminRoutes from "./routes/admin-routes.ts";
 import adminStreamRoutes from "./routes/admin-stream-routes.ts";
 import ordersRoutes from "./routes/orders-routes.ts";
@@ -56,6 +58,12 @@ export interface HttpAppDeps {
   partners: PartnersPort;
   credentials: CredentialsPort;
   readEvents: ReadEvents;
+  /** GET /v1/events' pages as JSON text (sent as they are). */
+  readEventsText: ReadEventsText;
+  /** Requests per credential and window on /v1; absent: unlimited. */
+  rateLimit?: CredentialRateLimit;
+  /** GET /v1/events reads in progress at once, beyond which the next is answered 429; absent: no bound. */
+  maxPendingHistoryReads?: number;
   readiness(): Promise<ReadinessReport>;
   onCommitted?(event: OrderEvent): void;
   deliveryStatus: ReadDeliveryStatus;
@@ -250,9 +258,12 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
             ? await authenticateTicket(ticket, deps.verifier, tickets)
             : await authenticatePartner(request, deps.verifier);
       });
+      // After the credential is known, before anything else is read or parsed.
+      if (deps.rateLimit) await registerCredentialRateLimit(v1, deps.rateLimit);
       await v1.register(ordersRoutes, {
         orders: deps.orders,
-        readEvents: deps.readEvents,
+        readEventsText: deps.readEventsText,
+        ...(deps.maxPendingHistoryReads ? { maxPendingHistoryReads: deps.maxPendingHistoryReads } : {}),
         onCommitted: deps.onCommitted ?? (() => {}),
       });
       if (deps.eventStream) {

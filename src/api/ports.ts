@@ -4,7 +4,7 @@
  * repositories in, and the compiler checks they fit), so the API imports only
  * domain code.
  */
-import type { EventPage, EventQuery, OrderChange } from "../domain/events.ts";
+import type { EventPage, EventPageText, EventQuery, OrderChange } from "../domain/events.ts";
 import type { DeliveryStatus } from "../domain/ladder.ts";
 import type {
   CreatedHistoryItem,
@@ -37,6 +37,9 @@ export interface OrdersPort {
 
 /** A page of the event log (GET /v1/events). */
 export type ReadEvents = (query: EventQuery) => Promise<EventPage>;
+
+/** A page of the event log as JSON text, for GET /v1/events to send as it is. */
+export type ReadEventsText = (query: EventQuery) => Promise<EventPageText>;
 
 /** Partners and shops, and the partner state (the kill switch), for the admin API. */
 export interface PartnersPort {

@@ -14,7 +14,7 @@ import type { Metrics } from "../ops/metrics.ts";
 import pages from "../pages/pages.ts";
 import type { Db } from "../store/db.ts";
 import { readDeliveryStatus } from "../store/delivery-status.ts";
-import { readEvents } from "../store/event-log.ts";
+import { readEvents, readEventsText } from "../store/event-log.ts";
 import type { Shutdown } from "./shutdown.ts";
 
 export interface HttpWiring {
@@ -63,6 +63,9 @@ export const startHttp = async (wiring: HttpWiring): Promise<number> => {
     adminToken: wiring.adminToken,
     ...wiring.stores,
     readEvents: (input) => readEvents(db, input),
+    readEventsText: (input) => readEventsText(db, input),
+    rateLimit: { max: config.BREWCAST_RATE_LIMIT_REQUESTS, windowMs: config.BREWCAST_RATE_LIMIT_WINDOW_MS },
+    maxPendingHistoryReads: config.BREWCAST_HISTORY_MAX_PENDING,
     readiness: readinessOf(db, wiring),
     onCommitted: wiring.committed,
     ...wiring.channels,
@@ -92,9 +95,15 @@ export const startHttp = async (wiring: HttpWiring): Promise<number> => {
   // The HTTP server's own cap, plus the MQTT-over-WebSocket clients it carries (capped by the broker).
   app.server.maxConnections =
     config.BREWCAST_HTTP_MAX_CONNECTIONS + (broker ? config.BREWCAST_MAX_CONNECTIONS : 0);
-  await app.listen({ host: config.BREWCAST_HOST, port: config.BREWCAST_HTTP_PORT }).catch((error) => {
-    throw listenError("BREWCAST_HTTP_PORT", config.BREWCAST_HOST, config.BREWCAST_HTTP_PORT, error);
-  });
+  // A reconnect storm opens thousands of connections at once. Past Node's default accept queue
+  // (511) the kernel drops SYNs, which clients resend after 1, 3, 7, … s: a minute's tail for
+  // some. The kernel caps this at net.core.somaxconn.
+  const backlog = 4_096;
+  await app
+    .listen({ host: config.BREWCAST_HOST, port: config.BREWCAST_HTTP_PORT, backlog })
+    .catch((error) => {
+      throw listenError("BREWCAST_HTTP_PORT", config.BREWCAST_HOST, config.BREWCAST_HTTP_PORT, error);
+    });
   wiring.shutdown.onStop("http", async () => {
     const closing = app.close();
     // A keep-alive connection busy when closing began turns idle once its request is answered;

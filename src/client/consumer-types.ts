@@ -48,6 +48,13 @@ export interface ConsumerOptions {
   maxAckHoldMs?: number;
   /** Early MQTT arrivals kept while a gap is read from REST (default 10,000); more are dropped and read from REST. */
   maxBuffer?: number;
+  /**
+   * Spreads a fleet's history reads (default 1000 ms): the catch-up on start and after an MQTT
+   * reconnect first waits a random 0 to jitterMs, so consumers that all lost their connection
+   * at once (a broker restart, a deploy) do not all ask `GET /v1/events` in the same instant;
+   * and a 429's or 503's Retry-After is waited plus a random 0 to jitterMs. 0 turns it off.
+   */
+  jitterMs?: number;
   /** Backoff of retried handlers, store saves and REST reads (default 100 ms doubling to 30 s). */
   retry?: { initialMs?: number; maxMs?: number };
   /** Timeout of one REST request (default 30 s). */

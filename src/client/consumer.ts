@@ -92,6 +92,9 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
   #caughtUpSinceConnect = 0;
   #lastSignalAt = 0;
   #attempt = 0;
+  /** The next catch-up waits a random share of jitterMs first (set on start and on a reconnect). */
+  #jitterNext = true;
+  #everConnected = false;
 
   #wanted: CatchUpReason | undefined;
   #pumping: Promise<void> | undefined;
@@ -130,6 +133,7 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       maxAckHoldMs: options.maxAckHoldMs ?? 5_000,
       maxBuffer: options.maxBuffer ?? 10_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+      jitterMs: Math.max(0, options.jitterMs ?? 1_000),
       retryInitialMs: options.retry?.initialMs ?? 100,
       retryMaxMs: options.retry?.maxMs ?? 30_000,
     };
@@ -206,7 +210,10 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     this.#phase = "catching-up";
     // Discovery reads what the first catch-up would (nothing while it finds no event), so
     // the catch-up waits for it: one loop retries and reports a failing API, not two.
-    if (this.#partner === undefined) await this.#discoverPartner();
+    if (this.#partner === undefined) {
+      await this.#spread();
+      await this.#discoverPartner();
+    }
     if (this.#stopped) return;
     this.#want("start");
     this.#armPoll();
@@ -277,6 +284,9 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       this.#lastSignalAt = Date.now();
       this.#liveSinceConnect = false;
       this.#caughtUpSinceConnect = 0;
+      // The start's read was spread already; a reconnect's is spread now.
+      if (this.#everConnected) this.#jitterNext = true;
+      this.#everConnected = true;
       if (this.#phase !== "stopped") this.#phase = "catching-up";
       this.emit("connected", { sessionPresent: connack.sessionPresent });
       // Subscribe on every connect, also when the session was resumed: a connection cut
@@ -404,10 +414,15 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
     return false;
   }
 
-  /** The backoff of a retry, at least what a 429 or 503 asked for. */
+  /**
+   * The backoff of a retry, at least what a 429 or 503 asked for, plus jitter then: a fleet told
+   * "1 second" at once must not come back at once.
+   */
   #retryDelay(error: Error, attempt: number): number {
     const asked = error instanceof ApiError ? (error.retryAfterMs ?? 0) : 0;
-    return Math.max(this.#backoff(attempt), Math.min(asked, this.#o.retryMaxMs));
+    if (asked === 0) return this.#backoff(attempt);
+    const spread = asked + Math.random() * this.#o.jitterMs;
+    return Math.round(Math.max(this.#backoff(attempt), Math.min(spread, this.#o.retryMaxMs)));
   }
 
   #emitError(info: ConsumerEvents["error"][0]): void {
@@ -424,6 +439,13 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
       }
       this.#abort.signal.addEventListener("abort", done, { once: true });
     });
+  }
+
+  /** Waits a random 0 to jitterMs when a start's or a reconnect's history read is next (see jitterMs). */
+  async #spread(): Promise<void> {
+    if (!this.#jitterNext) return;
+    this.#jitterNext = false;
+    if (this.#o.jitterMs > 0) await this.#sleep(Math.random() * this.#o.jitterMs);
   }
 
   #backoff(attempt: number): number {
@@ -680,6 +702,8 @@ export class Consumer extends EventEmitter<ConsumerEvents> {
 
   /** Reads REST from the position to the head, a page ahead, handing out each event. */
   async #catchUp(reason: CatchUpReason): Promise<void> {
+    await this.#spread();
+    if (this.#stopped) throw new StoppedError();
     const from = this.#pos.seq;
     const limit = this.#o.pageSize;
     const signal = this.#abort.signal;

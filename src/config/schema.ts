@@ -115,6 +115,15 @@ export const CONFIG_FIELDS = {
   BREWCAST_HTTP_REQUEST_TIMEOUT_MS: positiveInt(30_000).describe(
     "How long a client may take to send a whole request (headers and body).",
   ),
+  BREWCAST_RATE_LIMIT_REQUESTS: positiveInt(200).describe(
+    "Requests one partner credential may make to /v1 per BREWCAST_RATE_LIMIT_WINDOW_MS; beyond it the API answers 429 RATE_LIMITED with Retry-After (before reading anything) until the window ends.",
+  ),
+  BREWCAST_RATE_LIMIT_WINDOW_MS: positiveInt(1_000, 3_600_000).describe(
+    "The window of BREWCAST_RATE_LIMIT_REQUESTS (fixed windows, counted per process).",
+  ),
+  BREWCAST_HISTORY_MAX_PENDING: positiveInt(64).describe(
+    "GET /v1/events reads in progress at once in this process, all credentials together; beyond it the next is answered 429 RATE_LIMITED with Retry-After: 1 at once instead of waiting for a database connection (a reconnect storm).",
+  ),
   BREWCAST_METRICS_TOKEN: optionalString
     .refine((value) => value === undefined || value.length >= 16, {
       message: "must be at least 16 characters",

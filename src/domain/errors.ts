@@ -74,7 +74,8 @@ export const ERRORS = {
   RATE_LIMITED: {
     status: 429,
     title: "Too many requests",
-    meaning: "Slow down; retry after the number of seconds in Retry-After.",
+    meaning:
+      "Slow down: the credential is over its request budget (BREWCAST_RATE_LIMIT_REQUESTS per window), or the partner over its open event streams; retry after the number of seconds in Retry-After, plus some jitter.",
   },
   INTERNAL: {
     status: 500,

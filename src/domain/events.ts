@@ -84,3 +84,14 @@ export interface EventPage {
   head_seq: number;
   epoch: string;
 }
+
+/** A page of `GET /v1/events` as JSON text, with what its cache validators are made of. */
+export interface EventPageText {
+  /** The `events` array, as JSON text. */
+  eventsJson: string;
+  count: number;
+  /** The seq of the page's last event; `after` for an empty page. */
+  lastSeq: number;
+  head_seq: number;
+  epoch: string;
+}

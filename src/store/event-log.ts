@@ -10,9 +10,9 @@
  * `brewcast_create_order`; status changes and tests through the functions here.
  */
 import { BrewcastError } from "../domain/errors.ts";
-import type { EventPage, EventQuery, EventType, OrderEvent } from "../domain/events.ts";
+import type { EventPage, EventPageText, EventQuery, EventType, OrderEvent } from "../domain/events.ts";
 import type { Order } from "../domain/orders.ts";
-import type { Db, Queryable } from "./db.ts";
+import type { Db, NamedStatement, Queryable } from "./db.ts";
 
 export interface EventRow extends Record<string, unknown> {
   partner_id: string;
@@ -204,4 +204,57 @@ export const readEvents = async (db: Db, input: EventQuery): Promise<EventPage> 
   }
   const events = rows.filter((row) => row.seq !== null).map((row) => toOrderEvent(row, epoch));
   return { events, head_seq: first.head, epoch };
+};
+
+/** The page statement of `readEventsText`, prepared once per connection: one for a partner's scope, one for a shop's. */
+const pageStatement = (shop: boolean): NamedStatement => ({
+  name: shop ? "brewcast_event_page_shop" : "brewcast_event_page",
+  text: `WITH p AS (SELECT id, head_seq, pruned_through_seq FROM partners WHERE id = $1)
+     SELECT ${
+       shop
+         ? "(SELECT coalesce(s.last_seq, 0) FROM shops s WHERE s.partner_id = p.id AND s.id = $4)"
+         : "p.head_seq"
+     } AS head, p.pruned_through_seq AS pruned, e.*
+     FROM p LEFT JOIN LATERAL (
+       SELECT ${EVENT_TEXT_COLUMNS} FROM order_events e
+       WHERE e.partner_id = p.id AND e.seq > $2 ${shop ? "AND e.shop_id = $4" : ""}
+       ORDER BY e.seq LIMIT $3
+     ) e ON true`,
+});
+const PARTNER_PAGE = pageStatement(false);
+const SHOP_PAGE = pageStatement(true);
+
+/**
+ * `readEvents` as JSON text: the same statement and refusals, each event written once by
+ * `toOrderEventJson` from its text columns (the stored snapshot is never parsed), joined
+ * into the `events` array. For GET /v1/events, which sends it as it is.
+ */
+export const readEventsText = async (db: Db, input: EventQuery): Promise<EventPageText> => {
+  const epoch = await readEpoch(db);
+  const shop = input.shopId !== undefined;
+  const rows = await db.query<EventTextRow & { head: number; pruned: number }>(
+    shop ? SHOP_PAGE : PARTNER_PAGE,
+    shop
+      ? [input.partnerId, input.after, input.limit, input.shopId]
+      : [input.partnerId, input.after, input.limit],
+  );
+  const first = rows[0];
+  if (!first) throw new BrewcastError("NOT_FOUND", `no partner ${input.partnerId}`);
+  if (first.head === null) throw new BrewcastError("NOT_FOUND", `no shop ${input.shopId}`);
+  if (input.after < first.pruned) {
+    throw new BrewcastError(
+      "CURSOR_EXPIRED",
+      `events up to seq ${first.pruned} were pruned; reload GET /v1/orders and follow events after its as_of_seq`,
+    );
+  }
+  let eventsJson = "[";
+  let count = 0;
+  let lastSeq = input.after;
+  for (const row of rows) {
+    if (row.seq === null) continue;
+    eventsJson += (count === 0 ? "" : ",") + toOrderEventJson(row, input.partnerId, epoch);
+    count++;
+    lastSeq = row.seq;
+  }
+  return { eventsJson: `${eventsJson}]`, count, lastSeq, head_seq: first.head, epoch };
 };

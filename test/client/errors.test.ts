@@ -127,7 +127,10 @@ describe("consumer errors that retrying cannot heal", () => {
     const partner = await system.seed(1);
     const other = await system.seed(1);
     await appendEvents(system, partner.id, partner.shops, 3);
-    const { errors, handled, outcome } = start(createConsumer(optionsFor(partner, { partner: other.id })));
+    // The history read first (no start jitter): REST names the partner before the broker's SUBACK refuses.
+    const { errors, handled, outcome } = start(
+      createConsumer(optionsFor(partner, { partner: other.id, jitterMs: 0 })),
+    );
     const error = await rejectionOf(outcome);
     expect(error.message).toContain(`partner is ${other.id}`);
     expectOneTerminalError(errors, error);

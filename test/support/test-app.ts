@@ -9,7 +9,7 @@ import type { WebhookStore } from "../../src/domain/webhooks.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
-import { readEvents } from "../../src/store/event-log.ts";
+import { readEvents, readEventsText } from "../../src/store/event-log.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
 import { createWebhookStore } from "../../src/store/webhooks.ts";
@@ -34,6 +34,10 @@ export interface TestAppOptions {
   webhookAllowNets?: string;
   /** BREWCAST_WEBHOOK_SECRET_OVERLAP_SECONDS (default 86400). */
   webhookSecretOverlapSeconds?: number;
+  /** Requests per credential and window on /v1 (default: unlimited). */
+  rateLimit?: { max: number; windowMs: number };
+  /** GET /v1/events reads in progress at once (default: no bound). */
+  maxPendingHistoryReads?: number;
 }
 
 export const createTestApp = async (
@@ -58,6 +62,9 @@ export const createTestApp = async (
     partners: createPartnerStore(db, { accessFeed }),
     credentials,
     readEvents: (input) => readEvents(db, input),
+    readEventsText: (input) => readEventsText(db, input),
+    ...(options.rateLimit ? { rateLimit: options.rateLimit } : {}),
+    ...(options.maxPendingHistoryReads ? { maxPendingHistoryReads: options.maxPendingHistoryReads } : {}),
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
     readiness: async () => ({ ready: true, checks: { database: "ok" } }),
     onCommitted: (event) => {

@@ -1,9 +1,16 @@
 /**
  * Partner routes under /v1: orders, their history, the events feed.
  */
+import type { FastifyReply } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { type OrderChange, type OrderEvent, orderEventSchema } from "../../domain/events.ts";
+import { BrewcastError } from "../../domain/errors.ts";
+import {
+  type EventPageText,
+  type OrderChange,
+  type OrderEvent,
+  orderEventSchema,
+} from "../../domain/events.ts";
 import { orderIdSchema, seqSchema, shopIdSchema } from "../../domain/ids.ts";
 import {
   createOrderBodySchema,
@@ -13,12 +20,19 @@ import {
 } from "../../domain/orders.ts";
 import { scopeOf, shopWithinScope } from "../../domain/scope.ts";
 import { principalOf } from "../auth.ts";
-import type { OrdersPort, ReadEvents } from "../ports.ts";
+import { ifNoneMatchHits, pageValidators } from "../event-page-cache.ts";
+import { createHistoryAdmission } from "../history-admission.ts";
+import type { OrdersPort, ReadEventsText } from "../ports.ts";
 import { problemResponses } from "../problem.ts";
 
 export interface OrdersRoutesDeps {
   orders: OrdersPort;
-  readEvents: ReadEvents;
+  readEventsText: ReadEventsText;
+  /**
+   * GET /v1/events reads in progress at once, whoever asks; beyond it the next is answered 429
+   * at once (Retry-After: 1) rather than queued for a database connection. Absent: no bound.
+   */
+  maxPendingHistoryReads?: number;
   /** An order change committed its event (the bridge in this process is woken with it). */
   onCommitted(event: OrderEvent): void;
 }
@@ -51,6 +65,7 @@ const AUTH_ERRORS = [401, 403] as const;
 const plainJson = () => (data: unknown) => JSON.stringify(data);
 
 const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) => {
+  const admission = createHistoryAdmission(deps.maxPendingHistoryReads ?? Number.POSITIVE_INFINITY);
   const answerChange = (change: OrderChange) => {
     if (change.event) deps.onCommitted(change.event);
     return change.order;
@@ -228,14 +243,41 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
         },
       },
     },
-    async (request) => {
+    async (request, typedReply) => {
+      // Sent as text and 304s: outside what the typed reply (the 200 schema) allows.
+      const reply = typedReply as unknown as FastifyReply;
       const scope = scopeOf(principalOf(request));
-      return deps.readEvents({
+      const query = {
         partnerId: scope.partnerId,
         shopId: shopWithinScope(scope, request.query.shop_id),
         after: request.query.after,
         limit: request.query.limit,
-      });
+      };
+      // In a storm a queue for the database pool only grows until requests time out (500s):
+      // past the bound, an early 429 says when to come back (history-admission.ts).
+      const slot = admission.enter();
+      if (!slot.admitted) {
+        reply.header("retry-after", String(slot.retryAfterSeconds));
+        throw new BrewcastError(
+          "RATE_LIMITED",
+          `${slot.inProgress} history reads are in progress, the most this server takes at once (BREWCAST_HISTORY_MAX_PENDING); retry after Retry-After, with jitter`,
+        );
+      }
+      let page: EventPageText;
+      try {
+        page = await deps.readEventsText(query);
+      } finally {
+        slot.leave();
+      }
+      // Caching and validators: event-page-cache.ts says what may be kept where, and why.
+      const { etag, cacheControl } = pageValidators(query, page);
+      reply.header("etag", etag).header("cache-control", cacheControl).header("vary", "Authorization");
+      if (ifNoneMatchHits(request.headers["if-none-match"], etag)) return reply.code(304).send();
+      // Written once from the stored JSON text: the response schema above documents it, the
+      // contract tests check it, and nothing here parses or re-validates it.
+      return reply
+        .type("application/json; charset=utf-8")
+        .send(`{"events":${page.eventsJson},"head_seq":${page.head_seq},"epoch":"${page.epoch}"}`);
     },
   );
 };
