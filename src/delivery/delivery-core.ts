@@ -287,7 +287,7 @@ export class DeliveryCore extends EventEmitter<DeliveryEvents> {
     }
   }
 
-  /** Loads partners created since this term began. */
+  /** Loads partners, and shops of known partners, created since this term began. */
   async #discover(partnerIds: string[]): Promise<void> {
     const term = this.#leadership.term;
     const partners = await this.deps.source.loadPartners().catch((error) => {
@@ -296,7 +296,14 @@ export class DeliveryCore extends EventEmitter<DeliveryEvents> {
     });
     if (!this.#leadership.isCurrent(term)) return;
     for (const cursors of partners) {
-      if (this.#pipelines.has(cursors.partnerId)) continue;
+      const known = this.#pipelines.get(cursors.partnerId);
+      if (known) {
+        // A shop added since: its cursor (seq 0 until its first event) joins the watermark, so
+        // its devices can tell "no orders yet" from a lost link. Known shops keep their cursor.
+        const shops = known.position.cursors.shops;
+        for (const [shopId, cursor] of cursors.shops) if (!shops.has(shopId)) shops.set(shopId, cursor);
+        continue;
+      }
       const pipeline = this.#newPipeline(cursors);
       pipeline.watermarkDue = true;
       this.#pipelines.set(cursors.partnerId, pipeline);

@@ -33,6 +33,8 @@ const memoryLog = (partners: Record<string, { events: number; state?: PartnerSta
   const events = new Map<string, OrderEvent[]>();
   const states = new Map<string, PartnerState>();
   const durable = new Map<string, number>();
+  /** Shops each partner has beside its events' shop; a test may add one while the core runs. */
+  const shops = new Map<string, Set<string>>();
   for (const [id, { events: count, state }] of Object.entries(partners)) {
     events.set(
       id,
@@ -52,7 +54,7 @@ const memoryLog = (partners: Record<string, { events: number; state?: PartnerSta
           qos: 1,
           state: states.get(partnerId)!,
           published: { seq: durable.get(partnerId)!, occurredAt: null },
-          shops: new Map(),
+          shops: new Map([...(shops.get(partnerId) ?? [])].map((id) => [id, { seq: 0, occurredAt: null }])),
         }),
       );
     },
@@ -73,7 +75,7 @@ const memoryLog = (partners: Record<string, { events: number; state?: PartnerSta
       return async () => {};
     },
   };
-  return { log, durable, commits };
+  return { log, durable, commits, shops };
 };
 
 const soleLock = (): LeaderLock => ({
@@ -87,6 +89,8 @@ const recordingChannel = () => {
   const accepted = new Map<string, number[]>();
   const failing = new Set<string>();
   const states: string[] = [];
+  /** The shops of each position announcement, in order. */
+  const announced: string[][] = [];
   const channel: Channel = {
     name: "test",
     async deliver(partner, events) {
@@ -95,12 +99,14 @@ const recordingChannel = () => {
       seqs.push(...events.map((event) => event.seq));
       accepted.set(partner.partnerId, seqs);
     },
-    async announcePosition() {},
+    async announcePosition(_partner, shopIds) {
+      announced.push([...shopIds]);
+    },
     async announceState(partner) {
       states.push(`${partner.partnerId}:${partner.state}`);
     },
   };
-  return { channel, accepted, failing, states };
+  return { channel, accepted, failing, states, announced };
 };
 
 /** The shared wait, with this file's bound. */
@@ -114,7 +120,7 @@ afterEach(async () => {
 const startCore = async (
   log: DeliveryLog,
   channel: Channel,
-  options: { throttleRatePerSecond?: number } = {},
+  options: { throttleRatePerSecond?: number; watermarkMs?: number } = {},
 ) => {
   const core = new DeliveryCore({
     log: silent,
@@ -157,6 +163,16 @@ describe("delivery core (in memory)", () => {
     await until(() => durable.get("a") === 6);
     expect(accepted.get("a")).toEqual([1, 2, 3, 4, 5, 6]);
     expect(new Set(errors)).toEqual(new Set(["a"]));
+  });
+
+  it("a shop added while the core runs joins the watermark before its first event", async () => {
+    const { log, durable, shops } = memoryLog({ a: { events: 2 } });
+    const { channel, announced } = recordingChannel();
+    await startCore(log, channel, { watermarkMs: 20 });
+    await until(() => durable.get("a") === 2);
+    expect(announced.flat()).not.toContain("a-new");
+    shops.set("a", new Set(["a-new"]));
+    await until(() => announced.some((shopIds) => shopIds.includes("a-new")));
   });
 
   it("poll_only moves the position without delivering; the state is announced", async () => {

@@ -188,8 +188,8 @@ const linkState = () => {
 const updateLink = () => {
   const state = linkState();
   const seconds = Math.round((Date.now() - kiosk.lastHeard) / 1000);
-  // A shop's cursor (and its watermark) exists from its first event on: a new shop is silent.
-  const heard = kiosk.lastHeard ? `last heard ${seconds} s ago` : "no cursor yet (a shop with no orders?)";
+  // Every shop's cursor comes within one watermark interval, a new shop's too (seq 0).
+  const heard = kiosk.lastHeard ? `last heard ${seconds} s ago` : "no cursor heard yet";
   $("link").dataset.link = state;
   $("link-state").textContent = state;
   $("link-detail").textContent = kiosk.refusal || (kiosk.connected ? heard : `reconnecting… (${heard})`);
