@@ -18,7 +18,8 @@
  * the log in the order they came, repeats dropped by seq; the gate opens
  * only once everything before has been written, so nothing overtakes.
  *
- * The replay itself is in replay.ts.
+ * The replay itself is in replay.ts, the held live messages in
+ * held-live-messages.ts, what the delegate keeps in delegate.ts.
  *
  * Nothing is queued per message (`outgoingEnqueue*` do nothing,
  * `subscriptionsByTopic` matches nothing): an offline session costs one row.
@@ -37,28 +38,14 @@ import type {
   SessionSubscription,
 } from "../domain/sessions.ts";
 import { createAckTracker } from "./acknowledgements.ts";
+import { type DelegatePersistence, delegatedMethods } from "./delegate.ts";
+import { type ForwardedPacket, holdOrPass } from "./held-live-messages.ts";
 import { type Client, isOrderEventTopic, type LiveSession, type Packet, SESSION } from "./live-session.ts";
+
+export type { DelegatePersistence } from "./delegate.ts";
+
 import { replay } from "./replay.ts";
 import { planReplay, readLeadingSeq } from "./replay-plan.ts";
-
-/** Live messages held back during a replay; beyond it they are dropped and the log is read again. */
-const HELD_MAX = 10_000;
-/** What Aedes would use without us (memory or Redis): retained messages, wills, inbound QoS 2. */
-export interface DelegatePersistence {
-  setup(broker: unknown): Promise<void>;
-  storeRetained(packet: unknown): Promise<void>;
-  createRetainedStream(pattern: string): Readable;
-  createRetainedStreamCombi(patterns: string[]): Readable;
-  incomingStorePacket(client: unknown, packet: unknown): Promise<void>;
-  incomingGetPacket(client: unknown, packet: unknown): Promise<unknown>;
-  incomingDelPacket(client: unknown, packet: unknown): Promise<void>;
-  cleanIncoming?(client: unknown): Promise<void>;
-  putWill(client: unknown, packet: unknown): Promise<void>;
-  getWill(client: unknown): Promise<unknown>;
-  delWill(client: unknown): Promise<unknown>;
-  streamWill(brokers?: unknown): Readable;
-  destroy(): Promise<void>;
-}
 
 export interface SessionPersistenceOptions {
   store: SessionStore;
@@ -215,17 +202,7 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
     },
 
     // Retained messages, wills and inbound QoS 2: the delegate's.
-    storeRetained: (packet: unknown) => delegate.storeRetained(packet),
-    createRetainedStream: (pattern: string) => delegate.createRetainedStream(pattern),
-    createRetainedStreamCombi: (patterns: string[]) => delegate.createRetainedStreamCombi(patterns),
-    incomingStorePacket: (client: unknown, packet: unknown) => delegate.incomingStorePacket(client, packet),
-    incomingGetPacket: (client: unknown, packet: unknown) => delegate.incomingGetPacket(client, packet),
-    incomingDelPacket: (client: unknown, packet: unknown) => delegate.incomingDelPacket(client, packet),
-    cleanIncoming: async (client: unknown) => delegate.cleanIncoming?.(client),
-    putWill: (client: unknown, packet: unknown) => delegate.putWill(client, packet),
-    getWill: (client: unknown) => delegate.getWill(client),
-    delWill: (client: unknown) => delegate.delWill(client),
-    streamWill: (brokers?: unknown) => delegate.streamWill(brokers),
+    ...delegatedMethods(delegate),
 
     async addSubscriptions(client: Client, subs: SessionSubscription[]): Promise<void> {
       const owner = options.ownerOf(client.id);
@@ -370,42 +347,8 @@ export const createSessionPersistence = (options: SessionPersistenceOptions) => 
      * Every message Aedes is about to forward to a client (after the access checks). Held back
      * while the client's session is replaying; live events a replay already sent are dropped.
      */
-    forward<
-      P extends {
-        topic: string;
-        payload?: Buffer | string;
-        qos: number;
-        retain?: boolean;
-        brokerId?: string;
-      },
-    >(client: object, packet: P): P | null {
-      const session = (client as Client)[SESSION];
-      if (session === undefined) return packet;
-      const held = session.held;
-      if (held !== undefined) {
-        if (held.packets.length >= HELD_MAX) {
-          stats.heldDropped += held.packets.length;
-          held.packets.length = 0;
-          held.overflows++;
-        }
-        held.packets.push({
-          topic: packet.topic,
-          payload:
-            typeof packet.payload === "string"
-              ? Buffer.from(packet.payload)
-              : (packet.payload ?? Buffer.alloc(0)),
-          qos: packet.qos as 0 | 1 | 2,
-          retain: packet.retain ?? false,
-        });
-        session.wake?.();
-        return null;
-      }
-      if (session.sentByReplay !== undefined && isOrderEventTopic(packet.topic)) {
-        const seq = packet.payload === undefined ? undefined : readLeadingSeq(packet.payload);
-        if (seq !== undefined && seq <= session.sentByReplay) return null;
-        session.sentByReplay = undefined;
-      }
-      return packet;
+    forward<P extends ForwardedPacket>(client: object, packet: P): P | null {
+      return holdOrPass((client as Client)[SESSION], packet, stats);
     },
 
     /**
