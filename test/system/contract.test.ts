@@ -201,6 +201,7 @@ describe("the running system matches the published contract", { timeout: 120_000
     await call("POST", "/admin/v1/partners", { body: { id: partner, name: "Contract Coffee" }, expect: 201 });
     await call("POST", "/admin/v1/partners", { body: { id: partner, name: "Again" }, expect: 409 });
     await call("GET", "/admin/v1/partners/{partner}", { params: { partner }, expect: 200 });
+    await call("GET", "/admin/v1/partners", { expect: 200 });
     await call("GET", "/admin/v1/partners/{partner}", {
       params: { partner: "no-such-partner" },
       expect: 404,
