@@ -11,11 +11,19 @@ import { z } from "zod";
 import { EVENT_TYPES } from "./events.ts";
 import { partnerIdSchema, shopIdSchema, storedTextSchema } from "./ids.ts";
 
-export const WEBHOOK_STATUSES = ["pending", "active", "throttled", "disabled"] as const;
+/**
+ * The ladder of a failing endpoint: active → throttled → poll_only → disabled (see the delivery
+ * loop, src/webhooks/retry-policy.ts); a success returns it to active.
+ */
+export const WEBHOOK_STATUSES = ["pending", "active", "throttled", "poll_only", "disabled"] as const;
 export type WebhookStatus = (typeof WEBHOOK_STATUSES)[number];
 
-/** Statuses the delivery loop sends events to. */
-export const DELIVERING_STATUSES: readonly WebhookStatus[] = ["active", "throttled"];
+/**
+ * Statuses the delivery loop works on: active and throttled are pushed events; poll_only is sent
+ * only a probe (its head-of-line event) once per probe interval. All three are still owed every
+ * event: their position never skips, and retention waits for them.
+ */
+export const DELIVERING_STATUSES: readonly WebhookStatus[] = ["active", "throttled", "poll_only"];
 
 export const WEBHOOK_LIMITS = {
   /** Endpoints one partner may have. */
@@ -93,7 +101,7 @@ export const webhookEndpointSchema = z
     status: z
       .enum(WEBHOOK_STATUSES)
       .describe(
-        "`pending`: sent nothing until the URL echoed the verification challenge and an operator confirmed it; `active`; `throttled` (failing, sent less often); `disabled` (by an operator, or the receiver answered 410).",
+        "`pending`: sent nothing until the URL echoed the verification challenge and an operator confirmed it; `active`; `throttled` (failing: retried with backoff, at most one request a second); `poll_only` (failing for hours: no pushes, one probe an hour with the oldest undelivered event; read GET /v1/events after `position` meanwhile; a 2xx returns it to `active`); `disabled` (by an operator, after failing the same event for days, or the receiver answered 410).",
       ),
     status_reason: z.string().nullable(),
     verified_at: z.iso
@@ -202,6 +210,8 @@ export interface WebhookPosition {
 }
 
 export interface AttemptInput {
+  /** When it ended; absent: when it is written. */
+  at?: Date;
   kind: "delivery" | "verification";
   webhookId: string;
   seq: number | null;
@@ -253,13 +263,13 @@ export interface WebhookStore {
    * the endpoint's URL (a change in between leaves the new URL unverified).
    */
   recordVerification(id: string, url: string, ok: boolean, attempt: AttemptInput): Promise<WebhookEndpoint>;
-  /** disabled, throttled or back: `active` (or `pending` when the URL is not verified and confirmed). */
+  /** disabled, throttled, poll_only or back: `active` (or `pending` when the URL is not verified and confirmed). */
   setStatus(id: string, actor: WebhookActor, status: WebhookStatus, reason: string): Promise<WebhookEndpoint>;
 
   // For the delivery loop.
   /** The endpoint with its signing secrets, for the sender; NOT_FOUND when absent. */
   target(id: string, now?: Date): Promise<WebhookTarget>;
-  /** Every endpoint that is sent events (active, throttled), of one partner or of all. */
+  /** Every endpoint the delivery loop works on (DELIVERING_STATUSES), of one partner or of all. */
   listDeliverable(partnerId?: string, now?: Date): Promise<WebhookTarget[]>;
   readPosition(id: string): Promise<WebhookPosition>;
   /**
@@ -269,4 +279,15 @@ export interface WebhookStore {
   commitPosition(id: string, expected: WebhookPosition, next: number): Promise<boolean>;
   /** Appends one attempt and trims the history to WEBHOOK_LIMITS.attemptsKept. */
   recordAttempt(id: string, attempt: AttemptInput): Promise<void>;
+  /**
+   * Appends several attempts (not trimmed) and, when `move` is given, moves the position as
+   * `commitPosition` does, in one statement. False only when `move` failed its compare and set.
+   */
+  recordDeliveries(
+    id: string,
+    attempts: readonly AttemptInput[],
+    move?: { expected: WebhookPosition; next: number },
+  ): Promise<boolean>;
+  /** Trims these endpoints' histories to WEBHOOK_LIMITS.attemptsKept attempts. */
+  trimAttempts(ids: readonly string[]): Promise<void>;
 }
