@@ -220,6 +220,13 @@ export interface AttemptInput {
   error: string | null;
 }
 
+/** One endpoint's share of a grouped write: attempts, and maybe its position's compare and set. */
+export interface DeliveryWrite {
+  endpointId: string;
+  attempts: readonly AttemptInput[];
+  move?: { expected: WebhookPosition; next: number };
+}
+
 export interface WebhookAuditEntry {
   at: string;
   actor: string;
@@ -280,14 +287,11 @@ export interface WebhookStore {
   /** Appends one attempt and trims the history to WEBHOOK_LIMITS.attemptsKept. */
   recordAttempt(id: string, attempt: AttemptInput): Promise<void>;
   /**
-   * Appends several attempts (not trimmed) and, when `move` is given, moves the position as
-   * `commitPosition` does, in one statement. False only when `move` failed its compare and set.
+   * Appends the attempts of several endpoints (not trimmed) and moves their positions as
+   * `commitPosition` does, all in one statement. Returns the endpoints whose position moved (a
+   * `move` missing from it failed its compare and set: a replay).
    */
-  recordDeliveries(
-    id: string,
-    attempts: readonly AttemptInput[],
-    move?: { expected: WebhookPosition; next: number },
-  ): Promise<boolean>;
+  recordDeliveries(writes: readonly DeliveryWrite[]): Promise<Set<string>>;
   /** Trims these endpoints' histories to WEBHOOK_LIMITS.attemptsKept attempts. */
   trimAttempts(ids: readonly string[]): Promise<void>;
 }

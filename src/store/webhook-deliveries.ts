@@ -5,8 +5,9 @@
  *
  * - The position moves back only through the endpoints' `replay` (which bumps
  *   its generation), forward only here, by compare and set.
- * - The delivery loop writes its attempts in batches (`recordDeliveries`: one
- *   statement for several attempts and the position that covers them) and
+ * - The delivery loop writes its attempts in groups (`recordDeliveries`: one
+ *   statement for the attempts of several endpoints and the positions that
+ *   cover them) and
  *   trims the history now and then (`trimAttempts`), not per attempt: between
  *   two trims an endpoint may hold a few more than WEBHOOK_LIMITS.attemptsKept
  *   rows; the API never lists more than that.
@@ -14,6 +15,7 @@
 import { BrewcastError } from "../domain/errors.ts";
 import {
   type AttemptInput,
+  type DeliveryWrite,
   WEBHOOK_LIMITS,
   type WebhookAttempt,
   type WebhookPosition,
@@ -48,37 +50,33 @@ export const insertAttempt = async (tx: Queryable, id: string, attempt: AttemptI
 };
 
 /**
- * Several attempts of one endpoint and, when `move` is given, its position's compare and set, in
- * one statement (one round trip, one commit). The attempts are written whether or not the position
- * moves (they happened). Returns false only when `move` was given and a replay had moved the
- * position meanwhile.
+ * The attempts of several endpoints and their positions' compare and set, in one statement (one
+ * round trip, one commit). The attempts are written whether or not a position moves (they
+ * happened). Returns the endpoints whose position moved. One writer process (the leader) sends
+ * these one at a time; the rows are sorted all the same.
  */
 const RECORD_DELIVERIES = {
   name: "webhook_record_deliveries",
   text: `
   WITH recorded AS (
     INSERT INTO webhook_attempts (endpoint_id, at, kind, webhook_id, seq, status, latency_ms, error)
-    SELECT $1, a.at, a.kind, a.webhook_id, a.seq, a.status, a.latency_ms, a.error
-    FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::int[], $8::text[])
-      AS a(at, kind, webhook_id, seq, status, latency_ms, error)
-    RETURNING 1
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::int[],
+      $7::int[], $8::text[])
   ), moved AS (
-    UPDATE webhook_positions SET position = $11, updated_at = now()
-    WHERE $11::bigint IS NOT NULL AND endpoint_id = $1 AND position = $9 AND generation = $10 AND $11 >= position
-    RETURNING 1
+    UPDATE webhook_positions p SET position = m.next, updated_at = now()
+    FROM unnest($9::text[], $10::bigint[], $11::bigint[], $12::bigint[]) AS m(endpoint_id, expected, generation, next)
+    WHERE p.endpoint_id = m.endpoint_id AND p.position = m.expected AND p.generation = m.generation
+      AND m.next >= p.position
+    RETURNING p.endpoint_id
   )
-  SELECT (SELECT count(*) FROM moved)::int AS moved, (SELECT count(*) FROM recorded)::int AS recorded`,
+  SELECT endpoint_id FROM moved`,
 };
 
 export interface WebhookDeliveryState {
   readPosition(id: string): Promise<WebhookPosition>;
   commitPosition(id: string, expected: WebhookPosition, next: number): Promise<boolean>;
   recordAttempt(id: string, attempt: AttemptInput): Promise<void>;
-  recordDeliveries(
-    id: string,
-    attempts: readonly AttemptInput[],
-    move?: { expected: WebhookPosition; next: number },
-  ): Promise<boolean>;
+  recordDeliveries(writes: readonly DeliveryWrite[]): Promise<Set<string>>;
   trimAttempts(ids: readonly string[]): Promise<void>;
   listAttempts(id: string, limit?: number): Promise<WebhookAttempt[]>;
 }
@@ -106,22 +104,27 @@ export const createWebhookDeliveryState = (db: Db): WebhookDeliveryState => ({
     await db.transaction((tx) => insertAttempt(tx, id, attempt));
   },
 
-  async recordDeliveries(id, attempts, move) {
+  async recordDeliveries(writes) {
+    const sorted = [...writes].sort((x, y) => (x.endpointId < y.endpointId ? -1 : 1));
     const now = new Date();
-    const [row] = await db.query<{ moved: number }>(RECORD_DELIVERIES, [
-      id,
-      attempts.map((a) => a.at ?? now),
-      attempts.map((a) => a.kind),
-      attempts.map((a) => a.webhookId),
-      attempts.map((a) => a.seq),
-      attempts.map((a) => a.status),
-      attempts.map((a) => Math.round(a.latencyMs)),
-      attempts.map((a) => a.error?.slice(0, ERROR_CHARS) ?? null),
-      move?.expected.position ?? null,
-      move?.expected.generation ?? null,
-      move?.next ?? null,
+    const attempts = sorted.flatMap((w) => w.attempts.map((a) => ({ id: w.endpointId, a })));
+    const moves = sorted.flatMap((w) => (w.move ? [{ id: w.endpointId, ...w.move }] : []));
+    if (attempts.length === 0 && moves.length === 0) return new Set();
+    const rows = await db.query<{ endpoint_id: string }>(RECORD_DELIVERIES, [
+      attempts.map((r) => r.id),
+      attempts.map((r) => r.a.at ?? now),
+      attempts.map((r) => r.a.kind),
+      attempts.map((r) => r.a.webhookId),
+      attempts.map((r) => r.a.seq),
+      attempts.map((r) => r.a.status),
+      attempts.map((r) => Math.round(r.a.latencyMs)),
+      attempts.map((r) => r.a.error?.slice(0, ERROR_CHARS) ?? null),
+      moves.map((m) => m.id),
+      moves.map((m) => m.expected.position),
+      moves.map((m) => m.expected.generation),
+      moves.map((m) => m.next),
     ]);
-    return move === undefined || row?.moved === 1;
+    return new Set(rows.map((row) => row.endpoint_id));
   },
 
   async trimAttempts(ids) {

@@ -33,6 +33,7 @@ import { createLeadership, type DeliveryRole } from "../delivery/leadership.ts";
 import type { DeliveryLog, DoorbellRing, LeaderLock } from "../domain/delivery.ts";
 import type { OrderEvent } from "../domain/events.ts";
 import type { WebhookStatus, WebhookStore, WebhookTarget } from "../domain/webhooks.ts";
+import { createDeliveryWriter } from "./delivery-writes.ts";
 import {
   type EndpointWorker,
   startEndpointWorker,
@@ -132,6 +133,7 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
     sender: options.sender,
     log,
     deadlines: createDeadlines(options.timeoutMs + 1_000),
+    writer: createDeliveryWriter({ store, log }),
     policy: {
       retry: options.retry,
       throttleAfter: options.throttleAfter ?? 5,
@@ -189,7 +191,12 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
     return sweeping;
   };
 
+  const offer = (event: OrderEvent) => {
+    for (const worker of workers.values()) if (worker.partnerId === event.partner_id) worker.offer(event);
+  };
   const onRing = (ring: DoorbellRing) => {
+    // Events a ring carries save the workers a read (used only when they follow a position).
+    for (const event of ring.events) offer(event);
     for (const worker of workers.values()) {
       if (ring.partnerIds === "all" || ring.partnerIds.includes(worker.partnerId)) worker.wake("events");
     }
@@ -231,8 +238,7 @@ export const createWebhookDelivery = (options: WebhookDeliveryOptions): WebhookD
       await unlisten?.();
     },
     committed(event) {
-      if (leadership.role !== "leader") return;
-      for (const worker of workers.values()) if (worker.partnerId === event.partner_id) worker.offer(event);
+      if (leadership.role === "leader") offer(event);
     },
     endpointsChanged(endpointId) {
       if (leadership.role !== "leader") return;

@@ -25,7 +25,7 @@ import {
   type WebhookStore,
   type WebhookTarget,
 } from "../domain/webhooks.ts";
-import { createDeliveryWrites } from "./delivery-writes.ts";
+import type { DeliveryWriter } from "./delivery-writes.ts";
 import { afterFailure, type LadderPolicy, matchesFilter } from "./retry-policy.ts";
 import type { SendResult, WebhookSender } from "./sender.ts";
 
@@ -38,6 +38,8 @@ export interface WorkerContext {
   sender: Pick<WebhookSender, "sendWebhook">;
   log: Logger;
   deadlines: Deadlines;
+  /** The grouped writes of attempts and positions, shared by the workers. */
+  writer: DeliveryWriter;
   policy: LadderPolicy;
   timeoutMs: number;
   throttledRatePerSecond: number;
@@ -96,7 +98,7 @@ export const startEndpointWorker = (
       waiter = { resolve: finish, urgentOnly };
     });
 
-  const writes = createDeliveryWrites({ store, endpointId: id, log });
+  const writes = ctx.writer.forEndpoint(id);
   let target = first;
   /** The highest seq sent 2xx or passed over (durable or about to be). */
   let position = 0;
@@ -179,18 +181,36 @@ export const startEndpointWorker = (
     }
   };
 
-  /** The next events after the position: the offered ones when they follow it without a gap. */
-  const nextEvents = async (): Promise<OrderEvent[]> => {
-    offered = offered.filter((event) => event.seq > position);
+  /** How many offered events follow the position without a gap (dropping those behind it). */
+  const offeredRun = (): number => {
+    if (offered.length > 0 && offered[0]!.seq <= position) offered = offered.filter((e) => e.seq > position);
     let run = 0;
     while (run < offered.length && offered[run]!.seq === position + run + 1) run++;
-    if (run > 0) return offered.splice(0, Math.min(run, ctx.batchSize));
-    return ctx.events.readAfter([{ partnerId: target.partnerId, afterSeq: position }], ctx.batchSize);
+    return run;
+  };
+
+  /**
+   * The next events after the position: the offered ones when they follow it without a gap, else
+   * a read of the log. `more`: worth looking again at once. Not after a short read or when the
+   * offered run is used up: every event committed later wakes the worker (`offer` here, the
+   * doorbell from other processes), and a wake during a batch is kept (`pending`) for the next wait.
+   */
+  const nextEvents = async (): Promise<{ events: OrderEvent[]; more: boolean }> => {
+    const run = offeredRun();
+    if (run > 0) {
+      const events = offered.splice(0, Math.min(run, ctx.batchSize));
+      return { events, more: run > ctx.batchSize };
+    }
+    const events = await ctx.events.readAfter(
+      [{ partnerId: target.partnerId, afterSeq: position }],
+      ctx.batchSize,
+    );
+    return { events, more: events.length >= ctx.batchSize };
   };
 
   /** One batch: true when there may be more to do at once. */
   const runBatch = async (): Promise<boolean> => {
-    const events = await nextEvents();
+    const { events, more } = await nextEvents();
     if (events.length === 0) return false;
     for (const event of events) {
       if (!running() || restartBatch || writes.stale) break;
@@ -212,7 +232,7 @@ export const startEndpointWorker = (
       // Back from throttled, it may have come back as pending (its URL changed meanwhile): stop.
       if (!isDelivering(target.status)) return false;
     }
-    return true;
+    return more || offeredRun() > 0;
   };
 
   /** Before a batch: the endpoint and the position, re-read when something may have moved them. */
@@ -248,12 +268,7 @@ export const startEndpointWorker = (
         more = true;
       }
       if (!running()) break;
-      if (!more) {
-        await writes.drain().catch(() => {
-          reread = true; // logged by the writes; the next batch starts from the durable position
-        });
-        await wait(undefined, false);
-      }
+      if (!more) await wait(undefined, false);
     }
   };
 
@@ -267,7 +282,7 @@ export const startEndpointWorker = (
         reread = true;
       } else if (reason === "sweep") refreshTarget = true;
       if (waiter && (urgent || !waiter.urgentOnly)) waiter.resolve();
-      else if (!waiter) pending = true;
+      else pending = true; // kept for the next wait for events, even through a backoff
     },
     offer(event) {
       if (event.seq <= position) return;
@@ -287,6 +302,7 @@ export const startEndpointWorker = (
   worker.done = after
     .then(run)
     .then(() => writes.drain())
-    .catch((error: unknown) => log.error({ err: error, endpoint: id }, "webhook worker ended"));
+    .catch((error: unknown) => log.error({ err: error, endpoint: id }, "webhook worker ended"))
+    .finally(() => writes.close());
   return worker;
 };
