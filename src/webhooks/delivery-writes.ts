@@ -9,9 +9,10 @@
  * - `settle(seq)` says every event up to `seq` was answered 2xx or passed over;
  * and a flush writes what every endpoint has buffered (at most `maxAttempts`
  * records) and each one's highest settled seq, in ONE statement
- * (store.recordDeliveries). A flush starts on the next turn of the event loop
- * when none is running, else right after the running one: the longer the
- * database takes, the more each flush carries (group commit).
+ * (store.recordDeliveries). One flush at a time, at most one every
+ * `intervalMs` (sooner when `maxAttempts` records wait): the longer the
+ * database takes, the more each flush carries (group commit). The requests
+ * never wait for it; a worker waits only to re-read its position (a replay).
  *
  * Guarantees: a position never passes an event that was not settled, and the
  * records of the attempts it covers are in the same statement or an earlier
@@ -35,6 +36,8 @@ export interface DeliveryWriterOptions {
   trimEvery?: number;
   /** After a failed write, try again this much later (default 1 s). */
   retryMs?: number;
+  /** A flush starts at most this often (default 10 ms). */
+  intervalMs?: number;
 }
 
 /** One endpoint's side of the writer. */
@@ -70,6 +73,9 @@ export const createDeliveryWriter = (options: DeliveryWriterOptions): DeliveryWr
   const maxAttempts = options.maxAttempts ?? 500;
   const trimEvery = options.trimEvery ?? 100;
   const retryMs = options.retryMs ?? 1_000;
+  const intervalMs = options.intervalMs ?? 10;
+  let lastStart = 0;
+  let buffered = 0;
   /** Endpoints with something owed. */
   const dirty = new Set<EndpointState>();
   let running: Promise<void> | undefined;
@@ -91,6 +97,7 @@ export const createDeliveryWriter = (options: DeliveryWriterOptions): DeliveryWr
       const records = e.buffer.length > room ? e.buffer.splice(0, room) : e.buffer;
       if (records === e.buffer) e.buffer = [];
       room -= records.length;
+      buffered -= records.length;
       // A position may only cover attempts written in this statement or before.
       const next = positionOwed(e) && e.buffer.length === 0 ? e.settled : undefined;
       writes.push({
@@ -130,25 +137,29 @@ export const createDeliveryWriter = (options: DeliveryWriterOptions): DeliveryWr
     if (toTrim.length > 0) await store.trimAttempts(toTrim);
   };
 
+  const start = () => {
+    scheduled = false;
+    if (running) return;
+    lastStart = performance.now();
+    running = (async () => {
+      try {
+        await flushOnce();
+      } catch (error) {
+        log.warn({ err: error }, "could not record webhook attempts or positions");
+        setTimeout(kick, retryMs).unref();
+      }
+    })().finally(() => {
+      running = undefined;
+      if ([...dirty].some(owes)) kick();
+    });
+  };
   const kick = () => {
     if (running || scheduled) return;
     scheduled = true;
-    // On the next turn: what the other workers settle in this one goes in the same statement.
-    setImmediate(() => {
-      scheduled = false;
-      if (running) return;
-      running = (async () => {
-        try {
-          while ([...dirty].some(owes)) await flushOnce();
-        } catch (error) {
-          log.warn({ err: error }, "could not record webhook attempts or positions");
-          setTimeout(kick, retryMs).unref();
-        }
-      })().finally(() => {
-        running = undefined;
-        if ([...dirty].some(owes)) kick();
-      });
-    });
+    // At least the next turn: what the other workers settle meanwhile goes in the same statement.
+    const wait = buffered >= maxAttempts ? 0 : lastStart + intervalMs - performance.now();
+    if (wait <= 0) setImmediate(start);
+    else setTimeout(start, wait);
   };
 
   return {
@@ -172,6 +183,7 @@ export const createDeliveryWriter = (options: DeliveryWriterOptions): DeliveryWr
         },
         attempt(record) {
           state.buffer.push(record);
+          buffered++;
           touch();
         },
         settle(seq) {

@@ -84,8 +84,7 @@ export const startEndpointWorker = (
   const running = () => !stopped && live();
   const wait = (ms: number | undefined, urgentOnly: boolean) =>
     new Promise<void>((resolve) => {
-      if (pending && !urgentOnly) {
-        pending = false;
+      if (!urgentOnly && (pending || offeredRun() > 0)) {
         resolve();
         return;
       }
@@ -102,7 +101,7 @@ export const startEndpointWorker = (
   let target = first;
   /** The highest seq sent 2xx or passed over (durable or about to be). */
   let position = 0;
-  /** Events committed here, in seq order, not yet known to be behind the position. */
+  /** Events committed here (or carried by a doorbell), in seq order, not yet behind the position. */
   let offered: OrderEvent[] = [];
   let bucket: TokenBucket | undefined;
   const failures = { seq: -1, count: 0, firstAt: 0 };
@@ -201,6 +200,7 @@ export const startEndpointWorker = (
       const events = offered.splice(0, Math.min(run, ctx.batchSize));
       return { events, more: run > ctx.batchSize };
     }
+    pending = false; // a wake from now on asks for another read
     const events = await ctx.events.readAfter(
       [{ partnerId: target.partnerId, afterSeq: position }],
       ctx.batchSize,
@@ -281,16 +281,22 @@ export const startEndpointWorker = (
         restartBatch = true;
         reread = true;
       } else if (reason === "sweep") refreshTarget = true;
+      // The log is read again (even after a backoff) before the worker waits for events.
+      pending = true;
       if (waiter && (urgent || !waiter.urgentOnly)) waiter.resolve();
-      else pending = true; // kept for the next wait for events, even through a backoff
     },
     offer(event) {
       if (event.seq <= position) return;
-      if (offered.length >= ctx.batchSize) offered.shift();
+      if (offered.length >= ctx.batchSize) {
+        offered.shift();
+        pending = true; // dropped: the log has it
+      }
       let at = offered.length;
       while (at > 0 && offered[at - 1]!.seq > event.seq) at--;
       if (offered[at - 1]?.seq !== event.seq) offered.splice(at, 0, event);
-      worker.wake("events");
+      // No read asked for: the event is here. (One out of order waits for the one before it,
+      // which this process committed too and hands over, or a doorbell announces.)
+      if (waiter && !waiter.urgentOnly && offeredRun() > 0) waiter.resolve();
     },
     stop() {
       stopped = true;
