@@ -183,6 +183,25 @@ export const verificationRequestSchema = z
   })
   .meta({ id: "WebhookVerification" });
 
+/**
+ * Published (QoS 1, not retained) on the partner's status topic `partners/{p}/status` when one of
+ * its webhook endpoints changes status; the retained message there stays the partner's ladder state.
+ */
+export const webhookEndpointStatusMessageSchema = z
+  .object({
+    type: z.literal("webhook_endpoint"),
+    endpoint_id: webhookEndpointIdSchema,
+    status: z
+      .enum(WEBHOOK_STATUSES)
+      .describe(
+        "The endpoint's new status; `poll_only`: it is pushed nothing (one probe an hour): read `GET /v1/events` after its position.",
+      ),
+    reason: z.string().describe("Why, as in the endpoint's `status_reason`."),
+    since: z.iso.datetime({ offset: true }).describe("RFC 3339: when the endpoint entered this status."),
+  })
+  .meta({ id: "WebhookEndpointStatus" });
+export type WebhookEndpointStatusMessage = z.infer<typeof webhookEndpointStatusMessageSchema>;
+
 /** pending → active once both conditions hold for the current URL. */
 export const isReadyToDeliver = (endpoint: { verified_at: unknown; confirmed_at: unknown }): boolean =>
   endpoint.verified_at !== null && endpoint.confirmed_at !== null;
