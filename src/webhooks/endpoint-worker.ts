@@ -55,7 +55,8 @@ export interface EndpointWorker {
   partnerId: string;
   /**
    * Wakes the worker from waiting for events. `events`: new ones may be in the log. `sweep`: also
-   * re-read the endpoint (another process may have changed it). `changed` (in this process): also
+   * re-read the endpoint and its position, once the writes are drained (another process may have
+   * changed or replayed it). `changed` (in this process): also
    * out of a backoff, and re-read the endpoint and its position.
    */
   wake(reason: "events" | "sweep" | "changed"): void;
@@ -280,7 +281,12 @@ export const startEndpointWorker = (
       if (urgent) {
         restartBatch = true;
         reread = true;
-      } else if (reason === "sweep") refreshTarget = true;
+      } else if (reason === "sweep") {
+        // Another process may have changed the endpoint or replayed it (a replay only shows here
+        // as a failed compare and set, and an idle worker makes none): re-read both.
+        refreshTarget = true;
+        reread = true;
+      }
       // The log is read again (even after a backoff) before the worker waits for events.
       pending = true;
       if (waiter && (urgent || !waiter.urgentOnly)) waiter.resolve();

@@ -326,7 +326,7 @@ describe("webhook delivery", { timeout: 120_000 }, () => {
   });
 
   it("re-delivers from a seq on replay", async () => {
-    const { api, backend, endpoint, order } = await start();
+    const { system, api, backend, endpoint, order } = await start();
     const receiver = await startReceiver();
     const { id } = await endpoint(receiver);
     for (let i = 0; i < 4; i++) await order();
@@ -338,6 +338,14 @@ describe("webhook delivery", { timeout: 120_000 }, () => {
     await order();
     await waitFor("and on", () => receiver.deliveries.length === 8);
     expect(receiver.deliveries.at(-1)!.seq).toBe(5);
+
+    // A replay made by another process (its API), which this one is not told of: the sweep finds it.
+    await system.running.db.query(
+      "UPDATE webhook_positions SET position = 3, generation = generation + 1 WHERE endpoint_id = $1",
+      [id],
+    );
+    await waitFor("seq 4..5 again", () => receiver.deliveries.length === 10, 15_000);
+    expect(receiver.deliveries.slice(8).map((d) => d.seq)).toEqual([4, 5]);
   });
 
   it("passes over events outside the filter, and retention waits for a failing endpoint", async () => {
