@@ -159,11 +159,15 @@ export const startEndpointWorker = (
       ctx.policy,
       ctx.random,
     );
+    // A status change is shown with the attempts that explain it: write those first (rare).
+    const attemptsFirst = () => writes.drain().catch(() => undefined);
     if (step.action === "disable") {
+      await attemptsFirst();
       await ctx.changeStatus(target, "disabled", step.reason);
       return false;
     }
     if (step.status !== target.status) {
+      await attemptsFirst();
       target.status = await ctx.changeStatus(target, step.status, step.reason);
       if (!isDelivering(target.status)) return false;
     }
