@@ -163,7 +163,7 @@ export const startEndpointWorker = (
     const attemptsFirst = () => writes.drain().catch(() => undefined);
     if (step.action === "disable") {
       await attemptsFirst();
-      await ctx.changeStatus(target, "disabled", step.reason);
+      target.status = await ctx.changeStatus(target, "disabled", step.reason);
       return false;
     }
     if (step.status !== target.status) {
