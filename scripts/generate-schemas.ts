@@ -18,6 +18,7 @@ import { z } from "zod";
 import { buildHttpApp, type HttpAppDeps } from "../src/api/app.ts";
 import { cursorSchema, orderEventSchema, partnerStatusSchema } from "../src/domain/events.ts";
 import { orderSchema } from "../src/domain/orders.ts";
+import { webhookEndpointStatusMessageSchema } from "../src/domain/webhooks.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const OPENAPI_PATH = join(ROOT, "schemas", "openapi.json");
@@ -177,6 +178,7 @@ export const asyncApiSchemas = (): JsonObject => {
   registry.add(orderSchema, { id: "Order" });
   registry.add(cursorSchema, { id: "Cursor" });
   registry.add(partnerStatusSchema, { id: "PartnerStatus" });
+  registry.add(webhookEndpointStatusMessageSchema, { id: "WebhookEndpointStatus" });
   const generated = z.toJSONSchema(registry, {
     target: "draft-7",
     io: "output",
@@ -295,9 +297,12 @@ export const generateAsyncApi = (): JsonObject => {
         address: "partners/{partner}/status",
         title: "The partner's state on the degradation ladder",
         description:
-          "Retained `{ state, since }`. In `poll_only` events are not pushed (the cursors still move): poll `GET /v1/events`.",
+          'Retained `{ state, since }`. In `poll_only` events are not pushed (the cursors still move): poll `GET /v1/events`. Also, not retained, `{ type: "webhook_endpoint", … }` when one of the partner\'s webhook endpoints changes status.',
         parameters: { partner: ref("parameters", "partner") },
-        messages: { partnerStatus: ref("messages", "partnerStatus") },
+        messages: {
+          partnerStatus: ref("messages", "partnerStatus"),
+          webhookEndpointStatus: ref("messages", "webhookEndpointStatus"),
+        },
       },
       deviceStatus: {
         address: "partners/{partner}/devices/{credential}/status",
@@ -343,6 +348,14 @@ export const generateAsyncApi = (): JsonObject => {
         messages: [{ $ref: "#/channels/partnerStatus/messages/partnerStatus" }],
         bindings: mqttOperation(1, true),
       },
+      sendWebhookEndpointStatus: {
+        action: "send",
+        channel: { $ref: "#/channels/partnerStatus" },
+        summary:
+          "Published by the webhook delivery when an endpoint's status changes (throttled, poll_only, disabled, active again), not retained.",
+        messages: [{ $ref: "#/channels/partnerStatus/messages/webhookEndpointStatus" }],
+        bindings: mqttOperation(1, false),
+      },
       receiveDeviceStatus: {
         action: "receive",
         channel: { $ref: "#/channels/deviceStatus" },
@@ -377,6 +390,12 @@ export const generateAsyncApi = (): JsonObject => {
           "Partner status",
           "The partner's state on the degradation ladder.",
           ref("schemas", "PartnerStatus"),
+        ),
+        webhookEndpointStatus: message(
+          "webhook_endpoint.status",
+          "Webhook endpoint status",
+          "One of the partner's webhook endpoints changed status.",
+          ref("schemas", "WebhookEndpointStatus"),
         ),
         deviceStatus: {
           name: "device.status",

@@ -26,6 +26,7 @@ import { BRIDGE_USERNAME, type Broker } from "./broker/index.ts";
 import type { Config } from "./config/schema.ts";
 import type { OrderEvent } from "./domain/events.ts";
 import { buildPartnerStatusTopic } from "./domain/topics.ts";
+import type { WebhookEndpointStatusMessage } from "./domain/webhooks.ts";
 import { checkPortsFree } from "./listen-error.ts";
 import { type Logger, redactUrl } from "./log.ts";
 import { checkFileDescriptorBudget } from "./ops/fd-budget.ts";
@@ -284,7 +285,7 @@ export const startBrewcast = async (
               status,
               reason,
               since,
-            }),
+            } satisfies WebhookEndpointStatusMessage),
             qos: 1,
             retain: false,
           }),

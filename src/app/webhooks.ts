@@ -113,6 +113,8 @@ export const startWebhookDelivery = async (
       giveUpMs: config.BREWCAST_WEBHOOK_GIVE_UP_MS,
     },
     timeoutMs: config.BREWCAST_WEBHOOK_TIMEOUT_MS,
+    pollOnlyAfterMs: config.BREWCAST_WEBHOOK_POLL_ONLY_AFTER_MS,
+    probeIntervalMs: config.BREWCAST_WEBHOOK_PROBE_INTERVAL_MS,
     ...(deps.announce ? { announce: deps.announce } : {}),
     onOutcome: (partner, outcome, count) => deps.metrics.webhookDeliveries.inc({ partner, outcome }, count),
   });

@@ -176,6 +176,12 @@ export const CONFIG_FIELDS = {
   BREWCAST_WEBHOOK_RETRY_MAX_MS: positiveInt(3_600_000, 86_400_000).describe(
     "Longest delay between two attempts of a failing webhook delivery.",
   ),
+  BREWCAST_WEBHOOK_POLL_ONLY_AFTER_MS: positiveInt(6 * 3_600_000, 30 * 86_400_000).describe(
+    "A webhook endpoint failing the same event this long (since its first failed attempt) becomes poll_only: no pushes, one probe every BREWCAST_WEBHOOK_PROBE_INTERVAL_MS.",
+  ),
+  BREWCAST_WEBHOOK_PROBE_INTERVAL_MS: positiveInt(3_600_000, 86_400_000).describe(
+    "How often a poll_only webhook endpoint is sent one attempt (its oldest undelivered event); a 2xx makes it active again.",
+  ),
   BREWCAST_WEBHOOK_GIVE_UP_MS: positiveInt(3 * 86_400_000, 30 * 86_400_000).describe(
     "A webhook endpoint failing the same event this long (since its first failed attempt) is disabled.",
   ),

@@ -11,11 +11,19 @@ import { z } from "zod";
 import { EVENT_TYPES } from "./events.ts";
 import { partnerIdSchema, shopIdSchema, storedTextSchema } from "./ids.ts";
 
-export const WEBHOOK_STATUSES = ["pending", "active", "throttled", "disabled"] as const;
+/**
+ * The ladder of a failing endpoint: active → throttled → poll_only → disabled (see the delivery
+ * loop, src/webhooks/retry-policy.ts); a success returns it to active.
+ */
+export const WEBHOOK_STATUSES = ["pending", "active", "throttled", "poll_only", "disabled"] as const;
 export type WebhookStatus = (typeof WEBHOOK_STATUSES)[number];
 
-/** Statuses the delivery loop sends events to. */
-export const DELIVERING_STATUSES: readonly WebhookStatus[] = ["active", "throttled"];
+/**
+ * Statuses the delivery loop works on: active and throttled are pushed events; poll_only is sent
+ * only a probe (its head-of-line event) once per probe interval. All three are still owed every
+ * event: their position never skips, and retention waits for them.
+ */
+export const DELIVERING_STATUSES: readonly WebhookStatus[] = ["active", "throttled", "poll_only"];
 
 export const WEBHOOK_LIMITS = {
   /** Endpoints one partner may have. */
@@ -93,7 +101,7 @@ export const webhookEndpointSchema = z
     status: z
       .enum(WEBHOOK_STATUSES)
       .describe(
-        "`pending`: sent nothing until the URL echoed the verification challenge and an operator confirmed it; `active`; `throttled` (failing, sent less often); `disabled` (by an operator, or the receiver answered 410).",
+        "`pending`: sent nothing until the URL echoed the verification challenge and an operator confirmed it; `active`; `throttled` (failing: retried with backoff, at most one request a second); `poll_only` (failing for hours: no pushes, one probe an hour with the oldest undelivered event; read GET /v1/events after `position` meanwhile; a 2xx returns it to `active`); `disabled` (by an operator, after failing the same event for days, or the receiver answered 410).",
       ),
     status_reason: z.string().nullable(),
     verified_at: z.iso
@@ -175,6 +183,25 @@ export const verificationRequestSchema = z
   })
   .meta({ id: "WebhookVerification" });
 
+/**
+ * Published (QoS 1, not retained) on the partner's status topic `partners/{p}/status` when one of
+ * its webhook endpoints changes status; the retained message there stays the partner's ladder state.
+ */
+export const webhookEndpointStatusMessageSchema = z
+  .object({
+    type: z.literal("webhook_endpoint"),
+    endpoint_id: webhookEndpointIdSchema,
+    status: z
+      .enum(WEBHOOK_STATUSES)
+      .describe(
+        "The endpoint's new status; `poll_only`: it is pushed nothing (one probe an hour): read `GET /v1/events` after its position.",
+      ),
+    reason: z.string().describe("Why, as in the endpoint's `status_reason`."),
+    since: z.iso.datetime({ offset: true }).describe("RFC 3339: when the endpoint entered this status."),
+  })
+  .meta({ id: "WebhookEndpointStatus" });
+export type WebhookEndpointStatusMessage = z.infer<typeof webhookEndpointStatusMessageSchema>;
+
 /** pending → active once both conditions hold for the current URL. */
 export const isReadyToDeliver = (endpoint: { verified_at: unknown; confirmed_at: unknown }): boolean =>
   endpoint.verified_at !== null && endpoint.confirmed_at !== null;
@@ -202,12 +229,21 @@ export interface WebhookPosition {
 }
 
 export interface AttemptInput {
+  /** When it ended; absent: when it is written. */
+  at?: Date;
   kind: "delivery" | "verification";
   webhookId: string;
   seq: number | null;
   status: number | null;
   latencyMs: number;
   error: string | null;
+}
+
+/** One endpoint's share of a grouped write: attempts, and maybe its position's compare and set. */
+export interface DeliveryWrite {
+  endpointId: string;
+  attempts: readonly AttemptInput[];
+  move?: { expected: WebhookPosition; next: number };
 }
 
 export interface WebhookAuditEntry {
@@ -253,13 +289,13 @@ export interface WebhookStore {
    * the endpoint's URL (a change in between leaves the new URL unverified).
    */
   recordVerification(id: string, url: string, ok: boolean, attempt: AttemptInput): Promise<WebhookEndpoint>;
-  /** disabled, throttled or back: `active` (or `pending` when the URL is not verified and confirmed). */
+  /** disabled, throttled, poll_only or back: `active` (or `pending` when the URL is not verified and confirmed). */
   setStatus(id: string, actor: WebhookActor, status: WebhookStatus, reason: string): Promise<WebhookEndpoint>;
 
   // For the delivery loop.
   /** The endpoint with its signing secrets, for the sender; NOT_FOUND when absent. */
   target(id: string, now?: Date): Promise<WebhookTarget>;
-  /** Every endpoint that is sent events (active, throttled), of one partner or of all. */
+  /** Every endpoint the delivery loop works on (DELIVERING_STATUSES), of one partner or of all. */
   listDeliverable(partnerId?: string, now?: Date): Promise<WebhookTarget[]>;
   readPosition(id: string): Promise<WebhookPosition>;
   /**
@@ -269,4 +305,12 @@ export interface WebhookStore {
   commitPosition(id: string, expected: WebhookPosition, next: number): Promise<boolean>;
   /** Appends one attempt and trims the history to WEBHOOK_LIMITS.attemptsKept. */
   recordAttempt(id: string, attempt: AttemptInput): Promise<void>;
+  /**
+   * Appends the attempts of several endpoints (not trimmed) and moves their positions as
+   * `commitPosition` does, all in one statement. Returns the endpoints whose position moved (a
+   * `move` missing from it failed its compare and set: a replay).
+   */
+  recordDeliveries(writes: readonly DeliveryWrite[]): Promise<Set<string>>;
+  /** Trims these endpoints' histories to WEBHOOK_LIMITS.attemptsKept attempts. */
+  trimAttempts(ids: readonly string[]): Promise<void>;
 }

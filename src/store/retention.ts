@@ -1,7 +1,7 @@
 /**
  * Retention: events older than the configured days are removed per partner
  * as a seq prefix, never past the bridge's durable cursor nor past the lowest
- * position of a deliverable (active or throttled) webhook endpoint, and the partner remembers how far it was pruned, so a
+ * position of a deliverable (active, throttled or poll_only) webhook endpoint, and the partner remembers how far it was pruned, so a
  * cursor behind that point gets CURSOR_EXPIRED instead of a silent gap.
  * Idempotency keys are kept for a day.
  */
@@ -27,7 +27,7 @@ export const pruneHistory = async (db: Db, retentionDays: number, now = new Date
            AND e.seq <= coalesce((
              SELECT min(wp.position) FROM webhook_endpoints we
              JOIN webhook_positions wp ON wp.endpoint_id = we.id
-             WHERE we.partner_id = e.partner_id AND we.status IN ('active', 'throttled')
+             WHERE we.partner_id = e.partner_id AND we.status IN ('active', 'throttled', 'poll_only')
            ), e.seq)
          GROUP BY e.partner_id
        ), moved AS (

@@ -1,19 +1,19 @@
 /**
- * Webhook endpoints: their settings, signing secrets, delivery position,
- * bounded attempt history and audit log (migration 0006).
+ * Webhook endpoints: their settings, signing secrets, status and audit log
+ * (migration 0006). Their delivery position and attempts are
+ * src/store/webhook-deliveries.ts; this store exposes both as one
+ * WebhookStore.
  *
  * Invariants kept here, in one place:
  * - a URL change clears `verified_at` and `confirmed_at` and returns the
  *   endpoint to `pending`; only both together make it `active` again;
  * - every change writes one audit row in the same transaction;
  * - the position moves back only through `replay` (which bumps its
- *   generation), forward only through `commitPosition` (compare and set);
- * - at most WEBHOOK_LIMITS.attemptsKept attempts are kept per endpoint.
+ *   generation), forward only through the delivery state's compare and set.
  */
 import { randomBytes } from "node:crypto";
 import { BrewcastError } from "../domain/errors.ts";
 import {
-  type AttemptInput,
   DELIVERING_STATUSES,
   isReadyToDeliver,
   WEBHOOK_LIMITS,
@@ -21,9 +21,10 @@ import {
   type WebhookEndpoint,
   type WebhookStatus,
   type WebhookStore,
-  type WebhookTarget,
 } from "../domain/webhooks.ts";
 import type { Db, Queryable } from "./db.ts";
+import { createWebhookDeliveryState, insertAttempt } from "./webhook-deliveries.ts";
+import { type EndpointRow, SELECT_ENDPOINT, toEndpoint, toTarget } from "./webhook-rows.ts";
 
 const BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
 
@@ -35,60 +36,6 @@ export const newWebhookEndpointId = (): string => {
 
 /** A Standard Webhooks secret: `whsec_` and the base64 of 32 random bytes. */
 export const newWebhookSecret = (): string => `whsec_${randomBytes(32).toString("base64")}`;
-
-interface EndpointRow extends Record<string, unknown> {
-  id: string;
-  partner_id: string;
-  url: string;
-  shop_id: string | null;
-  types: string[];
-  description: string;
-  status: WebhookStatus;
-  status_reason: string | null;
-  secret: string;
-  previous_secret: string | null;
-  previous_secret_expires_at: Date | null;
-  verified_at: Date | null;
-  confirmed_at: Date | null;
-  confirmed_by: string | null;
-  created_at: Date;
-  updated_at: Date;
-  position: number | null;
-}
-
-const SELECT_ENDPOINT = `
-  SELECT e.*, p.position FROM webhook_endpoints e
-  LEFT JOIN webhook_positions p ON p.endpoint_id = e.id`;
-
-const toEndpoint = (row: EndpointRow): WebhookEndpoint => ({
-  id: row.id,
-  partner_id: row.partner_id,
-  url: row.url,
-  shop_id: row.shop_id,
-  types: row.types as WebhookEndpoint["types"],
-  description: row.description,
-  status: row.status,
-  status_reason: row.status_reason,
-  verified_at: row.verified_at?.toISOString() ?? null,
-  confirmed_at: row.confirmed_at?.toISOString() ?? null,
-  previous_secret_expires_at: row.previous_secret_expires_at?.toISOString() ?? null,
-  position: row.position ?? 0,
-  created_at: row.created_at.toISOString(),
-  updated_at: row.updated_at.toISOString(),
-});
-
-const toTarget = (row: EndpointRow, now: Date): WebhookTarget => ({
-  id: row.id,
-  partnerId: row.partner_id,
-  url: row.url,
-  shopId: row.shop_id,
-  types: row.types,
-  status: row.status,
-  secrets:
-    row.previous_secret && row.previous_secret_expires_at && row.previous_secret_expires_at > now
-      ? [row.secret, row.previous_secret]
-      : [row.secret],
-});
 
 const audit = (
   tx: Queryable,
@@ -123,32 +70,13 @@ const requireShop = async (tx: Queryable, partnerId: string, shopId: string) => 
 
 /** pending ⇄ active as the verification and confirmation of the current URL say; other states stay. */
 const settledStatus = (row: EndpointRow): WebhookStatus => {
-  if (row.status === "disabled" || row.status === "throttled") return row.status;
+  if (row.status === "disabled" || row.status === "throttled" || row.status === "poll_only")
+    return row.status;
   return isReadyToDeliver(row) ? "active" : "pending";
 };
 
-const insertAttempt = async (tx: Queryable, id: string, attempt: AttemptInput) => {
-  await tx.query(
-    `INSERT INTO webhook_attempts (endpoint_id, kind, webhook_id, seq, status, latency_ms, error)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-    [
-      id,
-      attempt.kind,
-      attempt.webhookId,
-      attempt.seq,
-      attempt.status,
-      Math.round(attempt.latencyMs),
-      attempt.error?.slice(0, 500) ?? null,
-    ],
-  );
-  await tx.query(
-    `DELETE FROM webhook_attempts WHERE endpoint_id = $1 AND id <= (
-       SELECT id FROM webhook_attempts WHERE endpoint_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)`,
-    [id, WEBHOOK_LIMITS.attemptsKept],
-  );
-};
-
 export const createWebhookStore = (db: Db): WebhookStore => {
+  const deliveries = createWebhookDeliveryState(db);
   const get: WebhookStore["get"] = async (partnerId, id) => {
     const [row] = await db.query<EndpointRow>(
       `${SELECT_ENDPOINT} WHERE e.id = $1 AND ($2::text IS NULL OR e.partner_id = $2)`,
@@ -345,22 +273,9 @@ export const createWebhookStore = (db: Db): WebhookStore => {
       });
     },
 
-    async listAttempts(partnerId, id, limit = WEBHOOK_LIMITS.attemptsKept) {
+    async listAttempts(partnerId, id, limit) {
       await get(partnerId, id);
-      const rows = await db.query<{
-        at: Date;
-        kind: "delivery" | "verification";
-        webhook_id: string;
-        seq: number | null;
-        status: number | null;
-        latency_ms: number;
-        error: string | null;
-      }>(
-        `SELECT at, kind, webhook_id, seq, status, latency_ms, error FROM webhook_attempts
-         WHERE endpoint_id = $1 ORDER BY id DESC LIMIT $2`,
-        [id, limit],
-      );
-      return rows.map((row) => ({ ...row, at: row.at.toISOString() }));
+      return deliveries.listAttempts(id, limit);
     },
 
     async listAudit(id) {
@@ -430,26 +345,10 @@ export const createWebhookStore = (db: Db): WebhookStore => {
       return rows.map((row) => toTarget(row, now));
     },
 
-    async readPosition(id) {
-      const [row] = await db.query<{ position: number; generation: number }>(
-        "SELECT position, generation FROM webhook_positions WHERE endpoint_id = $1",
-        [id],
-      );
-      if (!row) throw new BrewcastError("NOT_FOUND", `no webhook endpoint ${id}`);
-      return row;
-    },
-
-    async commitPosition(id, expected, next) {
-      const rows = await db.query(
-        `UPDATE webhook_positions SET position = $4, updated_at = now()
-         WHERE endpoint_id = $1 AND position = $2 AND generation = $3 AND $4 >= position RETURNING 1`,
-        [id, expected.position, expected.generation, next],
-      );
-      return rows.length === 1;
-    },
-
-    async recordAttempt(id, attempt) {
-      await db.transaction((tx) => insertAttempt(tx, id, attempt));
-    },
+    readPosition: deliveries.readPosition,
+    commitPosition: deliveries.commitPosition,
+    recordAttempt: deliveries.recordAttempt,
+    recordDeliveries: deliveries.recordDeliveries,
+    trimAttempts: deliveries.trimAttempts,
   };
 };

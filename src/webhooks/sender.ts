@@ -34,6 +34,8 @@ export interface WebhookSenderOptions {
   maxResponseBytes?: number;
   /** Connection pools kept (one per origin and address; default 256). */
   maxPools?: number;
+  /** Connections per pool at most (default 64). */
+  connectionsPerOrigin?: number;
 }
 
 /** What the sender needs of an endpoint. */
@@ -95,7 +97,12 @@ export const createWebhookSender = (options: WebhookSenderOptions): WebhookSende
       if (lookupOptions.all) callback(null, [{ address, family }]);
       else callback(null, address, family);
     };
-    const agent = new Agent({ connect: { lookup, timeout: options.timeoutMs }, connections: 8 });
+    // Each endpoint has one request in flight: endpoints sharing an origin (a platform hosting many
+    // receivers) would otherwise queue behind a few connections.
+    const agent = new Agent({
+      connect: { lookup, timeout: options.timeoutMs },
+      connections: options.connectionsPerOrigin ?? 64,
+    });
     pools.set(key, agent);
     if (pools.size > maxPools) {
       const [oldestKey, oldest] = pools.entries().next().value as [string, Agent];

@@ -97,9 +97,11 @@ describe("schemas/asyncapi.yaml", () => {
       "Order",
       "OrderEvent",
       "PartnerStatus",
+      "WebhookEndpointStatus",
     ]);
     const bindings = (operation: string) => document.operations[operation].bindings.mqtt;
     expect(bindings("sendOrderEvent")).toMatchObject({ qos: 1, retain: false });
+    expect(bindings("sendWebhookEndpointStatus")).toMatchObject({ qos: 1, retain: false });
     for (const operation of ["sendPartnerCursor", "sendShopCursor", "sendPartnerStatus"]) {
       expect(bindings(operation), operation).toMatchObject({ qos: 1, retain: true });
     }

@@ -32,6 +32,8 @@ interface Delivery {
   headers: IncomingHttpHeaders;
   body: string;
   seq: number;
+  /** performance.now() at arrival. */
+  at: number;
 }
 
 type Answer = (delivery: Delivery, response: ServerResponse) => void;
@@ -54,7 +56,7 @@ const startReceiver = async (answer: Answer = (_d, r) => r.writeHead(204).end())
           response.end(JSON.stringify({ challenge: parsed.challenge }));
           return;
         }
-        const delivery = { headers: incoming.headers, body, seq: parsed.seq ?? -1 };
+        const delivery = { headers: incoming.headers, body, seq: parsed.seq ?? -1, at: performance.now() };
         deliveries.push(delivery);
         current(delivery, response);
       });
@@ -231,6 +233,67 @@ describe("webhook delivery", { timeout: 120_000 }, () => {
     expect(announced).toMatchObject({ endpoint_id: id, status: "disabled", reason: disabled.status_reason });
   });
 
+  it("walks a failing endpoint down the ladder to poll_only (probed, not pushed), says so, and back to active", async () => {
+    const { system, partner, api, backend, endpoint, order, headSeq } = await start({
+      BREWCAST_WEBHOOK_POLL_ONLY_AFTER_MS: "800",
+      BREWCAST_WEBHOOK_PROBE_INTERVAL_MS: "1500",
+    });
+    const receiver = await startReceiver((_d, response) => response.writeHead(503).end());
+    const { id } = await endpoint(receiver);
+    const client = await mqtt.connectAsync(system.mqttUrl, {
+      protocolVersion: 4,
+      username: partner.backend.id,
+      password: partner.backend.secret,
+      clientId: `webhook-ladder-${id}`,
+      reconnectPeriod: 0,
+    });
+    cleanup(() => client.endAsync());
+    const statuses: Json[] = [];
+    client.on("message", (_topic, payload) => statuses.push(JSON.parse(payload.toString("utf8"))));
+    await client.subscribeAsync(`partners/${partner.id}/status`, { qos: 1 });
+    await order();
+    const pollOnly = await waitFor("the endpoint poll_only", async () => {
+      const got = await api("GET", `/v1/webhooks/${id}`, backend);
+      return got.body.status === "poll_only" && got.body;
+    });
+    expect(pollOnly.status_reason).toMatch(/no pushes, one probe every 2 s/);
+    expect(pollOnly.position).toBe(0);
+    const announced = await waitFor("throttled, then poll_only, announced over MQTT", () => {
+      const seen = statuses
+        .filter((status) => status.type === "webhook_endpoint")
+        .map((status) => status.status);
+      return seen.includes("poll_only") && seen;
+    });
+    expect(announced.slice(0, 2)).toEqual(["throttled", "poll_only"]);
+    const metrics = await (await fetch(`${system.apiUrl}/metrics`)).text();
+    expect(metrics).toContain(
+      `brewcast_webhook_endpoint_status{partner="${partner.id}",endpoint="${id}",status="poll_only"} 1`,
+    );
+
+    // poll_only: new events push nothing; one probe (the head-of-line event, seq 1) per interval.
+    const before = receiver.deliveries.length;
+    await order();
+    await order();
+    await waitFor("two probes", () => receiver.deliveries.length >= before + 2, 10_000);
+    const probes = receiver.deliveries.slice(before);
+    expect(probes.every((probe) => probe.seq === 1)).toBe(true);
+    const arrivals = probes.map((probe) => probe.at);
+    for (let i = 1; i < arrivals.length; i++) expect(arrivals[i]! - arrivals[i - 1]!).toBeGreaterThan(1_300);
+
+    // The receiver recovers: the next probe succeeds, the endpoint is active and gets everything.
+    receiver.answer((_d, response) => response.writeHead(204).end());
+    const head = await headSeq();
+    await waitFor("every event delivered after the probe", async () => {
+      const got = await api("GET", `/v1/webhooks/${id}`, backend);
+      return got.body.status === "active" && got.body.position === head;
+    });
+    const delivered = receiver.deliveries
+      .filter((d) => d.at > arrivals[arrivals.length - 1]!)
+      .map((d) => d.seq);
+    expect(delivered.slice(-3)).toEqual([1, 2, 3]);
+    await waitFor("active announced", () => statuses.some((status) => status.status === "active"));
+  });
+
   it("sends nothing to a changed URL until it is confirmed", async () => {
     const { api, backend, endpoint, order, headSeq } = await start();
     const first = await startReceiver();
@@ -263,7 +326,7 @@ describe("webhook delivery", { timeout: 120_000 }, () => {
   });
 
   it("re-delivers from a seq on replay", async () => {
-    const { api, backend, endpoint, order } = await start();
+    const { system, api, backend, endpoint, order } = await start();
     const receiver = await startReceiver();
     const { id } = await endpoint(receiver);
     for (let i = 0; i < 4; i++) await order();
@@ -275,6 +338,14 @@ describe("webhook delivery", { timeout: 120_000 }, () => {
     await order();
     await waitFor("and on", () => receiver.deliveries.length === 8);
     expect(receiver.deliveries.at(-1)!.seq).toBe(5);
+
+    // A replay made by another process (its API), which this one is not told of: the sweep finds it.
+    await system.running.db.query(
+      "UPDATE webhook_positions SET position = 3, generation = generation + 1 WHERE endpoint_id = $1",
+      [id],
+    );
+    await waitFor("seq 4..5 again", () => receiver.deliveries.length === 10, 15_000);
+    expect(receiver.deliveries.slice(8).map((d) => d.seq)).toEqual([4, 5]);
   });
 
   it("passes over events outside the filter, and retention waits for a failing endpoint", async () => {

@@ -267,6 +267,58 @@ describe("webhook endpoints", { timeout: 60_000 }, () => {
     });
   });
 
+  it("record the delivery loop's grouped writes: attempts and positions in one statement, a stale move refused, trims", async () => {
+    const { t, api, backend, partner } = await start();
+    const hook = await receiver();
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      ids.push((await api("POST", "/v1/webhooks", backend, { url: hook.url })).body.id as string);
+    }
+    const [a, b] = ids as [string, string];
+    await t.webhooks.verifier.settle();
+    const store = t.webhooks.store;
+    const base = await store.readPosition(a);
+    await store.replay(partner.id, b, "admin", base.position + 1); // b: generation 1 now
+    const attempt = (seq: number) => ({
+      kind: "delivery" as const,
+      webhookId: `evt_x_${seq}`,
+      seq,
+      status: 204,
+      latencyMs: 2,
+      error: null,
+      at: new Date(Date.now() - 60_000),
+    });
+    const total = WEBHOOK_LIMITS.attemptsKept + 20;
+    const moved = await store.recordDeliveries([
+      {
+        endpointId: a,
+        attempts: Array.from({ length: total }, (_, i) => attempt(i + 1)),
+        move: { expected: base, next: base.position + 7 },
+      },
+      // Read before the replay (generation 0): refused, its attempts kept all the same.
+      { endpointId: b, attempts: [attempt(1)], move: { expected: { ...base, generation: 0 }, next: 9 } },
+    ]);
+    expect([...moved]).toEqual([a]);
+    expect(await store.readPosition(a)).toEqual({ position: base.position + 7, generation: 0 });
+    expect(await store.readPosition(b)).toEqual({ position: base.position, generation: 1 });
+    const listed = await store.listAttempts(null, a);
+    expect(listed).toHaveLength(WEBHOOK_LIMITS.attemptsKept);
+    expect(listed[0]).toMatchObject({ seq: total, status: 204, webhook_id: `evt_x_${total}` });
+    expect(Date.parse(listed[0]!.at)).toBeLessThan(Date.now() - 30_000); // the attempt's own time
+    const ofB = await store.listAttempts(null, b);
+    expect(ofB.filter((x) => x.kind === "delivery")).toMatchObject([{ seq: 1 }]);
+    const count = async () =>
+      (
+        await t.db.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM webhook_attempts WHERE endpoint_id = $1",
+          [a],
+        )
+      )[0]!.n;
+    expect(await count()).toBeGreaterThanOrEqual(total); // trimmed now and then, not per write
+    await store.trimAttempts([a, b]);
+    expect(await count()).toBe(WEBHOOK_LIMITS.attemptsKept);
+  });
+
   it("refuse URLs the SSRF guard refuses, naming body.url", async () => {
     const { api, backend } = await start({});
     const hook = await receiver();

@@ -342,7 +342,7 @@ export const adminWebhooksRoutes: FastifyPluginAsyncZod<WebhooksRoutesDeps> = as
     "/webhooks/:id/enable",
     {
       schema: {
-        summary: "Enable a disabled or throttled webhook endpoint",
+        summary: "Enable a disabled, throttled or poll_only webhook endpoint",
         description: "`active` if its URL is verified and confirmed, `pending` otherwise.",
         params: endpointParams,
         body: reasonBodySchema,
