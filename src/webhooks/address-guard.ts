@@ -15,7 +15,12 @@
  * - the caller connects to the address returned here, never resolving again
  *   (see sender.ts), so DNS rebinding cannot swap it after the check;
  * - networks in BREWCAST_WEBHOOK_ALLOW_NETS (operator-only: development and
- *   tests) are let through, plain http included.
+ *   tests) are let through, plain http included;
+ * - a URL that passed is not checked again for `passedForMs` (30 s, as a DNS
+ *   cache would keep the answer): the check is a tenth of a millisecond of each
+ *   delivery otherwise. The connection still goes to the address that was
+ *   checked, so a rebinding within that time changes nothing; a refusal is
+ *   never kept.
  *
  * Imports: ipaddr.js and node:dns only.
  */
@@ -106,7 +111,13 @@ export interface CheckedTarget {
 export interface AddressGuardOptions {
   allowNets?: AllowNet[];
   resolve?: Resolve;
+  /** How long a URL that passed is trusted without a new check (ms; 0: always check). */
+  passedForMs?: number;
+  now?: () => number;
 }
+
+/** URLs whose pass is kept at once; beyond it the oldest is forgotten. */
+const PASSED_MAX = 10_000;
 
 export interface AddressGuard {
   /** Resolves and checks the URL; WebhookAddressError when it may not be called. */
@@ -117,55 +128,69 @@ export interface AddressGuard {
 export const createAddressGuard = (options: AddressGuardOptions = {}): AddressGuard => {
   const allowNets = options.allowNets ?? [];
   const resolve = options.resolve ?? systemResolve;
+  const passedForMs = options.passedForMs ?? 30_000;
+  const now = options.now ?? Date.now;
+  const passed = new Map<string, { target: CheckedTarget; until: number }>();
+  const check = async (text: string): Promise<CheckedTarget> => {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw new WebhookAddressError("not an absolute URL");
+    }
+    if (url.protocol !== "https:" && url.protocol !== "http:") {
+      throw new WebhookAddressError(`${url.protocol} URLs are not called: use https`);
+    }
+    if (url.username || url.password)
+      throw new WebhookAddressError("a URL must not carry a user name or password");
+    const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
+    let addresses: ResolvedAddress[];
+    if (ipaddr.isValid(hostname)) {
+      addresses = [{ address: hostname, family: ipaddr.parse(hostname).kind() === "ipv6" ? 6 : 4 }];
+    } else {
+      try {
+        addresses = await resolve(hostname);
+      } catch (error) {
+        throw new WebhookAddressError(
+          `${hostname} does not resolve (${(error as NodeJS.ErrnoException).code ?? "error"})`,
+        );
+      }
+      if (addresses.length === 0) throw new WebhookAddressError(`${hostname} does not resolve`);
+    }
+    // Every address must pass: a name that also resolves to a private address is refused, so
+    // which one the connection would have used does not matter.
+    let viaAllowNet = false;
+    let allInAllowNets = true;
+    for (const { address } of addresses) {
+      const verdict = checkAddress(address, allowNets);
+      if (!verdict.ok) {
+        throw new WebhookAddressError(
+          hostname === address
+            ? `refused: ${verdict.reason}`
+            : `refused: ${hostname} resolves to ${verdict.reason}`,
+        );
+      }
+      viaAllowNet ||= verdict.viaAllowNet;
+      allInAllowNets &&= verdict.viaAllowNet;
+    }
+    if (url.protocol === "http:" && !allInAllowNets) {
+      throw new WebhookAddressError("plain http is refused: use https");
+    }
+    const chosen = addresses[0]!;
+    return { url, hostname, address: chosen.address, family: chosen.family, viaAllowNet };
+  };
   return {
     allowNets,
     async check(text) {
-      let url: URL;
-      try {
-        url = new URL(text);
-      } catch {
-        throw new WebhookAddressError("not an absolute URL");
+      const kept = passed.get(text);
+      if (kept && kept.until > now()) return kept.target;
+      passed.delete(text);
+      const target = await check(text);
+      if (passedForMs > 0) {
+        if (passed.size >= PASSED_MAX) passed.delete(passed.keys().next().value as string);
+        passed.set(text, { target, until: now() + passedForMs });
       }
-      if (url.protocol !== "https:" && url.protocol !== "http:") {
-        throw new WebhookAddressError(`${url.protocol} URLs are not called: use https`);
-      }
-      if (url.username || url.password)
-        throw new WebhookAddressError("a URL must not carry a user name or password");
-      const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
-      let addresses: ResolvedAddress[];
-      if (ipaddr.isValid(hostname)) {
-        addresses = [{ address: hostname, family: ipaddr.parse(hostname).kind() === "ipv6" ? 6 : 4 }];
-      } else {
-        try {
-          addresses = await resolve(hostname);
-        } catch (error) {
-          throw new WebhookAddressError(
-            `${hostname} does not resolve (${(error as NodeJS.ErrnoException).code ?? "error"})`,
-          );
-        }
-        if (addresses.length === 0) throw new WebhookAddressError(`${hostname} does not resolve`);
-      }
-      // Every address must pass: a name that also resolves to a private address is refused, so
-      // which one the connection would have used does not matter.
-      let viaAllowNet = false;
-      let allInAllowNets = true;
-      for (const { address } of addresses) {
-        const verdict = checkAddress(address, allowNets);
-        if (!verdict.ok) {
-          throw new WebhookAddressError(
-            hostname === address
-              ? `refused: ${verdict.reason}`
-              : `refused: ${hostname} resolves to ${verdict.reason}`,
-          );
-        }
-        viaAllowNet ||= verdict.viaAllowNet;
-        allInAllowNets &&= verdict.viaAllowNet;
-      }
-      if (url.protocol === "http:" && !allInAllowNets) {
-        throw new WebhookAddressError("plain http is refused: use https");
-      }
-      const chosen = addresses[0]!;
-      return { url, hostname, address: chosen.address, family: chosen.family, viaAllowNet };
+      return target;
     },
   };
 };

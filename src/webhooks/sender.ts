@@ -3,7 +3,8 @@
  * and the verification request both use it; it never retries (the loop
  * decides that) and never throws for a receiver's failure.
  *
- * - The URL goes through the address guard on every send; the connection is
+ * - The URL goes through the address guard on every send (a pass is kept for
+ *   30 s, as a DNS cache would keep it: address-guard.ts); the connection is
  *   made to the address the guard checked (undici's `connect.lookup` answers
  *   with it, so there is no second DNS lookup a rebinding could switch).
  *   Host and TLS SNI stay the URL's host name, so certificates verify as usual.

@@ -118,6 +118,30 @@ describe("createAddressGuard().check", () => {
     await refused("not a url", /absolute URL/);
   });
 
+  it("keeps a pass for passedForMs (one resolution), never a refusal; a name gone private is refused after it", async () => {
+    let clock = 0;
+    let answer = "10.1.2.3";
+    let resolutions = 0;
+    const guard = createAddressGuard({
+      passedForMs: 1_000,
+      now: () => clock,
+      resolve: async () => {
+        resolutions++;
+        return [{ address: answer, family: 4 }];
+      },
+    });
+    await expect(guard.check("https://hooks.partner.example/x")).rejects.toThrow(/private/);
+    answer = "93.184.216.34";
+    expect((await guard.check("https://hooks.partner.example/x")).address).toBe("93.184.216.34");
+    answer = "10.9.9.9";
+    clock = 999;
+    expect((await guard.check("https://hooks.partner.example/x")).address).toBe("93.184.216.34");
+    expect(resolutions).toBe(2);
+    clock = 1_000;
+    await expect(guard.check("https://hooks.partner.example/x")).rejects.toThrow(/resolves to 10\.9\.9\.9/);
+    expect(resolutions).toBe(3);
+  });
+
   it("lets allowed networks through, plain http included", async () => {
     const local = createAddressGuard({ allowNets: parseAllowNets("127.0.0.0/8") });
     expect((await local.check("http://127.0.0.1:9/hook")).viaAllowNet).toBe(true);
