@@ -169,6 +169,23 @@ export const appendOrderEvent = async (
   return row!;
 };
 
+/** A page's first row, or why there is no page: no such partner or shop, or the cursor was pruned. */
+const pageHead = <Row extends { head: number | null; pruned: number }>(
+  rows: Row[],
+  input: EventQuery,
+): Row => {
+  const first = rows[0];
+  if (!first) throw new BrewcastError("NOT_FOUND", `no partner ${input.partnerId}`);
+  if (first.head === null) throw new BrewcastError("NOT_FOUND", `no shop ${input.shopId}`);
+  if (input.after < first.pruned) {
+    throw new BrewcastError(
+      "CURSOR_EXPIRED",
+      `events up to seq ${first.pruned} were pruned; reload GET /v1/orders and follow events after its as_of_seq`,
+    );
+  }
+  return first;
+};
+
 /**
  * Events after `after`, oldest first, and the scope's head, read in one
  * statement (one snapshot). A cursor behind the retained history is refused
@@ -193,15 +210,7 @@ export const readEvents = async (db: Db, input: EventQuery): Promise<EventPage> 
      ) e ON true`,
     params,
   );
-  const first = rows[0];
-  if (!first) throw new BrewcastError("NOT_FOUND", `no partner ${input.partnerId}`);
-  if (first.head === null) throw new BrewcastError("NOT_FOUND", `no shop ${input.shopId}`);
-  if (input.after < first.pruned) {
-    throw new BrewcastError(
-      "CURSOR_EXPIRED",
-      `events up to seq ${first.pruned} were pruned; reload GET /v1/orders and follow events after its as_of_seq`,
-    );
-  }
+  const first = pageHead(rows, input);
   const events = rows.filter((row) => row.seq !== null).map((row) => toOrderEvent(row, epoch));
   return { events, head_seq: first.head, epoch };
 };
@@ -238,15 +247,7 @@ export const readEventsText = async (db: Db, input: EventQuery): Promise<EventPa
       ? [input.partnerId, input.after, input.limit, input.shopId]
       : [input.partnerId, input.after, input.limit],
   );
-  const first = rows[0];
-  if (!first) throw new BrewcastError("NOT_FOUND", `no partner ${input.partnerId}`);
-  if (first.head === null) throw new BrewcastError("NOT_FOUND", `no shop ${input.shopId}`);
-  if (input.after < first.pruned) {
-    throw new BrewcastError(
-      "CURSOR_EXPIRED",
-      `events up to seq ${first.pruned} were pruned; reload GET /v1/orders and follow events after its as_of_seq`,
-    );
-  }
+  const first = pageHead(rows, input);
   let eventsJson = "[";
   let count = 0;
   let lastSeq = input.after;

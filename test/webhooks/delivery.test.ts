@@ -142,6 +142,26 @@ const seeded = (seed: number) => () => {
 const succeeded = (receiver: Receiver, statusOf: Map<Delivery, number>) =>
   new Set(receiver.deliveries.filter((d) => (statusOf.get(d) ?? 0) < 300).map((d) => d.seq));
 
+/** The partner's status topic, as its back end would watch it: every message, parsed. */
+const watchPartnerStatus = async (
+  mqttUrl: string,
+  partner: { id: string; backend: { id: string; secret: string } },
+  clientId: string,
+): Promise<Json[]> => {
+  const client = await mqtt.connectAsync(mqttUrl, {
+    protocolVersion: 4,
+    username: partner.backend.id,
+    password: partner.backend.secret,
+    clientId,
+    reconnectPeriod: 0,
+  });
+  cleanup(() => client.endAsync());
+  const statuses: Json[] = [];
+  client.on("message", (_topic, payload) => statuses.push(JSON.parse(payload.toString("utf8"))));
+  await client.subscribeAsync(`partners/${partner.id}/status`, { qos: 1 });
+  return statuses;
+};
+
 describe("webhook delivery", { timeout: 120_000 }, () => {
   it("gets every event to a flaky, slow, sometimes-down receiver, in seq order, signed", async () => {
     const { partner, api, backend, endpoint, order, headSeq } = await start();
@@ -206,17 +226,7 @@ describe("webhook delivery", { timeout: 120_000 }, () => {
     const { system, partner, api, backend, endpoint, order } = await start();
     const receiver = await startReceiver((_d, response) => response.writeHead(410).end());
     const { id } = await endpoint(receiver);
-    const client = await mqtt.connectAsync(system.mqttUrl, {
-      protocolVersion: 4,
-      username: partner.backend.id,
-      password: partner.backend.secret,
-      clientId: `webhook-status-${id}`,
-      reconnectPeriod: 0,
-    });
-    cleanup(() => client.endAsync());
-    const statuses: Json[] = [];
-    client.on("message", (_topic, payload) => statuses.push(JSON.parse(payload.toString("utf8"))));
-    await client.subscribeAsync(`partners/${partner.id}/status`, { qos: 1 });
+    const statuses = await watchPartnerStatus(system.mqttUrl, partner, `webhook-status-${id}`);
     await order();
     const disabled = await waitFor("the endpoint disabled", async () => {
       const got = await api("GET", `/v1/webhooks/${id}`, backend);
@@ -240,17 +250,7 @@ describe("webhook delivery", { timeout: 120_000 }, () => {
     });
     const receiver = await startReceiver((_d, response) => response.writeHead(503).end());
     const { id } = await endpoint(receiver);
-    const client = await mqtt.connectAsync(system.mqttUrl, {
-      protocolVersion: 4,
-      username: partner.backend.id,
-      password: partner.backend.secret,
-      clientId: `webhook-ladder-${id}`,
-      reconnectPeriod: 0,
-    });
-    cleanup(() => client.endAsync());
-    const statuses: Json[] = [];
-    client.on("message", (_topic, payload) => statuses.push(JSON.parse(payload.toString("utf8"))));
-    await client.subscribeAsync(`partners/${partner.id}/status`, { qos: 1 });
+    const statuses = await watchPartnerStatus(system.mqttUrl, partner, `webhook-ladder-${id}`);
     await order();
     const pollOnly = await waitFor("the endpoint poll_only", async () => {
       const got = await api("GET", `/v1/webhooks/${id}`, backend);

@@ -7,10 +7,12 @@
  * per open stream only. A reader whose socket is full skips ticks instead of
  * piling them up, and the number of open streams is capped.
  */
+
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { BrewcastError } from "../../domain/errors.ts";
 import type { DeliveryStatus } from "../../domain/ladder.ts";
+import { writeEventStreamHead } from "../event-stream-head.ts";
 import type { ReadAllDeliveryStatus } from "../ports.ts";
 import { problemResponses } from "../problem.ts";
 
@@ -68,13 +70,7 @@ const adminStreamRoutes: FastifyPluginAsyncZod<AdminStreamRoutesDeps> = async (a
       }
       reply.hijack();
       const response = reply.raw;
-      response.writeHead(200, {
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache, no-transform",
-        "x-accel-buffering": "no",
-        connection: "keep-alive",
-        "x-request-id": request.id,
-      });
+      writeEventStreamHead(response, request.id);
       let reading = false;
       const tick = async () => {
         // A slow reader (full socket) or a slow database: skip this tick rather than queue it.

@@ -4,6 +4,7 @@
  * before the response starts, so a bad cursor, an unknown shop or a position
  * past retention is a problem+json answer, not a broken stream.
  */
+
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { z } from "zod";
 import type { AccessChange } from "../../domain/access.ts";
@@ -13,6 +14,7 @@ import type { Principal } from "../../domain/partners.ts";
 import { scopeOf, shopWithinScope } from "../../domain/scope.ts";
 import { type EventStream, type LogPage, streamEvents } from "../../stream/event-stream.ts";
 import { principalOf } from "../auth.ts";
+import { writeEventStreamHead } from "../event-stream-head.ts";
 import { problemResponses } from "../problem.ts";
 import type { StreamTickets } from "../stream-tickets.ts";
 
@@ -135,14 +137,7 @@ const streamRoutes: FastifyPluginAsyncZod<StreamRoutesDeps> = async (app, deps) 
       perPartner.set(principal.partnerId, count + 1);
       reply.hijack();
       const response = reply.raw;
-      response.writeHead(200, {
-        "content-type": "text/event-stream; charset=utf-8",
-        // Proxies must neither cache, transform nor buffer it (X-Accel-Buffering: nginx).
-        "cache-control": "no-cache, no-transform",
-        "x-accel-buffering": "no",
-        connection: "keep-alive",
-        "x-request-id": request.id,
-      });
+      writeEventStreamHead(response, request.id);
       response.socket?.setNoDelay(true);
       const stream = streamEvents(response, first, after, {
         read,
