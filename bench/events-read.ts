@@ -150,9 +150,7 @@ const main = async () => {
   const seconds = args.seconds ?? (args.quick ? 2 : 8);
   const connections = 10;
 
-  const { db, adminToken, env: rigEnv } = await prepareBrewcast(log);
-  // Ten connections over a few credentials measure throughput, not the per-credential limit.
-  const serverEnv = { ...rigEnv, BREWCAST_RATE_LIMIT_REQUESTS: "1000000" };
+  const { db, adminToken, env: serverEnv } = await prepareBrewcast(log);
   // First run: migrations, partners and credentials through the admin API. Then the
   // log is seeded with the server stopped, and the server measured is a fresh start.
   const setup = await spawnServer("brewcast", serverEnv);
