@@ -41,11 +41,10 @@ import { createAckTracker } from "./acknowledgements.ts";
 import { type DelegatePersistence, delegatedMethods } from "./delegate.ts";
 import { type ForwardedPacket, holdOrPass } from "./held-live-messages.ts";
 import { type Client, isOrderEventTopic, type LiveSession, type Packet, SESSION } from "./live-session.ts";
-
-export type { DelegatePersistence } from "./delegate.ts";
-
 import { replay } from "./replay.ts";
 import { planReplay, readLeadingSeq } from "./replay-plan.ts";
+
+export type { DelegatePersistence } from "./delegate.ts";
 
 export interface SessionPersistenceOptions {
   store: SessionStore;
