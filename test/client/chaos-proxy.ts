@@ -34,6 +34,8 @@ export interface ChaosStats {
   duplicated: number;
   delayed: number;
   cuts: number;
+  /** When a PUBLISH last reached a client (Date.now(); 0: never). */
+  lastPublishAt: number;
 }
 
 export interface ChaosProxy {
@@ -96,6 +98,7 @@ export const startChaosProxy = async (
     duplicated: 0,
     delayed: 0,
     cuts: 0,
+    lastPublishAt: 0,
   };
   const open = new Set<{ cut(): void }>();
   const rnd = () => (options.random ?? Math.random)();
@@ -142,7 +145,9 @@ export const startChaosProxy = async (
     }
 
     const send = (frame: Buffer) => {
-      if (!closed && !silent) client.write(frame);
+      if (closed || silent) return;
+      client.write(frame);
+      if (frame[0]! >> 4 === PUBLISH) stats.lastPublishAt = Date.now();
     };
     let pending: Buffer = Buffer.alloc(0);
     upstream.on("data", (chunk: Buffer) => {
