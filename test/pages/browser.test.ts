@@ -32,10 +32,16 @@ describe.runIf(existsSync(CHROMIUM))("console and kiosk in chromium", () => {
   let system: System;
   let browser: Browser;
   beforeAll(async () => {
-    // A short watermark so that "late" and "lost" come within a test's patience.
+    // A short watermark so that "late" and "lost" come within a test's patience. The lag test
+    // creates hundreds of big orders from one back end as fast as it can: the per-credential
+    // rate limit (tested in test/api/event-caching.test.ts) is lifted so it measures lag.
     system = await startSystem({
       watermarkMs: 500,
-      env: { BREWCAST_DRAIN_TIMEOUT_MS: "6000", BREWCAST_WEBHOOK_ALLOW_NETS: "127.0.0.0/8" },
+      env: {
+        BREWCAST_DRAIN_TIMEOUT_MS: "6000",
+        BREWCAST_WEBHOOK_ALLOW_NETS: "127.0.0.0/8",
+        BREWCAST_RATE_LIMIT_REQUESTS: "1000000",
+      },
     });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
   });
