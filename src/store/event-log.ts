@@ -169,6 +169,29 @@ export const appendOrderEvent = async (
   return row!;
 };
 
+/**
+ * One page of a scope's events with the scope's head and the partner's pruned seq, in one
+ * statement (one snapshot): $1 partner, $2 after, $3 limit, $4 the shop (a shop's scope only).
+ * A row with null event columns when the page is empty; none when there is no such partner.
+ */
+const pageSql = (eventColumns: string, shop: boolean): string =>
+  `WITH p AS (SELECT id, head_seq, pruned_through_seq FROM partners WHERE id = $1)
+     SELECT ${
+       shop
+         ? "(SELECT coalesce(s.last_seq, 0) FROM shops s WHERE s.partner_id = p.id AND s.id = $4)"
+         : "p.head_seq"
+     } AS head, p.pruned_through_seq AS pruned, e.*
+     FROM p LEFT JOIN LATERAL (
+       SELECT ${eventColumns} FROM order_events e
+       WHERE e.partner_id = p.id AND e.seq > $2 ${shop ? "AND e.shop_id = $4" : ""}
+       ORDER BY e.seq LIMIT $3
+     ) e ON true`;
+
+const pageParams = (input: EventQuery): unknown[] =>
+  input.shopId === undefined
+    ? [input.partnerId, input.after, input.limit]
+    : [input.partnerId, input.after, input.limit, input.shopId];
+
 /** A page's first row, or why there is no page: no such partner or shop, or the cursor was pruned. */
 const pageHead = <Row extends { head: number | null; pruned: number }>(
   rows: Row[],
@@ -193,22 +216,9 @@ const pageHead = <Row extends { head: number | null; pruned: number }>(
  */
 export const readEvents = async (db: Db, input: EventQuery): Promise<EventPage> => {
   const epoch = await readEpoch(db);
-  const shopFilter = input.shopId === undefined ? "" : "AND e.shop_id = $4";
-  const params: unknown[] = [input.partnerId, input.after, input.limit];
-  if (input.shopId !== undefined) params.push(input.shopId);
-  const headExpr =
-    input.shopId === undefined
-      ? "p.head_seq"
-      : "(SELECT coalesce(s.last_seq, 0) FROM shops s WHERE s.partner_id = p.id AND s.id = $4)";
   const rows = await db.query<EventRow & { head: number; pruned: number }>(
-    `WITH p AS (SELECT id, head_seq, pruned_through_seq FROM partners WHERE id = $1)
-     SELECT ${headExpr} AS head, p.pruned_through_seq AS pruned, e.*
-     FROM p LEFT JOIN LATERAL (
-       SELECT ${EVENT_COLUMNS} FROM order_events e
-       WHERE e.partner_id = p.id AND e.seq > $2 ${shopFilter}
-       ORDER BY e.seq LIMIT $3
-     ) e ON true`,
-    params,
+    pageSql(EVENT_COLUMNS, input.shopId !== undefined),
+    pageParams(input),
   );
   const first = pageHead(rows, input);
   const events = rows.filter((row) => row.seq !== null).map((row) => toOrderEvent(row, epoch));
@@ -218,17 +228,7 @@ export const readEvents = async (db: Db, input: EventQuery): Promise<EventPage> 
 /** The page statement of `readEventsText`, prepared once per connection: one for a partner's scope, one for a shop's. */
 const pageStatement = (shop: boolean): NamedStatement => ({
   name: shop ? "brewcast_event_page_shop" : "brewcast_event_page",
-  text: `WITH p AS (SELECT id, head_seq, pruned_through_seq FROM partners WHERE id = $1)
-     SELECT ${
-       shop
-         ? "(SELECT coalesce(s.last_seq, 0) FROM shops s WHERE s.partner_id = p.id AND s.id = $4)"
-         : "p.head_seq"
-     } AS head, p.pruned_through_seq AS pruned, e.*
-     FROM p LEFT JOIN LATERAL (
-       SELECT ${EVENT_TEXT_COLUMNS} FROM order_events e
-       WHERE e.partner_id = p.id AND e.seq > $2 ${shop ? "AND e.shop_id = $4" : ""}
-       ORDER BY e.seq LIMIT $3
-     ) e ON true`,
+  text: pageSql(EVENT_TEXT_COLUMNS, shop),
 });
 const PARTNER_PAGE = pageStatement(false);
 const SHOP_PAGE = pageStatement(true);
@@ -240,12 +240,9 @@ const SHOP_PAGE = pageStatement(true);
  */
 export const readEventsText = async (db: Db, input: EventQuery): Promise<EventPageText> => {
   const epoch = await readEpoch(db);
-  const shop = input.shopId !== undefined;
   const rows = await db.query<EventTextRow & { head: number; pruned: number }>(
-    shop ? SHOP_PAGE : PARTNER_PAGE,
-    shop
-      ? [input.partnerId, input.after, input.limit, input.shopId]
-      : [input.partnerId, input.after, input.limit],
+    input.shopId === undefined ? PARTNER_PAGE : SHOP_PAGE,
+    pageParams(input),
   );
   const first = pageHead(rows, input);
   let eventsJson = "[";

@@ -34,4 +34,6 @@ sock.sendall(packet(0x82, struct.pack("!H", 1) + utf8(topic_filter) + bytes([0])
 if sock.recv(5)[4] != 0:
     sys.exit("subscription refused")
 print("subscribed", flush=True)
+# Not a wait for anything: it holds the socket unread until the test kills it. The hour
+# only bounds an orphan if a test run dies before its cleanup.
 time.sleep(3600)
