@@ -29,7 +29,9 @@
  *     writer's own process POSTs each committed event with undici
  *     (bridge-kit's `BENCH_HTTP_FLOOR_URL`: one request in flight per
  *     partner, as one endpoint each). Latency = the receiver's receipt (body
- *     read) − the writer's round trip returning (CLOCK_MONOTONIC).
+ *     read) − the writer's round trip returning (CLOCK_MONOTONIC). The two
+ *     take turns at going first (odd seqs brewcast, even seqs the floor: see
+ *     bench/children/brewcast.ts); each round also reports the two halves.
  */
 import { parseArgs } from "node:util";
 import { type BenchPartner, benchAdminToken, createPartners, pinNormal, waitCaughtUp } from "./lib/admin.ts";
@@ -258,6 +260,8 @@ const main = async () => {
     machineCoresBusy: number;
     brewcast: Latency;
     floor: Latency;
+    /** The same, over the events where brewcast was handed the commit first (odd seq), and the floor (even). */
+    halves: Record<"brewcastFirst" | "floorFirst", { brewcast: Latency; floor: Latency }>;
   }
   const hookBuckets = endpoints.map((e) => e.bucket);
   const floorBuckets = partners.map((p) => `/floor/${p.id}`);
@@ -272,6 +276,20 @@ const main = async () => {
     const machineCoresBusy = coresBusy(cpuBefore, machineCpu());
     const brewcastL = await receiver.call<Latency>("latency", { buckets: hookBuckets, commits });
     const floorL = await receiver.call<Latency>("latency", { buckets: floorBuckets, commits });
+    const half = async (odd: 0 | 1) => {
+      const keep = commits.seq.map((seq, i) => (seq % 2 === odd ? i : -1)).filter((i) => i >= 0);
+      const part: Commits = {
+        ...commits,
+        p: keep.map((i) => commits.p[i]!),
+        seq: keep.map((i) => commits.seq[i]!),
+        t: keep.map((i) => commits.t[i]!),
+      };
+      return {
+        brewcast: await receiver.call<Latency>("latency", { buckets: hookBuckets, commits: part }),
+        floor: await receiver.call<Latency>("latency", { buckets: floorBuckets, commits: part }),
+      };
+    };
+    const halves = { brewcastFirst: await half(1), floorFirst: await half(0) };
     const r: LatencyRound = {
       round,
       writeRate: commits.t.length / commits.seconds,
@@ -279,9 +297,13 @@ const main = async () => {
       machineCoresBusy,
       brewcast: brewcastL,
       floor: floorL,
+      halves,
     };
     log(
       `latency round ${round}: brewcast p50 ${fmt(brewcastL.p50)} p99 ${fmt(brewcastL.p99)} ms (${brewcastL.received}/${brewcastL.expected}, ${brewcastL.repeats} repeats); floor p50 ${fmt(floorL.p50)} p99 ${fmt(floorL.p99)} ms (${floorL.received}/${floorL.expected}); wrote ${r.writeRate.toFixed(0)}/s (behind ${commits.behind}); ${fmt(machineCoresBusy)} cores busy`,
+    );
+    log(
+      `  halves: brewcast first: brewcast p50 ${fmt(halves.brewcastFirst.brewcast.p50)}, floor ${fmt(halves.brewcastFirst.floor.p50)} ms; floor first: brewcast p50 ${fmt(halves.floorFirst.brewcast.p50)}, floor ${fmt(halves.floorFirst.floor.p50)} ms`,
     );
     if (round > 0) latencyRounds.push(r);
   };
@@ -344,6 +366,15 @@ const main = async () => {
         `${which.padEnd(12)} ${String(r.round).padStart(6)} ${fmt(l.p50).padStart(8)} ${fmt(l.p90).padStart(8)} ${fmt(l.p99).padStart(8)} ${fmt(l.max, 1).padStart(9)} ${`${l.received}/${l.expected}`.padStart(18)} ${fmt(r.writeRate, 0).padStart(8)} ${fmt(r.machineCoresBusy).padStart(11)}`,
       );
     }
+  lines.push("", "(b) by who went first   round  brewcast p50 / p99 ms   floor p50 / p99 ms");
+  for (const r of latencyRounds)
+    for (const [label, h] of [
+      ["brewcast first (odd)", r.halves.brewcastFirst],
+      ["floor first (even)", r.halves.floorFirst],
+    ] as const)
+      lines.push(
+        `${label.padEnd(22)} ${String(r.round).padStart(6)} ${`${fmt(h.brewcast.p50)} / ${fmt(h.brewcast.p99)}`.padStart(21)} ${`${fmt(h.floor.p50)} / ${fmt(h.floor.p99)}`.padStart(20)}`,
+      );
   const ratios = [
     { label: "throughput brewcast / floor", value: perRoundThroughputRatio, goal: 0.8 },
     { label: "latency floor p50 / brewcast p50", value: latencyRatio("p50"), goal: 0.8 },

@@ -5,7 +5,9 @@
  * `onCommitted` (the leading bridge takes the event in-process; otherwise the doorbell rings).
  * Each commit also goes to the floor's relay (lib/relay.ts) and, with BENCH_HTTP_FLOOR_URL, to the
  * webhook bench's latency floor (bench/webhook-kit.ts `createHttpFloor`: each commit POSTed with
- * undici at once).
+ * undici at once). The HTTP floor and brewcast take turns at going first (by the event's seq:
+ * odd, brewcast first; even, the floor first): sharing one event loop and one receiver, whoever
+ * goes first has its request written first and answered first, and the other waits behind it.
  *
  * Commands: write, relay, loop, memory, broker-stats, profile-start, profile-stop.
  */
@@ -55,9 +57,11 @@ runChild("brewcast", async () => {
       wakeMode = request.wake;
       writer ??= await makeAppender((event) => {
         relay.send(event);
-        httpFloor?.send(event);
+        const floorFirst = event.seq % 2 === 0;
+        if (floorFirst) httpFloor?.send(event);
         if (wakeMode === "inproc") internals.committed(event);
         else if (wakeMode === "doorbell") doorbell.ring(event);
+        if (!floorFirst) httpFloor?.send(event);
       });
       return runWriter(request, writer.appender);
     },

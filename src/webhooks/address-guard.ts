@@ -122,6 +122,11 @@ const PASSED_MAX = 10_000;
 export interface AddressGuard {
   /** Resolves and checks the URL; WebhookAddressError when it may not be called. */
   check(url: string): Promise<CheckedTarget>;
+  /**
+   * The pass `check` kept for this URL while it is still valid, else undefined (then call `check`).
+   * Synchronous, so a delivery whose URL passed recently is not held back by a promise.
+   */
+  kept(url: string): CheckedTarget | undefined;
   readonly allowNets: AllowNet[];
 }
 
@@ -179,11 +184,17 @@ export const createAddressGuard = (options: AddressGuardOptions = {}): AddressGu
     const chosen = addresses[0]!;
     return { url, hostname, address: chosen.address, family: chosen.family, viaAllowNet };
   };
+  const kept = (text: string): CheckedTarget | undefined => {
+    const found = passed.get(text);
+    if (found && found.until > now()) return found.target;
+    return undefined;
+  };
   return {
     allowNets,
+    kept,
     async check(text) {
-      const kept = passed.get(text);
-      if (kept && kept.until > now()) return kept.target;
+      const found = kept(text);
+      if (found) return found;
       passed.delete(text);
       const target = await check(text);
       if (passedForMs > 0) {

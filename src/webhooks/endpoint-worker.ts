@@ -7,6 +7,12 @@
  *   the database at start, after a replay or an error). Events this process
  *   committed are handed over (`offer`) and used when they follow the
  *   position without a gap, which saves the log read at a live pace.
+ * - An idle worker (waiting for events, nothing to re-read, status active)
+ *   that is offered the next event in line starts its request inside `offer`,
+ *   in the committer's turn of the event loop: the loop then takes that
+ *   request's result as if it had sent it (`started`). Still one request in
+ *   flight: `offer` starts one only while the loop is parked, and the loop
+ *   settles it before it sends, re-reads or ends.
  * - Events outside the endpoint's shop/types filter are passed over; every
  *   other one is POSTed; a failure walks the ladder (src/webhooks/retry-policy.ts).
  * - Attempts and the position are written behind the requests, grouped
@@ -106,6 +112,8 @@ export const startEndpointWorker = (
   let offered: OrderEvent[] = [];
   let bucket: TokenBucket | undefined;
   const failures = { seq: -1, count: 0, firstAt: 0 };
+  /** The request `offer` started for the next event while the loop was parked, until the loop takes it. */
+  let started: { seq: number; result: Promise<SendResult> } | undefined;
 
   const send = async (event: OrderEvent): Promise<SendResult> => {
     if (target.status === "throttled") {
@@ -185,6 +193,44 @@ export const startEndpointWorker = (
     }
   };
 
+  /**
+   * A request `offer` started and the batch did not take (stopped, or the endpoint is to be re-read):
+   * waits for it, so that no other request starts meanwhile, and moves the position if it was a 2xx.
+   * A failure is only recorded (its attempt): the event is still next and is sent again.
+   */
+  const finishStarted = async (): Promise<void> => {
+    if (!started) return;
+    const { seq, result } = started;
+    started = undefined;
+    if ((await result).ok && seq === position + 1) {
+      position = seq;
+      writes.settle(position);
+      await succeeded();
+    }
+  };
+
+  /** The result of the request `offer` started for this event, if it did. */
+  const takeStarted = (event: OrderEvent): Promise<SendResult> | undefined => {
+    if (started?.seq !== event.seq) return undefined;
+    const { result } = started;
+    started = undefined;
+    return result;
+  };
+
+  /**
+   * From `offer`: starts the request for the next event at once when the loop is parked waiting
+   * for events and would send it as it is (nothing to re-read, active, inside the filter).
+   */
+  const startIfParked = (): void => {
+    if (!waiter || waiter.urgentOnly || started || !running()) return;
+    if (pending || reread || refreshTarget || restartBatch || writes.stale || target.status !== "active")
+      return;
+    if (offeredRun() === 0) return;
+    const next = offered[0]!;
+    if (!matchesFilter(target, next)) return;
+    started = { seq: next.seq, result: send(next) };
+  };
+
   /** How many offered events follow the position without a gap (dropping those behind it). */
   const offeredRun = (): number => {
     if (offered.length > 0 && offered[0]!.seq <= position) offered = offered.filter((e) => e.seq > position);
@@ -226,7 +272,7 @@ export const startEndpointWorker = (
         continue;
       }
       for (;;) {
-        const result = await send(event);
+        const result = await (takeStarted(event) ?? send(event));
         if (result.ok) break;
         if (!(await failed(event.seq, result))) return false;
         if (restartBatch) return true; // changed meanwhile: re-read the endpoint and position
@@ -242,6 +288,7 @@ export const startEndpointWorker = (
 
   /** Before a batch: the endpoint and the position, re-read when something may have moved them. */
   const prepare = async (): Promise<boolean> => {
+    if (reread || writes.stale || refreshTarget) await finishStarted();
     if (reread || writes.stale) {
       reread = false;
       refreshTarget = true;
@@ -259,7 +306,7 @@ export const startEndpointWorker = (
     return isDelivering(target.status);
   };
 
-  const run = async (): Promise<void> => {
+  const loop = async (): Promise<void> => {
     while (running()) {
       restartBatch = false;
       let more = false;
@@ -272,10 +319,13 @@ export const startEndpointWorker = (
         await wait(Math.min(ctx.policy.retry.maxMs, 1_000), true);
         more = true;
       }
+      await finishStarted();
       if (!running()) break;
       if (!more) await wait(undefined, false);
     }
   };
+  // Stopped while parked, a request `offer` started may still be in flight: the worker ends after it.
+  const run = () => loop().finally(finishStarted);
 
   const worker: EndpointWorker = {
     id,
@@ -306,7 +356,10 @@ export const startEndpointWorker = (
       if (offered[at - 1]?.seq !== event.seq) offered.splice(at, 0, event);
       // No read asked for: the event is here. (One out of order waits for the one before it,
       // which this process committed too and hands over, or a doorbell announces.)
-      if (waiter && !waiter.urgentOnly && offeredRun() > 0) waiter.resolve();
+      if (waiter && !waiter.urgentOnly && offeredRun() > 0) {
+        startIfParked();
+        waiter.resolve();
+      }
     },
     stop() {
       stopped = true;

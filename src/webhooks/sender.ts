@@ -4,7 +4,9 @@
  * decides that) and never throws for a receiver's failure.
  *
  * - The URL goes through the address guard on every send (a pass is kept for
- *   30 s, as a DNS cache would keep it: address-guard.ts); the connection is
+ *   30 s, as a DNS cache would keep it: address-guard.ts; a kept pass is taken
+ *   without awaiting, so the request is handed to undici in the caller's own
+ *   turn of the event loop, not a few promise hops later); the connection is
  *   made to the address the guard checked (undici's `connect.lookup` answers
  *   with it, so there is no second DNS lookup a rebinding could switch).
  *   Host and TLS SNI stay the URL's host name, so certificates verify as usual.
@@ -117,12 +119,14 @@ export const createWebhookSender = (options: WebhookSenderOptions): WebhookSende
     async sendWebhook(target, message) {
       const started = performance.now();
       const elapsed = () => Math.round(performance.now() - started);
-      let checked: Awaited<ReturnType<AddressGuard["check"]>>;
-      try {
-        checked = await options.guard.check(target.url);
-      } catch (error) {
-        const reason = error instanceof WebhookAddressError ? error.message : String(error);
-        return { ok: false, status: null, latencyMs: elapsed(), error: reason, body: "", refused: true };
+      let checked = options.guard.kept(target.url);
+      if (!checked) {
+        try {
+          checked = await options.guard.check(target.url);
+        } catch (error) {
+          const reason = error instanceof WebhookAddressError ? error.message : String(error);
+          return { ok: false, status: null, latencyMs: elapsed(), error: reason, body: "", refused: true };
+        }
       }
       const dispatcher = pinnedAgent(checked.url.origin, checked.address, checked.family);
       try {

@@ -222,6 +222,35 @@ describe("webhook delivery", { timeout: 120_000 }, () => {
     expect((await api("GET", `/v1/webhooks/${id}`, backend)).body.status).toBe("active");
   });
 
+  it("keeps one request in flight when events are committed while one is (the first sent from the commit itself)", async () => {
+    const { api, backend, endpoint, order, headSeq } = await start();
+    let open = 0;
+    let mostOpen = 0;
+    // Each answer takes a while, so commits land while a request is in flight.
+    const receiver = await startReceiver((_d, response) => {
+      open++;
+      mostOpen = Math.max(mostOpen, open);
+      setTimeout(() => {
+        open--;
+        response.writeHead(204).end();
+      }, 30);
+    });
+    const { id } = await endpoint(receiver);
+    for (let burst = 0; burst < 4; burst++) {
+      await Promise.all(Array.from({ length: 5 }, () => order()));
+      // Idle again between bursts (answered, position written): the next burst's first event goes
+      // out from the commit.
+      const want = (burst + 1) * 5;
+      await waitFor(`the position at ${want}`, async () => {
+        const got = await api("GET", `/v1/webhooks/${id}`, backend);
+        return got.body.position === want;
+      });
+    }
+    const head = await headSeq();
+    expect(mostOpen).toBe(1);
+    expect(receiver.deliveries.map((d) => d.seq)).toEqual(Array.from({ length: head }, (_, i) => i + 1));
+  });
+
   it("disables an endpoint that answers 410 Gone, and says so on the partner's MQTT status topic", async () => {
     const { system, partner, api, backend, endpoint, order } = await start();
     const receiver = await startReceiver((_d, response) => response.writeHead(410).end());
