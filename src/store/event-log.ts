@@ -10,9 +10,17 @@
  * `brewcast_create_order`; status changes and tests through the functions here.
  */
 import { BrewcastError } from "../domain/errors.ts";
-import type { EventPage, EventPageText, EventQuery, EventType, OrderEvent } from "../domain/events.ts";
+import type {
+  EventPage,
+  EventPageText,
+  EventQuery,
+  EventType,
+  LoggedEvent,
+  OrderEvent,
+} from "../domain/events.ts";
 import type { Order } from "../domain/orders.ts";
 import type { Db, NamedStatement, Queryable } from "./db.ts";
+import type { EventTextCache } from "./event-text-cache.ts";
 
 export interface EventRow extends Record<string, unknown> {
   partner_id: string;
@@ -233,26 +241,78 @@ const pageStatement = (shop: boolean): NamedStatement => ({
 const PARTNER_PAGE = pageStatement(false);
 const SHOP_PAGE = pageStatement(true);
 
-/**
- * `readEvents` as JSON text: the same statement and refusals, each event written once by
- * `toOrderEventJson` from its text columns (the stored snapshot is never parsed), joined
- * into the `events` array. For GET /v1/events, which sends it as it is.
- */
-export const readEventsText = async (db: Db, input: EventQuery): Promise<EventPageText> => {
-  const epoch = await readEpoch(db);
+/** An event row as text, with what a filter needs beside it. */
+export const toLoggedEvent = (row: EventTextRow, partnerId: string, epoch: string): LoggedEvent => ({
+  seq: row.seq,
+  shopId: row.shop_id,
+  type: row.type,
+  json: toOrderEventJson(row, partnerId, epoch),
+});
+
+/** The page statement run: the page's events (none when `limit` is 0) and the scope's head, or its refusal. */
+const readPage = async (
+  db: Db,
+  input: EventQuery,
+  epoch: string,
+): Promise<{ events: LoggedEvent[]; head: number }> => {
   const rows = await db.query<EventTextRow & { head: number; pruned: number }>(
     input.shopId === undefined ? PARTNER_PAGE : SHOP_PAGE,
     pageParams(input),
   );
-  const first = pageHead(rows, input);
-  let eventsJson = "[";
-  let count = 0;
-  let lastSeq = input.after;
-  for (const row of rows) {
-    if (row.seq === null) continue;
-    eventsJson += (count === 0 ? "" : ",") + toOrderEventJson(row, input.partnerId, epoch);
-    count++;
-    lastSeq = row.seq;
+  const { head } = pageHead(rows, input);
+  const events: LoggedEvent[] = [];
+  for (const row of rows) if (row.seq !== null) events.push(toLoggedEvent(row, input.partnerId, epoch));
+  return { events, head };
+};
+
+/**
+ * `readEvents` as JSON text: the same statement and refusals, each event written once by
+ * `toOrderEventJson` from its text columns (the stored snapshot is never parsed), joined
+ * into the `events` array. For GET /v1/events, which sends it as it is.
+ *
+ * With a `cache`, events read before are served from memory (event-text-cache.ts): the scope's
+ * head and pruned point are still read, in one row, and only what is not kept (from the first
+ * seq missing) is read from the log. Events read from the log are kept.
+ */
+export const readEventsText = async (
+  db: Db,
+  input: EventQuery,
+  cache?: EventTextCache,
+): Promise<EventPageText> => {
+  const epoch = await readEpoch(db);
+  const kept = cache?.events(epoch, input.partnerId);
+  if (!cache || !kept?.has(input.after + 1)) {
+    const page = await readPage(db, input, epoch);
+    cache?.put(epoch, input.partnerId, page.events);
+    return pageText(page.events, input.after, page.head, epoch);
   }
-  return { eventsJson: `${eventsJson}]`, count, lastSeq, head_seq: first.head, epoch };
+  let { head } = await readPage(db, { ...input, limit: 0 }, epoch);
+  const events: LoggedEvent[] = [];
+  // Every seq up to the head is committed and never changes: a kept one is what the log holds.
+  let seq = input.after + 1;
+  for (; seq <= head && events.length < input.limit; seq++) {
+    const event = kept.get(seq);
+    if (!event) break;
+    if (input.shopId === undefined || event.shopId === input.shopId) events.push(event);
+  }
+  if (seq <= head && events.length < input.limit) {
+    const rest = await readPage(db, { ...input, after: seq - 1, limit: input.limit - events.length }, epoch);
+    cache.put(epoch, input.partnerId, rest.events);
+    events.push(...rest.events);
+    // Read later than the first head, so at least as new.
+    head = rest.head;
+  }
+  return pageText(events, input.after, head, epoch);
+};
+
+const pageText = (events: LoggedEvent[], after: number, head: number, epoch: string): EventPageText => {
+  let eventsJson = "[";
+  for (let i = 0; i < events.length; i++) eventsJson += (i === 0 ? "" : ",") + events[i]!.json;
+  return {
+    eventsJson: `${eventsJson}]`,
+    count: events.length,
+    lastSeq: events.at(-1)?.seq ?? after,
+    head_seq: head,
+    epoch,
+  };
 };

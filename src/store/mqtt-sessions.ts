@@ -14,7 +14,7 @@ import type {
   SessionSubscription,
 } from "../domain/sessions.ts";
 import type { Db } from "./db.ts";
-import { EVENT_TEXT_COLUMNS, type EventTextRow, readEpoch, toOrderEventJson } from "./event-log.ts";
+import { EVENT_TEXT_COLUMNS, type EventTextRow, readEpoch, toLoggedEvent } from "./event-log.ts";
 
 interface SessionRow extends Record<string, unknown> {
   client_id: string;
@@ -198,11 +198,6 @@ export const createSessionLog = (db: Db): SessionLog => ({
        ORDER BY seq LIMIT $3`,
       shopId === undefined ? [partnerId, after, limit] : [partnerId, after, limit, shopId],
     );
-    return rows.map((row) => ({
-      seq: row.seq,
-      shopId: row.shop_id,
-      type: row.type,
-      json: toOrderEventJson(row, partnerId, epoch),
-    }));
+    return rows.map((row) => toLoggedEvent(row, partnerId, epoch));
   },
 });

@@ -10,6 +10,7 @@ import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
 import { readEvents, readEventsText } from "../../src/store/event-log.ts";
+import { EventTextCache } from "../../src/store/event-text-cache.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
 import { createWebhookStore } from "../../src/store/webhooks.ts";
@@ -49,6 +50,7 @@ export const createTestApp = async (
   const accessFeed = await createAccessFeed(db);
   const credentials = createCredentialStore(db, { accessChanges: accessFeed });
   const committed: OrderEvent[] = [];
+  const historyCache = new EventTextCache(16 * 1024 * 1024);
   const streamWakeups = createCommitWakeups();
   const guard = createAddressGuard({ allowNets: parseAllowNets(options.webhookAllowNets) });
   const sender = createWebhookSender({ guard, timeoutMs: 5_000 });
@@ -62,7 +64,8 @@ export const createTestApp = async (
     partners: createPartnerStore(db, { accessFeed }),
     credentials,
     readEvents: (input) => readEvents(db, input),
-    readEventsText: (input) => readEventsText(db, input),
+    // As in production: pages served from the events already read where it can.
+    readEventsText: (input) => readEventsText(db, input, historyCache),
     ...(options.rateLimit ? { rateLimit: options.rateLimit } : {}),
     ...(options.maxPendingHistoryReads ? { maxPendingHistoryReads: options.maxPendingHistoryReads } : {}),
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],
