@@ -99,8 +99,8 @@ export interface LoggedEvent {
 }
 
 export interface EventPageText {
-  /** The `events` array, as JSON text. */
-  eventsJson: string;
+  /** The `events` array, as JSON (UTF-8). */
+  eventsJson: Buffer;
   count: number;
   /** The seq of the page's last event; `after` for an empty page. */
   lastSeq: number;

@@ -20,7 +20,8 @@ import type {
 } from "../domain/events.ts";
 import type { Order } from "../domain/orders.ts";
 import type { Db, NamedStatement, Queryable } from "./db.ts";
-import type { EventTextCache } from "./event-text-cache.ts";
+import { EventTextCache, type KeptEvent } from "./event-text-cache.ts";
+import { SharedReads } from "./shared-reads.ts";
 
 export interface EventRow extends Record<string, unknown> {
   partner_id: string;
@@ -249,16 +250,18 @@ export const toLoggedEvent = (row: EventTextRow, partnerId: string, epoch: strin
   json: toOrderEventJson(row, partnerId, epoch),
 });
 
-/** The page statement run: the page's events (none when `limit` is 0) and the scope's head, or its refusal. */
+type PageRow = EventTextRow & { head: number; pruned: number };
+
+const queryPage = (db: Db, input: EventQuery): Promise<PageRow[]> =>
+  db.query<PageRow>(input.shopId === undefined ? PARTNER_PAGE : SHOP_PAGE, pageParams(input));
+
+/** The page statement run: the page's events and the scope's head, or its refusal. */
 const readPage = async (
   db: Db,
   input: EventQuery,
   epoch: string,
 ): Promise<{ events: LoggedEvent[]; head: number }> => {
-  const rows = await db.query<EventTextRow & { head: number; pruned: number }>(
-    input.shopId === undefined ? PARTNER_PAGE : SHOP_PAGE,
-    pageParams(input),
-  );
+  const rows = await queryPage(db, input);
   const { head } = pageHead(rows, input);
   const events: LoggedEvent[] = [];
   for (const row of rows) if (row.seq !== null) events.push(toLoggedEvent(row, input.partnerId, epoch));
@@ -269,47 +272,89 @@ const readPage = async (
  * `readEvents` as JSON text: the same statement and refusals, each event written once by
  * `toOrderEventJson` from its text columns (the stored snapshot is never parsed), joined
  * into the `events` array. For GET /v1/events, which sends it as it is.
- *
- * With a `cache`, events read before are served from memory (event-text-cache.ts): the scope's
- * head and pruned point are still read, in one row, and only what is not kept (from the first
- * seq missing) is read from the log. Events read from the log are kept.
  */
-export const readEventsText = async (
-  db: Db,
-  input: EventQuery,
-  cache?: EventTextCache,
-): Promise<EventPageText> => {
+export const readEventsText = async (db: Db, input: EventQuery): Promise<EventPageText> => {
   const epoch = await readEpoch(db);
-  const kept = cache?.events(epoch, input.partnerId);
-  if (!cache || !kept?.has(input.after + 1)) {
-    const page = await readPage(db, input, epoch);
-    cache?.put(epoch, input.partnerId, page.events);
-    return pageText(page.events, input.after, page.head, epoch);
-  }
-  let { head } = await readPage(db, { ...input, limit: 0 }, epoch);
-  const events: LoggedEvent[] = [];
-  // Every seq up to the head is committed and never changes: a kept one is what the log holds.
-  let seq = input.after + 1;
-  for (; seq <= head && events.length < input.limit; seq++) {
-    const event = kept.get(seq);
-    if (!event) break;
-    if (input.shopId === undefined || event.shopId === input.shopId) events.push(event);
-  }
-  if (seq <= head && events.length < input.limit) {
-    const rest = await readPage(db, { ...input, after: seq - 1, limit: input.limit - events.length }, epoch);
-    cache.put(epoch, input.partnerId, rest.events);
-    events.push(...rest.events);
-    // Read later than the first head, so at least as new.
-    head = rest.head;
-  }
-  return pageText(events, input.after, head, epoch);
+  const page = await readPage(db, input, epoch);
+  return pageText(page.events.map(toKeptEvent), input.after, page.head, epoch);
 };
 
-const pageText = (events: LoggedEvent[], after: number, head: number, epoch: string): EventPageText => {
-  let eventsJson = "[";
-  for (let i = 0; i < events.length; i++) eventsJson += (i === 0 ? "" : ",") + events[i]!.json;
+export interface HistoryReader {
+  read(input: EventQuery): Promise<EventPageText>;
+  readonly cache: EventTextCache;
+}
+
+/**
+ * `readEventsText` that serves events read before from memory (event-text-cache.ts): the
+ * scope's head and pruned point are still read at every page, in one row shared by the pages
+ * of that scope asked at the same moment (shared-reads.ts), and only what is not kept (from
+ * the first seq missing) is read from the log. Events read from the log are kept.
+ */
+export const createHistoryReader = (db: Db, cacheBytes: number): HistoryReader => {
+  const cache = new EventTextCache(cacheBytes);
+  const heads = new SharedReads<PageRow[]>();
+  const readHead = async (input: EventQuery): Promise<number> => {
+    const key = input.shopId === undefined ? input.partnerId : `${input.partnerId}\u0000${input.shopId}`;
+    const rows = await heads.read(key, () => queryPage(db, { ...input, after: 0, limit: 0 }));
+    return pageHead(rows, input).head;
+  };
   return {
-    eventsJson: `${eventsJson}]`,
+    cache,
+    async read(input) {
+      const epoch = await readEpoch(db);
+      const kept = cache.events(epoch, input.partnerId);
+      if (!kept?.has(input.after + 1)) {
+        const page = await readPage(db, input, epoch);
+        const events = page.events.map(toKeptEvent);
+        cache.put(epoch, input.partnerId, events);
+        return pageText(events, input.after, page.head, epoch);
+      }
+      let head = await readHead(input);
+      const events: KeptEvent[] = [];
+      // Every seq up to the head is committed and never changes: a kept one is what the log holds.
+      let seq = input.after + 1;
+      for (; seq <= head && events.length < input.limit; seq++) {
+        const event = kept.get(seq);
+        if (!event) break;
+        if (input.shopId === undefined || event.shopId === input.shopId) events.push(event);
+      }
+      if (seq <= head && events.length < input.limit) {
+        const rest = await readPage(
+          db,
+          { ...input, after: seq - 1, limit: input.limit - events.length },
+          epoch,
+        );
+        const read = rest.events.map(toKeptEvent);
+        cache.put(epoch, input.partnerId, read);
+        events.push(...read);
+        // Read later than the first head, so at least as new.
+        head = rest.head;
+      }
+      return pageText(events, input.after, head, epoch);
+    },
+  };
+};
+
+const toKeptEvent = (event: LoggedEvent): KeptEvent => ({
+  seq: event.seq,
+  shopId: event.shopId,
+  bytes: Buffer.from(event.json),
+});
+
+const OPEN = Buffer.from("[");
+const COMMA = Buffer.from(",");
+const CLOSE = Buffer.from("]");
+
+/** The page's `events` array as bytes: one copy of each event's, no string built and encoded again. */
+const pageText = (events: KeptEvent[], after: number, head: number, epoch: string): EventPageText => {
+  const pieces: Buffer[] = [OPEN];
+  for (let i = 0; i < events.length; i++) {
+    if (i > 0) pieces.push(COMMA);
+    pieces.push(events[i]!.bytes);
+  }
+  pieces.push(CLOSE);
+  return {
+    eventsJson: Buffer.concat(pieces),
     count: events.length,
     lastSeq: events.at(-1)?.seq ?? after,
     head_seq: head,

@@ -1,5 +1,5 @@
 /**
- * The log's events as JSON text, kept in memory once they were read.
+ * The log's events as JSON (UTF-8 bytes), kept in memory once they were read.
  *
  * An event never changes once committed: the log is append-only and a seq is never reused
  * (retention only removes events from the bottom, and a reader behind it is refused before
@@ -10,9 +10,14 @@
  * Bounded in bytes, emptied oldest-first; keyed by the log's epoch, so a restored log (a new
  * epoch) never meets an old one's events.
  *
- * Imports nothing of ours but domain types.
+ * Imports nothing of ours.
  */
-import type { LoggedEvent } from "../domain/events.ts";
+/** An event kept: what a scope's filter needs, and its JSON as UTF-8, ready to be written (no encoding per page). */
+export interface KeptEvent {
+  seq: number;
+  shopId: string;
+  bytes: Buffer;
+}
 
 export interface EventTextCacheStats {
   events: number;
@@ -25,9 +30,9 @@ const ENTRY_OVERHEAD_BYTES = 96;
 export class EventTextCache {
   readonly #maxBytes: number;
   #epoch: string | undefined;
-  #byPartner = new Map<string, Map<number, LoggedEvent>>();
+  #byPartner = new Map<string, Map<number, KeptEvent>>();
   /** What was put, oldest first, to empty from the front; `#oldest` is the front. */
-  #queue: Array<{ events: Map<number, LoggedEvent>; seq: number; bytes: number }> = [];
+  #queue: Array<{ events: Map<number, KeptEvent>; seq: number; bytes: number }> = [];
   #oldest = 0;
   #bytes = 0;
 
@@ -40,13 +45,13 @@ export class EventTextCache {
   }
 
   /** The partner's events in the epoch, or undefined when none are kept (or the epoch moved on). */
-  events(epoch: string, partnerId: string): ReadonlyMap<number, LoggedEvent> | undefined {
+  events(epoch: string, partnerId: string): ReadonlyMap<number, KeptEvent> | undefined {
     if (epoch !== this.#epoch) return undefined;
     return this.#byPartner.get(partnerId);
   }
 
   /** Keeps committed events of one partner (any order, any gaps); an event already kept is left. */
-  put(epoch: string, partnerId: string, events: readonly LoggedEvent[]): void {
+  put(epoch: string, partnerId: string, events: readonly KeptEvent[]): void {
     if (this.#maxBytes <= 0 || events.length === 0) return;
     if (epoch !== this.#epoch) this.#clear(epoch);
     let kept = this.#byPartner.get(partnerId);
@@ -56,7 +61,7 @@ export class EventTextCache {
     }
     for (const event of events) {
       if (kept.has(event.seq)) continue;
-      const bytes = event.json.length + ENTRY_OVERHEAD_BYTES;
+      const bytes = event.bytes.length + ENTRY_OVERHEAD_BYTES;
       kept.set(event.seq, event);
       this.#queue.push({ events: kept, seq: event.seq, bytes });
       this.#bytes += bytes;

@@ -7,8 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EventQuery } from "../../src/domain/events.ts";
 import type { Db } from "../../src/store/db.ts";
-import { readEventsText } from "../../src/store/event-log.ts";
-import { EventTextCache } from "../../src/store/event-text-cache.ts";
+import { createHistoryReader, type HistoryReader, readEventsText } from "../../src/store/event-log.ts";
 import { createOrders } from "../bridge/helpers.ts";
 import { type SeededPartner, seedPartner } from "../support/fixtures.ts";
 import { AVAILABLE_ADAPTERS, createTestDb, type TestDb } from "../support/test-db.ts";
@@ -27,12 +26,12 @@ describe.each(AVAILABLE_ADAPTERS)("pages from the event text cache on %s", (kind
   afterAll(async () => t?.cleanup());
 
   /** Every page of a grid of cursors, limits and scopes, read with the cache and without. */
-  const expectSamePages = async (cache: EventTextCache, partner: SeededPartner, head: number) => {
+  const expectSamePages = async (history: HistoryReader, partner: SeededPartner, head: number) => {
     for (const shopId of [undefined, ...partner.shops]) {
       for (const after of [0, 5, 9, 10, 12, 14, 15, 20, head - 2, head - 1, head, head + 3]) {
         for (const limit of [1, 3, 7, 100]) {
           const query: EventQuery = { partnerId: partner.id, after, limit, ...(shopId ? { shopId } : {}) };
-          const cached = await readEventsText(t.db, query, cache);
+          const cached = await history.read(query);
           expect(cached, JSON.stringify(query)).toEqual(await readEventsText(t.db, query));
         }
       }
@@ -40,20 +39,19 @@ describe.each(AVAILABLE_ADAPTERS)("pages from the event text cache on %s", (kind
   };
 
   it("gives the database's page whatever was kept, and keeps giving it as the head moves", async () => {
-    const cache = new EventTextCache(4 * 1024 * 1024);
+    const history = createHistoryReader(t.db, 4 * 1024 * 1024);
     // Holes: a few events of the partner, then one shop's (not contiguous in the partner's seq).
-    await readEventsText(t.db, { partnerId: p.id, after: 10, limit: 5 }, cache);
-    await readEventsText(t.db, { partnerId: p.id, after: 0, limit: 4, shopId: p.shops[1]! }, cache);
+    await history.read({ partnerId: p.id, after: 10, limit: 5 });
+    await history.read({ partnerId: p.id, after: 0, limit: 4, shopId: p.shops[1]! });
     // Another partner's events at the same seqs: never served for this one.
-    await readEventsText(t.db, { partnerId: other.id, after: 0, limit: 40 }, cache);
-    await expectSamePages(cache, p, 40);
+    await history.read({ partnerId: other.id, after: 0, limit: 40 });
+    await expectSamePages(history, p, 40);
     // New events: pages that reached the old head now reach the new one.
     await createOrders(t.db, p.id, p.shops, 5);
-    await expectSamePages(cache, p, 45);
+    await expectSamePages(history, p, 45);
   });
 
   it("reads no event from the database for a page it keeps: the scope's head and pruned point only", async () => {
-    const cache = new EventTextCache(4 * 1024 * 1024);
     const limits: unknown[] = [];
     // The real database, with each statement's LIMIT parameter noted.
     const noting: Db = Object.create(t.db, {
@@ -65,24 +63,25 @@ describe.each(AVAILABLE_ADAPTERS)("pages from the event text cache on %s", (kind
         },
       },
     });
+    const history = createHistoryReader(noting, 4 * 1024 * 1024);
     const query = { partnerId: p.id, after: 20, limit: 10 };
-    const first = await readEventsText(noting, query, cache);
+    const first = await history.read(query);
     expect(limits).toEqual([10]);
     limits.length = 0;
-    expect(await readEventsText(noting, query, cache)).toEqual(first);
+    expect(await history.read(query)).toEqual(first);
     expect(limits).toEqual([0]);
   });
 
   it("refuses a cursor behind retention even when its events are kept", async () => {
     const pruned = await seedPartner(t.db, { shops: 1 });
     await createOrders(t.db, pruned.id, pruned.shops, 10);
-    const cache = new EventTextCache(4 * 1024 * 1024);
-    await readEventsText(t.db, { partnerId: pruned.id, after: 0, limit: 10 }, cache);
+    const history = createHistoryReader(t.db, 4 * 1024 * 1024);
+    await history.read({ partnerId: pruned.id, after: 0, limit: 10 });
     await t.db.query("UPDATE partners SET pruned_through_seq = 5 WHERE id = $1", [pruned.id]);
-    await expect(
-      readEventsText(t.db, { partnerId: pruned.id, after: 3, limit: 10 }, cache),
-    ).rejects.toMatchObject({ code: "CURSOR_EXPIRED" });
-    const rest = await readEventsText(t.db, { partnerId: pruned.id, after: 5, limit: 10 }, cache);
+    await expect(history.read({ partnerId: pruned.id, after: 3, limit: 10 })).rejects.toMatchObject({
+      code: "CURSOR_EXPIRED",
+    });
+    const rest = await history.read({ partnerId: pruned.id, after: 5, limit: 10 });
     expect(rest).toEqual(await readEventsText(t.db, { partnerId: pruned.id, after: 5, limit: 10 }));
     expect(rest.count).toBe(5);
   });

@@ -9,8 +9,7 @@ import type { WebhookStore } from "../../src/domain/webhooks.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
-import { readEvents, readEventsText } from "../../src/store/event-log.ts";
-import { EventTextCache } from "../../src/store/event-text-cache.ts";
+import { createHistoryReader, readEvents } from "../../src/store/event-log.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
 import { createWebhookStore } from "../../src/store/webhooks.ts";
@@ -50,7 +49,7 @@ export const createTestApp = async (
   const accessFeed = await createAccessFeed(db);
   const credentials = createCredentialStore(db, { accessChanges: accessFeed });
   const committed: OrderEvent[] = [];
-  const historyCache = new EventTextCache(16 * 1024 * 1024);
+  const history = createHistoryReader(db, 16 * 1024 * 1024);
   const streamWakeups = createCommitWakeups();
   const guard = createAddressGuard({ allowNets: parseAllowNets(options.webhookAllowNets) });
   const sender = createWebhookSender({ guard, timeoutMs: 5_000 });
@@ -65,7 +64,7 @@ export const createTestApp = async (
     credentials,
     readEvents: (input) => readEvents(db, input),
     // As in production: pages served from the events already read where it can.
-    readEventsText: (input) => readEventsText(db, input, historyCache),
+    readEventsText: (input) => history.read(input),
     ...(options.rateLimit ? { rateLimit: options.rateLimit } : {}),
     ...(options.maxPendingHistoryReads ? { maxPendingHistoryReads: options.maxPendingHistoryReads } : {}),
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],

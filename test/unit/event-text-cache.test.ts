@@ -3,21 +3,19 @@
  * oldest first, and never answering across epochs or partners.
  */
 import { describe, expect, it } from "vitest";
-import type { LoggedEvent } from "../../src/domain/events.ts";
-import { EventTextCache } from "../../src/store/event-text-cache.ts";
+import { EventTextCache, type KeptEvent } from "../../src/store/event-text-cache.ts";
 
-const event = (seq: number, bytes = 100): LoggedEvent => ({
+const event = (seq: number, bytes = 100): KeptEvent => ({
   seq,
   shopId: "s1",
-  type: "order.created",
-  json: `{"seq":${seq}}`.padEnd(bytes, " "),
+  bytes: Buffer.from(`{"seq":${seq}}`.padEnd(bytes, " ")),
 });
 
 describe("event text cache", () => {
   it("keeps a partner's events by seq, in the epoch they were read in only", () => {
     const cache = new EventTextCache(1_000_000);
     cache.put("e1", "p1", [event(1), event(2)]);
-    expect(cache.events("e1", "p1")?.get(2)?.json).toMatch(/^\{"seq":2\}/);
+    expect(cache.events("e1", "p1")?.get(2)?.bytes.toString()).toMatch(/^\{"seq":2\}/);
     expect(cache.events("e1", "p2")).toBeUndefined();
     expect(cache.events("e2", "p1")).toBeUndefined();
     // A new epoch's events replace everything the old one kept.

@@ -66,6 +66,8 @@ const AUTH_ERRORS = [401, 403] as const;
  */
 const plainJson = () => (data: unknown) => JSON.stringify(data);
 
+const EVENTS_FIELD = Buffer.from('{"events":');
+
 const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) => {
   const admission = createHistoryAdmission(
     deps.maxPendingHistoryReads ?? Number.POSITIVE_INFINITY,
@@ -282,7 +284,13 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       // contract tests check it, and nothing here parses or re-validates it.
       return reply
         .type("application/json; charset=utf-8")
-        .send(`{"events":${page.eventsJson},"head_seq":${page.head_seq},"epoch":"${page.epoch}"}`);
+        .send(
+          Buffer.concat([
+            EVENTS_FIELD,
+            page.eventsJson,
+            Buffer.from(`,"head_seq":${page.head_seq},"epoch":"${page.epoch}"}`),
+          ]),
+        );
     },
   );
 };
