@@ -38,6 +38,7 @@ import type { Db } from "./store/db.ts";
 import { createDeliveryLog } from "./store/delivery-log.ts";
 import { readDeliveryStatus } from "./store/delivery-status.ts";
 import { createDoorbell } from "./store/doorbell.ts";
+import { createHistoryReader } from "./store/event-log.ts";
 import { createLeaderLock } from "./store/leader-lock.ts";
 import { migrate } from "./store/migrate.ts";
 import { openDb } from "./store/open-db.ts";
@@ -253,6 +254,7 @@ export const startBrewcast = async (
         ? await startDelivery({ config, log, db, broker, shutdown })
         : undefined;
     const bridge = delivery?.bridge;
+    const history = createHistoryReader(db, config.BREWCAST_HISTORY_CACHE_MB * 1024 * 1024);
 
     const metrics = createMetrics({
       readStatus: () => readDeliveryStatus(db),
@@ -261,6 +263,7 @@ export const startBrewcast = async (
         : {}),
       ...(bridge ? { bridgeLeader: () => bridge.role === "leader" } : {}),
       readWebhookStatus: () => readWebhookStatus(db),
+      ...(role === "all" ? { historyReads: () => history.stats() } : {}),
     });
     if (bridge) watchDelivery(bridge, { log, db, metrics, accessFeed, partners, shutdown });
 
@@ -314,6 +317,7 @@ export const startBrewcast = async (
       db,
       adminToken,
       stores: { verifier: credentials, orders, partners, credentials },
+      history,
       broker,
       bridgeRole: bridge ? () => bridge.role : undefined,
       metrics,

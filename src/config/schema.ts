@@ -126,9 +126,9 @@ export const CONFIG_FIELDS = {
     .int()
     .min(0)
     .max(65_536)
-    .default(64)
+    .default(256)
     .describe(
-      "Memory for events already read by GET /v1/events, kept as JSON text and served again without reading them back from the database (an event never changes once committed); 0 turns it off.",
+      "Memory for events already read by GET /v1/events, kept as JSON and served again without reading them back from the database (an event never changes once committed): size it to what consumers read back after an outage (256 MiB holds about 350,000 events of 600 bytes); 0 turns it off.",
     ),
   BREWCAST_HISTORY_MAX_PENDING: positiveInt(64).describe(
     "GET /v1/events reads in progress at once in this process, all credentials together; beyond it the next waits its turn for at most BREWCAST_HISTORY_MAX_WAIT_MS, then is answered 429 RATE_LIMITED with a Retry-After that grows with the crowd (a reconnect storm), instead of waiting for a database connection until it times out.",
@@ -138,7 +138,7 @@ export const CONFIG_FIELDS = {
     .int()
     .min(0)
     .max(30_000)
-    .default(2_000)
+    .default(5_000)
     .describe(
       "How long a GET /v1/events read waits for one of the BREWCAST_HISTORY_MAX_PENDING places before it is answered 429; 0 refuses at once.",
     ),

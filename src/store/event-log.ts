@@ -281,7 +281,12 @@ export const readEventsText = async (db: Db, input: EventQuery): Promise<EventPa
 
 export interface HistoryReader {
   read(input: EventQuery): Promise<EventPageText>;
-  readonly cache: EventTextCache;
+  /** What is kept, and the events served since the start by where they came from. */
+  stats(): {
+    keptEvents: number;
+    keptBytes: number;
+    served: { memory: number; database: number };
+  };
 }
 
 /**
@@ -293,13 +298,14 @@ export interface HistoryReader {
 export const createHistoryReader = (db: Db, cacheBytes: number): HistoryReader => {
   const cache = new EventTextCache(cacheBytes);
   const heads = new SharedReads<PageRow[]>();
+  const served = { memory: 0, database: 0 };
   const readHead = async (input: EventQuery): Promise<number> => {
     const key = input.shopId === undefined ? input.partnerId : `${input.partnerId}\u0000${input.shopId}`;
     const rows = await heads.read(key, () => queryPage(db, { ...input, after: 0, limit: 0 }));
     return pageHead(rows, input).head;
   };
   return {
-    cache,
+    stats: () => ({ keptEvents: cache.stats.events, keptBytes: cache.stats.bytes, served: { ...served } }),
     async read(input) {
       const epoch = await readEpoch(db);
       const kept = cache.events(epoch, input.partnerId);
@@ -307,6 +313,7 @@ export const createHistoryReader = (db: Db, cacheBytes: number): HistoryReader =
         const page = await readPage(db, input, epoch);
         const events = page.events.map(toKeptEvent);
         cache.put(epoch, input.partnerId, events);
+        served.database += events.length;
         return pageText(events, input.after, page.head, epoch);
       }
       let head = await readHead(input);
@@ -318,6 +325,7 @@ export const createHistoryReader = (db: Db, cacheBytes: number): HistoryReader =
         if (!event) break;
         if (input.shopId === undefined || event.shopId === input.shopId) events.push(event);
       }
+      served.memory += events.length;
       if (seq <= head && events.length < input.limit) {
         const rest = await readPage(
           db,
@@ -326,6 +334,7 @@ export const createHistoryReader = (db: Db, cacheBytes: number): HistoryReader =
         );
         const read = rest.events.map(toKeptEvent);
         cache.put(epoch, input.partnerId, read);
+        served.database += read.length;
         events.push(...read);
         // Read later than the first head, so at least as new.
         head = rest.head;

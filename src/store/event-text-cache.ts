@@ -7,11 +7,13 @@
  * byte what Postgres would give. What must still come from the database is what moves: the
  * head and the pruned point of the scope, read at every page (`event-log.ts`).
  *
- * Bounded in bytes, emptied oldest-first; keyed by the log's epoch, so a restored log (a new
- * epoch) never meets an old one's events.
+ * Bounded in bytes, emptied oldest first, except that an event served since it was put gets a
+ * second round (CLOCK); keyed by the log's epoch, so a restored log (a new epoch) never meets an
+ * old one's events.
  *
  * Imports nothing of ours.
  */
+
 /** An event kept: what a scope's filter needs, and its JSON as UTF-8, ready to be written (no encoding per page). */
 export interface KeptEvent {
   seq: number;
@@ -24,16 +26,30 @@ export interface EventTextCacheStats {
   bytes: number;
 }
 
-/** Per entry beside the text: the Map slot, the object, the queue slot (an estimate; V8 does not say). */
-const ENTRY_OVERHEAD_BYTES = 96;
+/** Per entry beside the text: the Map slot, the objects, the queue slot (an estimate; V8 does not say). */
+const ENTRY_OVERHEAD_BYTES = 128;
+
+interface Slot {
+  event: KeptEvent;
+  bytes: number;
+  /** Served since it was last passed at the front: it gets one more round (a CLOCK, near LRU at no cost per hit). */
+  used: boolean;
+  partner: Map<number, Slot>;
+}
+
+/** A partner's kept events, by seq; `get` marks an event as served. */
+export interface KeptEvents {
+  has(seq: number): boolean;
+  get(seq: number): KeptEvent | undefined;
+}
 
 export class EventTextCache {
   readonly #maxBytes: number;
   #epoch: string | undefined;
-  #byPartner = new Map<string, Map<number, KeptEvent>>();
-  /** What was put, oldest first, to empty from the front; `#oldest` is the front. */
-  #queue: Array<{ events: Map<number, KeptEvent>; seq: number; bytes: number }> = [];
-  #oldest = 0;
+  #byPartner = new Map<string, Map<number, Slot>>();
+  /** What was put, oldest first, to empty from the front; `#front` is the front. */
+  #queue: Slot[] = [];
+  #front = 0;
   #bytes = 0;
 
   constructor(maxBytes: number) {
@@ -41,45 +57,60 @@ export class EventTextCache {
   }
 
   get stats(): EventTextCacheStats {
-    return { events: this.#queue.length - this.#oldest, bytes: this.#bytes };
+    return { events: this.#queue.length - this.#front, bytes: this.#bytes };
   }
 
   /** The partner's events in the epoch, or undefined when none are kept (or the epoch moved on). */
-  events(epoch: string, partnerId: string): ReadonlyMap<number, KeptEvent> | undefined {
+  events(epoch: string, partnerId: string): KeptEvents | undefined {
     if (epoch !== this.#epoch) return undefined;
-    return this.#byPartner.get(partnerId);
+    const slots = this.#byPartner.get(partnerId);
+    if (!slots) return undefined;
+    return {
+      has: (seq) => slots.has(seq),
+      get(seq) {
+        const slot = slots.get(seq);
+        if (!slot) return undefined;
+        slot.used = true;
+        return slot.event;
+      },
+    };
   }
 
   /** Keeps committed events of one partner (any order, any gaps); an event already kept is left. */
   put(epoch: string, partnerId: string, events: readonly KeptEvent[]): void {
     if (this.#maxBytes <= 0 || events.length === 0) return;
     if (epoch !== this.#epoch) this.#clear(epoch);
-    let kept = this.#byPartner.get(partnerId);
-    if (!kept) {
-      kept = new Map();
-      this.#byPartner.set(partnerId, kept);
+    let partner = this.#byPartner.get(partnerId);
+    if (!partner) {
+      partner = new Map();
+      this.#byPartner.set(partnerId, partner);
     }
     for (const event of events) {
-      if (kept.has(event.seq)) continue;
-      const bytes = event.bytes.length + ENTRY_OVERHEAD_BYTES;
-      kept.set(event.seq, event);
-      this.#queue.push({ events: kept, seq: event.seq, bytes });
-      this.#bytes += bytes;
+      if (partner.has(event.seq)) continue;
+      const slot: Slot = { event, bytes: event.bytes.length + ENTRY_OVERHEAD_BYTES, used: false, partner };
+      partner.set(event.seq, slot);
+      this.#queue.push(slot);
+      this.#bytes += slot.bytes;
     }
     this.#trim();
   }
 
   #trim(): void {
-    while (this.#bytes > this.#maxBytes && this.#oldest < this.#queue.length) {
-      const entry = this.#queue[this.#oldest]!;
-      this.#oldest++;
-      entry.events.delete(entry.seq);
-      this.#bytes -= entry.bytes;
+    while (this.#bytes > this.#maxBytes && this.#front < this.#queue.length) {
+      const slot = this.#queue[this.#front]!;
+      this.#front++;
+      if (slot.used) {
+        slot.used = false;
+        this.#queue.push(slot);
+        continue;
+      }
+      slot.partner.delete(slot.event.seq);
+      this.#bytes -= slot.bytes;
     }
     // Empty partners' maps stay: few, and a partner read once is likely read again.
-    if (this.#oldest > 4_096 && this.#oldest * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#oldest);
-      this.#oldest = 0;
+    if (this.#front > 4_096 && this.#front * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#front);
+      this.#front = 0;
     }
   }
 
@@ -87,7 +118,7 @@ export class EventTextCache {
     this.#epoch = epoch;
     this.#byPartner = new Map();
     this.#queue = [];
-    this.#oldest = 0;
+    this.#front = 0;
     this.#bytes = 0;
   }
 }
