@@ -20,7 +20,7 @@ import type {
 } from "../domain/events.ts";
 import type { Order } from "../domain/orders.ts";
 import type { Db, NamedStatement, Queryable } from "./db.ts";
-import { EventTextCache, type KeptEvent } from "./event-text-cache.ts";
+import type { EventTextCache, KeptEvents } from "./event-text-cache.ts";
 import { SharedReads } from "./shared-reads.ts";
 
 export interface EventRow extends Record<string, unknown> {
@@ -170,9 +170,9 @@ export const appendOrderEvent = async (
   partnerId: string,
   orderId: string,
   type: EventType,
-): Promise<EventRow> => {
-  const [row] = await tx.query<EventRow>(
-    `SELECT ${EVENT_COLUMNS} FROM brewcast_append_order_event($1, $2, $3)`,
+): Promise<EventTextRow> => {
+  const [row] = await tx.query<EventTextRow>(
+    `SELECT ${EVENT_TEXT_COLUMNS} FROM brewcast_append_order_event($1, $2, $3)`,
     [partnerId, orderId, type],
   );
   return row!;
@@ -242,13 +242,29 @@ const pageStatement = (shop: boolean): NamedStatement => ({
 const PARTNER_PAGE = pageStatement(false);
 const SHOP_PAGE = pageStatement(true);
 
-/** An event row as text, with what a filter needs beside it. */
+/** An event row as JSON bytes, with what a filter needs beside it. */
 export const toLoggedEvent = (row: EventTextRow, partnerId: string, epoch: string): LoggedEvent => ({
   seq: row.seq,
   shopId: row.shop_id,
   type: row.type,
-  json: toOrderEventJson(row, partnerId, epoch),
+  json: Buffer.from(toOrderEventJson(row, partnerId, epoch)),
 });
+
+/**
+ * A row a writer or the delivery core read as text, both ways it is used: the event object
+ * (the JSON text parsed, so it is exactly what a page or a replay sends) and its bytes.
+ */
+export const toEventBothWays = (
+  row: EventTextRow,
+  partnerId: string,
+  epoch: string,
+): { event: OrderEvent; logged: LoggedEvent } => {
+  const text = toOrderEventJson(row, partnerId, epoch);
+  return {
+    event: JSON.parse(text) as OrderEvent,
+    logged: { seq: row.seq, shopId: row.shop_id, type: row.type, json: Buffer.from(text) },
+  };
+};
 
 type PageRow = EventTextRow & { head: number; pruned: number };
 
@@ -276,7 +292,29 @@ const readPage = async (
 export const readEventsText = async (db: Db, input: EventQuery): Promise<EventPageText> => {
   const epoch = await readEpoch(db);
   const page = await readPage(db, input, epoch);
-  return pageText(page.events.map(toKeptEvent), input.after, page.head, epoch);
+  return pageText(page.events, input.after, page.head, epoch);
+};
+
+/**
+ * Kept events after `after` in seq order, at most `limit` (one shop's only, with `shopId`),
+ * up to the first seq not kept or past `through`; and that first seq not taken. Every seq up to
+ * a committed head is committed and never changes: a kept one is what the log holds.
+ */
+export const scanKept = (
+  kept: KeptEvents,
+  after: number,
+  limit: number,
+  shopId: string | undefined,
+  through = Number.POSITIVE_INFINITY,
+): { events: LoggedEvent[]; next: number } => {
+  const events: LoggedEvent[] = [];
+  let seq = after + 1;
+  for (; seq <= through && events.length < limit; seq++) {
+    const event = kept.get(seq);
+    if (!event) break;
+    if (shopId === undefined || event.shopId === shopId) events.push(event);
+  }
+  return { events, next: seq };
 };
 
 export interface HistoryReader {
@@ -295,8 +333,7 @@ export interface HistoryReader {
  * of that scope asked at the same moment (shared-reads.ts), and only what is not kept (from
  * the first seq missing) is read from the log. Events read from the log are kept.
  */
-export const createHistoryReader = (db: Db, cacheBytes: number): HistoryReader => {
-  const cache = new EventTextCache(cacheBytes);
+export const createHistoryReader = (db: Db, cache: EventTextCache): HistoryReader => {
   const heads = new SharedReads<PageRow[]>();
   const served = { memory: 0, database: 0 };
   const readHead = async (input: EventQuery): Promise<number> => {
@@ -311,28 +348,21 @@ export const createHistoryReader = (db: Db, cacheBytes: number): HistoryReader =
       const kept = cache.events(epoch, input.partnerId);
       if (!kept?.has(input.after + 1)) {
         const page = await readPage(db, input, epoch);
-        const events = page.events.map(toKeptEvent);
+        const { events } = page;
         cache.put(epoch, input.partnerId, events);
         served.database += events.length;
         return pageText(events, input.after, page.head, epoch);
       }
       let head = await readHead(input);
-      const events: KeptEvent[] = [];
-      // Every seq up to the head is committed and never changes: a kept one is what the log holds.
-      let seq = input.after + 1;
-      for (; seq <= head && events.length < input.limit; seq++) {
-        const event = kept.get(seq);
-        if (!event) break;
-        if (input.shopId === undefined || event.shopId === input.shopId) events.push(event);
-      }
+      const { events, next } = scanKept(kept, input.after, input.limit, input.shopId, head);
       served.memory += events.length;
-      if (seq <= head && events.length < input.limit) {
+      if (next <= head && events.length < input.limit) {
         const rest = await readPage(
           db,
-          { ...input, after: seq - 1, limit: input.limit - events.length },
+          { ...input, after: next - 1, limit: input.limit - events.length },
           epoch,
         );
-        const read = rest.events.map(toKeptEvent);
+        const read = rest.events;
         cache.put(epoch, input.partnerId, read);
         served.database += read.length;
         events.push(...read);
@@ -344,22 +374,16 @@ export const createHistoryReader = (db: Db, cacheBytes: number): HistoryReader =
   };
 };
 
-const toKeptEvent = (event: LoggedEvent): KeptEvent => ({
-  seq: event.seq,
-  shopId: event.shopId,
-  bytes: Buffer.from(event.json),
-});
-
 const OPEN = Buffer.from("[");
 const COMMA = Buffer.from(",");
 const CLOSE = Buffer.from("]");
 
 /** The page's `events` array as bytes: one copy of each event's, no string built and encoded again. */
-const pageText = (events: KeptEvent[], after: number, head: number, epoch: string): EventPageText => {
+const pageText = (events: LoggedEvent[], after: number, head: number, epoch: string): EventPageText => {
   const pieces: Buffer[] = [OPEN];
   for (let i = 0; i < events.length; i++) {
     if (i > 0) pieces.push(COMMA);
-    pieces.push(events[i]!.bytes);
+    pieces.push(events[i]!.json);
   }
   pieces.push(CLOSE);
   return {

@@ -1,25 +1,22 @@
 /**
- * The log's events as JSON (UTF-8 bytes), kept in memory once they were read.
+ * The log's recent events as JSON (UTF-8 bytes), kept in memory by this process: those it
+ * wrote, those its delivery core read to publish, those a page or a replay read.
  *
  * An event never changes once committed: the log is append-only and a seq is never reused
  * (retention only removes events from the bottom, and a reader behind it is refused before
- * anything is looked up here). So an event read once can be served again from memory, byte for
- * byte what Postgres would give. What must still come from the database is what moves: the
- * head and the pruned point of the scope, read at every page (`event-log.ts`).
+ * anything is looked up here). So a committed event can be served again from memory, byte for
+ * byte what Postgres would give (`toOrderEventJson` builds both). What must still come from the
+ * database is what moves: a page's head and pruned point (`event-log.ts`). Only committed events
+ * are put: a writer puts its event once its transaction committed.
  *
  * Bounded in bytes, emptied oldest first, except that an event served since it was put gets a
  * second round (CLOCK); keyed by the log's epoch, so a restored log (a new epoch) never meets an
  * old one's events.
  *
- * Imports nothing of ours.
+ * Imports domain types only.
  */
 
-/** An event kept: what a scope's filter needs, and its JSON as UTF-8, ready to be written (no encoding per page). */
-export interface KeptEvent {
-  seq: number;
-  shopId: string;
-  bytes: Buffer;
-}
+import type { LoggedEvent } from "../domain/events.ts";
 
 export interface EventTextCacheStats {
   events: number;
@@ -30,7 +27,7 @@ export interface EventTextCacheStats {
 const ENTRY_OVERHEAD_BYTES = 128;
 
 interface Slot {
-  event: KeptEvent;
+  event: LoggedEvent;
   bytes: number;
   /** Served since it was last passed at the front: it gets one more round (a CLOCK, near LRU at no cost per hit). */
   used: boolean;
@@ -40,7 +37,7 @@ interface Slot {
 /** A partner's kept events, by seq; `get` marks an event as served. */
 export interface KeptEvents {
   has(seq: number): boolean;
-  get(seq: number): KeptEvent | undefined;
+  get(seq: number): LoggedEvent | undefined;
 }
 
 export class EventTextCache {
@@ -77,7 +74,7 @@ export class EventTextCache {
   }
 
   /** Keeps committed events of one partner (any order, any gaps); an event already kept is left. */
-  put(epoch: string, partnerId: string, events: readonly KeptEvent[]): void {
+  put(epoch: string, partnerId: string, events: readonly LoggedEvent[]): void {
     if (this.#maxBytes <= 0 || events.length === 0) return;
     if (epoch !== this.#epoch) this.#clear(epoch);
     let partner = this.#byPartner.get(partnerId);
@@ -87,7 +84,7 @@ export class EventTextCache {
     }
     for (const event of events) {
       if (partner.has(event.seq)) continue;
-      const slot: Slot = { event, bytes: event.bytes.length + ENTRY_OVERHEAD_BYTES, used: false, partner };
+      const slot: Slot = { event, bytes: event.json.length + ENTRY_OVERHEAD_BYTES, used: false, partner };
       partner.set(event.seq, slot);
       this.#queue.push(slot);
       this.#bytes += slot.bytes;

@@ -3,12 +3,14 @@
  * oldest first, and never answering across epochs or partners.
  */
 import { describe, expect, it } from "vitest";
-import { EventTextCache, type KeptEvent } from "../../src/store/event-text-cache.ts";
+import type { LoggedEvent } from "../../src/domain/events.ts";
+import { EventTextCache } from "../../src/store/event-text-cache.ts";
 
-const event = (seq: number, bytes = 100): KeptEvent => ({
+const event = (seq: number, bytes = 100): LoggedEvent => ({
   seq,
   shopId: "s1",
-  bytes: Buffer.from(`{"seq":${seq}}`.padEnd(bytes, " ")),
+  type: "order.created",
+  json: Buffer.from(`{"seq":${seq}}`.padEnd(bytes, " ")),
 });
 
 const seqsKept = (cache: EventTextCache, upTo: number): number[] => {
@@ -20,7 +22,7 @@ describe("event text cache", () => {
   it("keeps a partner's events by seq, in the epoch they were read in only", () => {
     const cache = new EventTextCache(1_000_000);
     cache.put("e1", "p1", [event(1), event(2)]);
-    expect(cache.events("e1", "p1")?.get(2)?.bytes.toString()).toMatch(/^\{"seq":2\}/);
+    expect(cache.events("e1", "p1")?.get(2)?.json.toString()).toMatch(/^\{"seq":2\}/);
     expect(cache.events("e1", "p2")).toBeUndefined();
     expect(cache.events("e2", "p1")).toBeUndefined();
     // A new epoch's events replace everything the old one kept.
