@@ -38,6 +38,8 @@ import type { Db } from "./store/db.ts";
 import { createDeliveryLog } from "./store/delivery-log.ts";
 import { readDeliveryStatus } from "./store/delivery-status.ts";
 import { createDoorbell } from "./store/doorbell.ts";
+import { createHistoryReader } from "./store/event-log.ts";
+import { EventTextCache } from "./store/event-text-cache.ts";
 import { createLeaderLock } from "./store/leader-lock.ts";
 import { migrate } from "./store/migrate.ts";
 import { openDb } from "./store/open-db.ts";
@@ -113,6 +115,7 @@ export interface DeliveryWiring {
   config: Config;
   log: Logger;
   db: Db;
+  recentEvents: EventTextCache;
   broker: Broker | undefined;
   shutdown: Shutdown;
 }
@@ -122,6 +125,7 @@ const startDelivery = async ({
   config,
   log,
   db,
+  recentEvents,
   broker,
   shutdown,
 }: DeliveryWiring): Promise<{ bridge: Bridge; publisher: Publisher }> => {
@@ -148,7 +152,7 @@ const startDelivery = async ({
   }
   const started = new Bridge({
     log: log.child({ component: "bridge" }),
-    source: await createDeliveryLog(db),
+    source: await createDeliveryLog(db, recentEvents),
     publisher,
     lock: createLeaderLock(db),
     watermarkMs: config.BREWCAST_WATERMARK_MS,
@@ -233,7 +237,10 @@ export const startBrewcast = async (
     shutdown.onStop("background", () => accessFeed.close());
     const credentials = createCredentialStore(db, { accessChanges: accessFeed });
     const partners = createPartnerStore(db, { accessFeed });
-    const orders = createOrderStore(db);
+    // The log's recent events as the bytes every page and replay sends: kept by whoever here wrote
+    // or read them (event-text-cache.ts).
+    const recentEvents = new EventTextCache(config.BREWCAST_HISTORY_CACHE_MB * 1024 * 1024);
+    const orders = createOrderStore(db, recentEvents);
 
     let broker: Broker | undefined;
     if (runsBroker) {
@@ -243,6 +250,7 @@ export const startBrewcast = async (
         db,
         verifier: credentials,
         accessChanges: accessFeed,
+        recentEvents,
       });
       broker = started;
       shutdown.onStop("broker", () => started.close());
@@ -250,9 +258,10 @@ export const startBrewcast = async (
 
     const delivery =
       role === "bridge" || role === "all"
-        ? await startDelivery({ config, log, db, broker, shutdown })
+        ? await startDelivery({ config, log, db, recentEvents, broker, shutdown })
         : undefined;
     const bridge = delivery?.bridge;
+    const history = createHistoryReader(db, recentEvents);
 
     const metrics = createMetrics({
       readStatus: () => readDeliveryStatus(db),
@@ -261,6 +270,7 @@ export const startBrewcast = async (
         : {}),
       ...(bridge ? { bridgeLeader: () => bridge.role === "leader" } : {}),
       readWebhookStatus: () => readWebhookStatus(db),
+      ...(role === "all" ? { historyReads: () => history.stats() } : {}),
     });
     if (bridge) watchDelivery(bridge, { log, db, metrics, accessFeed, partners, shutdown });
 
@@ -314,6 +324,7 @@ export const startBrewcast = async (
       db,
       adminToken,
       stores: { verifier: credentials, orders, partners, credentials },
+      history,
       broker,
       bridgeRole: bridge ? () => bridge.role : undefined,
       metrics,

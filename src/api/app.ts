@@ -62,8 +62,9 @@ export interface HttpAppDeps {
   readEventsText: ReadEventsText;
   /** Requests per credential and window on /v1; absent: unlimited. */
   rateLimit?: CredentialRateLimit;
-  /** GET /v1/events reads in progress at once, beyond which the next is answered 429; absent: no bound. */
+  /** GET /v1/events reads in progress at once, beyond which the next waits up to `historyMaxWaitMs` (absent: not at all), then is answered 429; absent: no bound. */
   maxPendingHistoryReads?: number;
+  historyMaxWaitMs?: number;
   readiness(): Promise<ReadinessReport>;
   onCommitted?(event: OrderEvent): void;
   deliveryStatus: ReadDeliveryStatus;
@@ -264,6 +265,7 @@ export const buildHttpApp = async (deps: HttpAppDeps) => {
         orders: deps.orders,
         readEventsText: deps.readEventsText,
         ...(deps.maxPendingHistoryReads ? { maxPendingHistoryReads: deps.maxPendingHistoryReads } : {}),
+        ...(deps.historyMaxWaitMs ? { historyMaxWaitMs: deps.historyMaxWaitMs } : {}),
         onCommitted: deps.onCommitted ?? (() => {}),
       });
       if (deps.eventStream) {

@@ -8,6 +8,7 @@ import type { Config } from "../config/schema.ts";
 import type { AccessChanges, CredentialVerifier } from "../domain/access.ts";
 import type { Logger } from "../log.ts";
 import type { Db } from "../store/db.ts";
+import type { EventTextCache } from "../store/event-text-cache.ts";
 import { createSessionLog, createSessionStore } from "../store/mqtt-sessions.ts";
 
 export interface BrokerWiring {
@@ -16,6 +17,8 @@ export interface BrokerWiring {
   db: Db;
   verifier: CredentialVerifier;
   accessChanges: AccessChanges;
+  /** The process's recent events in memory: a replay takes what it can from there. */
+  recentEvents: EventTextCache;
 }
 
 export const startConfiguredBroker = ({
@@ -24,6 +27,7 @@ export const startConfiguredBroker = ({
   db,
   verifier,
   accessChanges,
+  recentEvents,
 }: BrokerWiring): Promise<Broker> =>
   startBroker({
     host: config.BREWCAST_HOST,
@@ -46,7 +50,7 @@ export const startConfiguredBroker = ({
     loginFailureLimit: config.BREWCAST_LOGIN_FAILURE_LIMIT,
     loginFailureWindowMs: config.BREWCAST_LOGIN_FAILURE_WINDOW_MS,
     drainTimeoutMs: config.BREWCAST_DRAIN_TIMEOUT_MS,
-    sessions: { store: createSessionStore(db), log: createSessionLog(db) },
+    sessions: { store: createSessionStore(db), log: createSessionLog(db, recentEvents) },
     sessionFlushMs: config.BREWCAST_SESSION_FLUSH_MS,
     sessionTtlSeconds: config.BREWCAST_SESSION_TTL,
     ...(config.REDIS_URL ? { redisUrl: config.REDIS_URL } : {}),

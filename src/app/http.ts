@@ -14,7 +14,7 @@ import type { Metrics } from "../ops/metrics.ts";
 import pages from "../pages/pages.ts";
 import type { Db } from "../store/db.ts";
 import { readDeliveryStatus } from "../store/delivery-status.ts";
-import { readEvents, readEventsText } from "../store/event-log.ts";
+import { type HistoryReader, readEvents } from "../store/event-log.ts";
 import type { Shutdown } from "./shutdown.ts";
 
 export interface HttpWiring {
@@ -23,6 +23,8 @@ export interface HttpWiring {
   db: Db;
   adminToken: string;
   stores: Pick<HttpAppDeps, "verifier" | "orders" | "partners" | "credentials">;
+  /** GET /v1/events' pages, served from memory where it can (event-log.ts). */
+  history: HistoryReader;
   broker: Broker | undefined;
   /** The bridge's role here, when one runs here: `leader` or `standby` are ready. */
   bridgeRole: (() => string) | undefined;
@@ -63,9 +65,10 @@ export const startHttp = async (wiring: HttpWiring): Promise<number> => {
     adminToken: wiring.adminToken,
     ...wiring.stores,
     readEvents: (input) => readEvents(db, input),
-    readEventsText: (input) => readEventsText(db, input),
+    readEventsText: (input) => wiring.history.read(input),
     rateLimit: { max: config.BREWCAST_RATE_LIMIT_REQUESTS, windowMs: config.BREWCAST_RATE_LIMIT_WINDOW_MS },
     maxPendingHistoryReads: config.BREWCAST_HISTORY_MAX_PENDING,
+    historyMaxWaitMs: config.BREWCAST_HISTORY_MAX_WAIT_MS,
     readiness: readinessOf(db, wiring),
     onCommitted: wiring.committed,
     ...wiring.channels,

@@ -121,9 +121,27 @@ export const CONFIG_FIELDS = {
   BREWCAST_RATE_LIMIT_WINDOW_MS: positiveInt(1_000, 3_600_000).describe(
     "The window of BREWCAST_RATE_LIMIT_REQUESTS (fixed windows, counted per process).",
   ),
+  BREWCAST_HISTORY_CACHE_MB: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65_536)
+    .default(256)
+    .describe(
+      "Memory for the log's recent events, kept as the JSON bytes sent by whoever in this process wrote or read them, so that GET /v1/events pages and resumed MQTT sessions' replays are served without reading them back from the database (an event never changes once committed). Size it to what consumers read back after an outage: 256 MiB holds about 350,000 events of 600 bytes; 0 turns it off.",
+    ),
   BREWCAST_HISTORY_MAX_PENDING: positiveInt(64).describe(
-    "GET /v1/events reads in progress at once in this process, all credentials together; beyond it the next is answered 429 RATE_LIMITED with Retry-After: 1 at once instead of waiting for a database connection (a reconnect storm).",
+    "GET /v1/events reads in progress at once in this process, all credentials together; beyond it the next waits its turn for at most BREWCAST_HISTORY_MAX_WAIT_MS, then is answered 429 RATE_LIMITED with a Retry-After that grows with the crowd (a reconnect storm), instead of waiting for a database connection until it times out.",
   ),
+  BREWCAST_HISTORY_MAX_WAIT_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(30_000)
+    .default(5_000)
+    .describe(
+      "How long a GET /v1/events read waits for one of the BREWCAST_HISTORY_MAX_PENDING places before it is answered 429; 0 refuses at once.",
+    ),
   BREWCAST_METRICS_TOKEN: optionalString
     .refine((value) => value === undefined || value.length >= 16, {
       message: "must be at least 16 characters",

@@ -86,9 +86,21 @@ export interface EventPage {
 }
 
 /** A page of `GET /v1/events` as JSON text, with what its cache validators are made of. */
+/**
+ * One event as JSON, with what a filter needs beside it: built once by the store from the
+ * stored text (no parse, no stringify) for the writers that send it as it is (a replay, a page).
+ */
+export interface LoggedEvent {
+  seq: number;
+  shopId: string;
+  type: EventType;
+  /** The event object of the public contract (`OrderEvent`), as JSON (UTF-8), ready to be written. */
+  json: Buffer;
+}
+
 export interface EventPageText {
-  /** The `events` array, as JSON text. */
-  eventsJson: string;
+  /** The `events` array, as JSON (UTF-8). */
+  eventsJson: Buffer;
   count: number;
   /** The seq of the page's last event; `after` for an empty page. */
   lastSeq: number;

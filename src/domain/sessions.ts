@@ -4,7 +4,7 @@
  * writes through. Implemented by the store, used by the sessions module.
  * Pure: types only.
  */
-import type { EventType } from "./events.ts";
+import type { LoggedEvent } from "./events.ts";
 import type { PartnerState } from "./partners.ts";
 
 export interface SessionSubscription {
@@ -67,15 +67,6 @@ export interface SessionStore {
   countOffline(): Promise<{ subsCount: number; clientsCount: number }>;
   /** Client ids of sessions holding exactly this filter. */
   clientsSubscribedTo(topic: string): Promise<string[]>;
-}
-
-/** One event as a replay sends it: its JSON text, built once by the store (no parse, no stringify). */
-export interface LoggedEvent {
-  seq: number;
-  shopId: string;
-  type: EventType;
-  /** The event object of the public contract (`OrderEvent`), as JSON text. */
-  json: string;
 }
 
 /** The event log as a resumed session reads it. */

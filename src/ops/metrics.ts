@@ -28,6 +28,15 @@ export interface MetricsSources {
   bridgeLeader?(): boolean;
   /** Every webhook endpoint's status and lag, from the database (any process). */
   readWebhookStatus?(): Promise<WebhookEndpointMetrics[]>;
+  /** GET /v1/events' memory of events read, and where the events it served came from (a process serving the API). */
+  historyReads?(): HistoryReadStats;
+}
+
+export interface HistoryReadStats {
+  keptEvents: number;
+  keptBytes: number;
+  /** Events served in pages since the start, by where they came from. */
+  served: Readonly<Record<"memory" | "database", number>>;
 }
 
 /** What the broker counts (monotonic, since it started) and a gauge or two, read at scrape time. */
@@ -290,6 +299,38 @@ export const createMetrics = (sources: MetricsSources): Metrics => {
       registers: [registry],
       collect() {
         this.set(leader() ? 1 : 0);
+      },
+    });
+  }
+
+  if (sources.historyReads) {
+    const reads = sources.historyReads;
+    new Gauge({
+      name: "brewcast_history_cache_bytes",
+      help: "Memory held by events kept for GET /v1/events (an estimate; the bound is BREWCAST_HISTORY_CACHE_MB).",
+      registers: [registry],
+      collect() {
+        this.set(reads().keptBytes);
+      },
+    });
+    new Gauge({
+      name: "brewcast_history_cache_events",
+      help: "Events kept in memory for GET /v1/events.",
+      registers: [registry],
+      collect() {
+        this.set(reads().keptEvents);
+      },
+    });
+    new Counter({
+      name: "brewcast_history_events_served_total",
+      help: "Events served in GET /v1/events pages, by where they came from (memory, database).",
+      labelNames: ["source"],
+      registers: [registry],
+      collect() {
+        const { served } = reads();
+        this.reset();
+        this.inc({ source: "memory" }, served.memory);
+        this.inc({ source: "database" }, served.database);
       },
     });
   }

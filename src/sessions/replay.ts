@@ -12,9 +12,9 @@
  * May import: domain and node.
  */
 import { setImmediate } from "node:timers/promises";
-import { EVENT_KIND } from "../domain/events.ts";
+import { EVENT_KIND, type LoggedEvent } from "../domain/events.ts";
 import { pushesEvents } from "../domain/partners.ts";
-import type { LoggedEvent, SessionLog } from "../domain/sessions.ts";
+import type { SessionLog } from "../domain/sessions.ts";
 import { buildOrderEventTopic, parseTopic, topicMatchesFilter } from "../domain/topics.ts";
 import { createFrameBatch, topicBytes } from "./frame-batch.ts";
 import {

@@ -7,10 +7,12 @@
  * Implements a port of src/domain/delivery.ts; imports domain and store only.
  */
 import type { DeliveryLog, PartnerCursors, ScopeCursor } from "../domain/delivery.ts";
+import type { LoggedEvent, OrderEvent } from "../domain/events.ts";
 import type { PartnerState } from "../domain/partners.ts";
 import type { Db, NamedStatement } from "./db.ts";
 import { DOORBELL_CHANNEL, decodeRing, LEGACY_DOORBELL_CHANNEL } from "./doorbell.ts";
-import { EVENT_COLUMNS, type EventRow, readEpoch, toOrderEvent } from "./event-log.ts";
+import { EVENT_TEXT_COLUMNS, type EventTextRow, readEpoch, toEventBothWays } from "./event-log.ts";
+import type { EventTextCache } from "./event-text-cache.ts";
 
 interface CursorRow extends Record<string, unknown> {
   partner_id: string;
@@ -33,7 +35,7 @@ const READ_AFTER: NamedStatement = {
   name: "brewcast_read_after",
   text: `SELECT e.* FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS position (partner_id, after_seq, n)
          CROSS JOIN LATERAL (
-           SELECT ${EVENT_COLUMNS} FROM order_events
+           SELECT partner_id, ${EVENT_TEXT_COLUMNS} FROM order_events
            WHERE partner_id = position.partner_id AND seq > position.after_seq ORDER BY seq LIMIT $3
          ) e
          ORDER BY position.n, e.seq`,
@@ -44,7 +46,11 @@ const toScopeCursor = (seq: number | null, occurredAt: Date | null): ScopeCursor
   occurredAt: occurredAt?.toISOString() ?? null,
 });
 
-export const createDeliveryLog = async (db: Db): Promise<DeliveryLog> => {
+/**
+ * With `recent`, every event read is kept in memory too (event-text-cache.ts): the delivery core
+ * reads each event once as it commits, and the pages and replays that follow find it there.
+ */
+export const createDeliveryLog = async (db: Db, recent?: EventTextCache): Promise<DeliveryLog> => {
   const epoch = await readEpoch(db);
   return {
     epoch,
@@ -84,12 +90,24 @@ export const createDeliveryLog = async (db: Db): Promise<DeliveryLog> => {
     },
     async readAfter(positions, limitEach) {
       if (positions.length === 0) return [];
-      const rows = await db.query<EventRow>(READ_AFTER, [
+      const rows = await db.query<EventTextRow & { partner_id: string }>(READ_AFTER, [
         positions.map((p) => p.partnerId),
         positions.map((p) => p.afterSeq),
         limitEach,
       ]);
-      return rows.map((row) => toOrderEvent(row, epoch));
+      const events: OrderEvent[] = [];
+      let kept: LoggedEvent[] = [];
+      rows.forEach((row, i) => {
+        const { event, logged } = toEventBothWays(row, row.partner_id, epoch);
+        events.push(event);
+        kept.push(logged);
+        // Rows come partner by partner: each partner's kept in one put.
+        if (rows[i + 1]?.partner_id !== row.partner_id) {
+          recent?.put(epoch, row.partner_id, kept);
+          kept = [];
+        }
+      });
+      return events;
     },
     async commitCursors(commits) {
       // One statement, one round trip, for every partner and shop; sorted, so that two

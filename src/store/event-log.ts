@@ -10,9 +10,18 @@
  * `brewcast_create_order`; status changes and tests through the functions here.
  */
 import { BrewcastError } from "../domain/errors.ts";
-import type { EventPage, EventPageText, EventQuery, EventType, OrderEvent } from "../domain/events.ts";
+import type {
+  EventPage,
+  EventPageText,
+  EventQuery,
+  EventType,
+  LoggedEvent,
+  OrderEvent,
+} from "../domain/events.ts";
 import type { Order } from "../domain/orders.ts";
 import type { Db, NamedStatement, Queryable } from "./db.ts";
+import type { EventTextCache, KeptEvents } from "./event-text-cache.ts";
+import { SharedReads } from "./shared-reads.ts";
 
 export interface EventRow extends Record<string, unknown> {
   partner_id: string;
@@ -161,9 +170,9 @@ export const appendOrderEvent = async (
   partnerId: string,
   orderId: string,
   type: EventType,
-): Promise<EventRow> => {
-  const [row] = await tx.query<EventRow>(
-    `SELECT ${EVENT_COLUMNS} FROM brewcast_append_order_event($1, $2, $3)`,
+): Promise<EventTextRow> => {
+  const [row] = await tx.query<EventTextRow>(
+    `SELECT ${EVENT_TEXT_COLUMNS} FROM brewcast_append_order_event($1, $2, $3)`,
     [partnerId, orderId, type],
   );
   return row!;
@@ -233,6 +242,48 @@ const pageStatement = (shop: boolean): NamedStatement => ({
 const PARTNER_PAGE = pageStatement(false);
 const SHOP_PAGE = pageStatement(true);
 
+/** An event row as JSON bytes, with what a filter needs beside it. */
+export const toLoggedEvent = (row: EventTextRow, partnerId: string, epoch: string): LoggedEvent => ({
+  seq: row.seq,
+  shopId: row.shop_id,
+  type: row.type,
+  json: Buffer.from(toOrderEventJson(row, partnerId, epoch)),
+});
+
+/**
+ * A row a writer or the delivery core read as text, both ways it is used: the event object
+ * (the JSON text parsed, so it is exactly what a page or a replay sends) and its bytes.
+ */
+export const toEventBothWays = (
+  row: EventTextRow,
+  partnerId: string,
+  epoch: string,
+): { event: OrderEvent; logged: LoggedEvent } => {
+  const text = toOrderEventJson(row, partnerId, epoch);
+  return {
+    event: JSON.parse(text) as OrderEvent,
+    logged: { seq: row.seq, shopId: row.shop_id, type: row.type, json: Buffer.from(text) },
+  };
+};
+
+type PageRow = EventTextRow & { head: number; pruned: number };
+
+const queryPage = (db: Db, input: EventQuery): Promise<PageRow[]> =>
+  db.query<PageRow>(input.shopId === undefined ? PARTNER_PAGE : SHOP_PAGE, pageParams(input));
+
+/** The page statement run: the page's events and the scope's head, or its refusal. */
+const readPage = async (
+  db: Db,
+  input: EventQuery,
+  epoch: string,
+): Promise<{ events: LoggedEvent[]; head: number }> => {
+  const rows = await queryPage(db, input);
+  const { head } = pageHead(rows, input);
+  const events: LoggedEvent[] = [];
+  for (const row of rows) if (row.seq !== null) events.push(toLoggedEvent(row, input.partnerId, epoch));
+  return { events, head };
+};
+
 /**
  * `readEvents` as JSON text: the same statement and refusals, each event written once by
  * `toOrderEventJson` from its text columns (the stored snapshot is never parsed), joined
@@ -240,19 +291,106 @@ const SHOP_PAGE = pageStatement(true);
  */
 export const readEventsText = async (db: Db, input: EventQuery): Promise<EventPageText> => {
   const epoch = await readEpoch(db);
-  const rows = await db.query<EventTextRow & { head: number; pruned: number }>(
-    input.shopId === undefined ? PARTNER_PAGE : SHOP_PAGE,
-    pageParams(input),
-  );
-  const first = pageHead(rows, input);
-  let eventsJson = "[";
-  let count = 0;
-  let lastSeq = input.after;
-  for (const row of rows) {
-    if (row.seq === null) continue;
-    eventsJson += (count === 0 ? "" : ",") + toOrderEventJson(row, input.partnerId, epoch);
-    count++;
-    lastSeq = row.seq;
+  const page = await readPage(db, input, epoch);
+  return pageText(page.events, input.after, page.head, epoch);
+};
+
+/**
+ * Kept events after `after` in seq order, at most `limit` (one shop's only, with `shopId`),
+ * up to the first seq not kept or past `through`; and that first seq not taken. Every seq up to
+ * a committed head is committed and never changes: a kept one is what the log holds.
+ */
+export const scanKept = (
+  kept: KeptEvents,
+  after: number,
+  limit: number,
+  shopId: string | undefined,
+  through = Number.POSITIVE_INFINITY,
+): { events: LoggedEvent[]; next: number } => {
+  const events: LoggedEvent[] = [];
+  let seq = after + 1;
+  for (; seq <= through && events.length < limit; seq++) {
+    const event = kept.get(seq);
+    if (!event) break;
+    if (shopId === undefined || event.shopId === shopId) events.push(event);
   }
-  return { eventsJson: `${eventsJson}]`, count, lastSeq, head_seq: first.head, epoch };
+  return { events, next: seq };
+};
+
+export interface HistoryReader {
+  read(input: EventQuery): Promise<EventPageText>;
+  /** What is kept, and the events served since the start by where they came from. */
+  stats(): {
+    keptEvents: number;
+    keptBytes: number;
+    served: { memory: number; database: number };
+  };
+}
+
+/**
+ * `readEventsText` that serves events read before from memory (event-text-cache.ts): the
+ * scope's head and pruned point are still read at every page, in one row shared by the pages
+ * of that scope asked at the same moment (shared-reads.ts), and only what is not kept (from
+ * the first seq missing) is read from the log. Events read from the log are kept.
+ */
+export const createHistoryReader = (db: Db, cache: EventTextCache): HistoryReader => {
+  const heads = new SharedReads<PageRow[]>();
+  const served = { memory: 0, database: 0 };
+  const readHead = async (input: EventQuery): Promise<number> => {
+    const key = input.shopId === undefined ? input.partnerId : `${input.partnerId}\u0000${input.shopId}`;
+    const rows = await heads.read(key, () => queryPage(db, { ...input, after: 0, limit: 0 }));
+    return pageHead(rows, input).head;
+  };
+  return {
+    stats: () => ({ keptEvents: cache.stats.events, keptBytes: cache.stats.bytes, served: { ...served } }),
+    async read(input) {
+      const epoch = await readEpoch(db);
+      const kept = cache.events(epoch, input.partnerId);
+      if (!kept?.has(input.after + 1)) {
+        const page = await readPage(db, input, epoch);
+        const { events } = page;
+        cache.put(epoch, input.partnerId, events);
+        served.database += events.length;
+        return pageText(events, input.after, page.head, epoch);
+      }
+      let head = await readHead(input);
+      const { events, next } = scanKept(kept, input.after, input.limit, input.shopId, head);
+      served.memory += events.length;
+      if (next <= head && events.length < input.limit) {
+        const rest = await readPage(
+          db,
+          { ...input, after: next - 1, limit: input.limit - events.length },
+          epoch,
+        );
+        const read = rest.events;
+        cache.put(epoch, input.partnerId, read);
+        served.database += read.length;
+        events.push(...read);
+        // Read later than the first head, so at least as new.
+        head = rest.head;
+      }
+      return pageText(events, input.after, head, epoch);
+    },
+  };
+};
+
+const OPEN = Buffer.from("[");
+const COMMA = Buffer.from(",");
+const CLOSE = Buffer.from("]");
+
+/** The page's `events` array as bytes: one copy of each event's, no string built and encoded again. */
+const pageText = (events: LoggedEvent[], after: number, head: number, epoch: string): EventPageText => {
+  const pieces: Buffer[] = [OPEN];
+  for (let i = 0; i < events.length; i++) {
+    if (i > 0) pieces.push(COMMA);
+    pieces.push(events[i]!.json);
+  }
+  pieces.push(CLOSE);
+  return {
+    eventsJson: Buffer.concat(pieces),
+    count: events.length,
+    lastSeq: events.at(-1)?.seq ?? after,
+    head_seq: head,
+    epoch,
+  };
 };

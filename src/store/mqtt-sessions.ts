@@ -14,7 +14,8 @@ import type {
   SessionSubscription,
 } from "../domain/sessions.ts";
 import type { Db } from "./db.ts";
-import { EVENT_TEXT_COLUMNS, type EventTextRow, readEpoch, toOrderEventJson } from "./event-log.ts";
+import { EVENT_TEXT_COLUMNS, type EventTextRow, readEpoch, scanKept, toLoggedEvent } from "./event-log.ts";
+import type { EventTextCache } from "./event-text-cache.ts";
 
 interface SessionRow extends Record<string, unknown> {
   client_id: string;
@@ -158,7 +159,8 @@ export const createSessionStore = (db: Db): SessionStore => ({
   },
 });
 
-export const createSessionLog = (db: Db): SessionLog => ({
+/** The log as a replay reads it; with `recent`, events kept in memory are taken from there (event-text-cache.ts). */
+export const createSessionLog = (db: Db, recent?: EventTextCache): SessionLog => ({
   epoch: () => readEpoch(db),
   async prunedThrough(partnerId, shopId) {
     if (shopId === undefined) {
@@ -188,21 +190,24 @@ export const createSessionLog = (db: Db): SessionLog => ({
     return row?.state;
   },
   async read(partnerId, after, limit, shopId) {
-    // Nothing of a followed shop after `after` was pruned (checked at resume), so reading from the
-    // pruned point on is the same. The events are read as JSON text (toOrderEventJson).
     const epoch = await readEpoch(db);
+    const kept = recent?.events(epoch, partnerId);
+    const fromMemory = kept ? scanKept(kept, after, limit, shopId) : { events: [], next: after + 1 };
+    if (fromMemory.events.length === limit) return fromMemory.events;
+    // The rest from the log, from the first seq not kept. Nothing of a followed shop after `after`
+    // was pruned (checked at resume), so reading from the pruned point on is the same. The events
+    // are read as JSON text (toOrderEventJson).
     const rows = await db.query<EventTextRow>(
       `SELECT ${EVENT_TEXT_COLUMNS} FROM order_events
        WHERE partner_id = $1 AND seq > greatest($2::bigint, (SELECT pruned_through_seq FROM partners WHERE id = $1))
          ${shopId === undefined ? "" : "AND shop_id = $4"}
        ORDER BY seq LIMIT $3`,
-      shopId === undefined ? [partnerId, after, limit] : [partnerId, after, limit, shopId],
+      shopId === undefined
+        ? [partnerId, fromMemory.next - 1, limit - fromMemory.events.length]
+        : [partnerId, fromMemory.next - 1, limit - fromMemory.events.length, shopId],
     );
-    return rows.map((row) => ({
-      seq: row.seq,
-      shopId: row.shop_id,
-      type: row.type,
-      json: toOrderEventJson(row, partnerId, epoch),
-    }));
+    const read = rows.map((row) => toLoggedEvent(row, partnerId, epoch));
+    recent?.put(epoch, partnerId, read);
+    return fromMemory.events.length === 0 ? read : fromMemory.events.concat(read);
   },
 });

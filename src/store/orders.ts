@@ -21,11 +21,14 @@ import type { Db, NamedStatement, Queryable } from "./db.ts";
 import {
   allocateSeqAt,
   appendOrderEvent,
+  EVENT_TEXT_COLUMNS,
   type EventRow,
+  type EventTextRow,
   readEpoch,
+  toEventBothWays,
   toMissing,
-  toOrderEvent,
 } from "./event-log.ts";
+import type { EventTextCache } from "./event-text-cache.ts";
 
 /** An order as the API answers it, built by SQL (`brewcast_order_json`, migration 0006), as events carry it. */
 interface OrderRow extends Record<string, unknown> {
@@ -35,7 +38,7 @@ interface OrderRow extends Record<string, unknown> {
 /** One statement per order (migration 0006), prepared once per connection: the API's hot write. */
 const CREATE_ORDER: NamedStatement = {
   name: "brewcast_create_order",
-  text: "SELECT * FROM brewcast_create_order($1, $2, $3, $4, $5, $6)",
+  text: `SELECT outcome, request_hash, ${EVENT_TEXT_COLUMNS} FROM brewcast_create_order($1, $2, $3, $4, $5, $6)`,
 };
 
 /** Selects orders `o` as the API answers them. */
@@ -66,7 +69,7 @@ const loadOrder = async (q: Queryable, scope: Scope, orderId: string): Promise<O
   return row.order;
 };
 
-interface CreateOrderRow extends EventRow {
+interface CreateOrderRow extends EventTextRow {
   outcome: "created" | "replayed";
   request_hash: Buffer | null;
 }
@@ -76,7 +79,11 @@ class Unchanged {
   constructor(readonly order: Order) {}
 }
 
-export const createOrderStore = (db: Db) => {
+/**
+ * With `recent`, each event written is kept in memory once committed (event-text-cache.ts), for
+ * the pages and replays that will ask for it.
+ */
+export const createOrderStore = (db: Db, recent?: EventTextCache) => {
   const create = async (
     scope: Scope,
     body: CreateOrderBody,
@@ -116,14 +123,16 @@ export const createOrderStore = (db: Db) => {
       const earlier = await loadOrder(db, { partnerId: scope.partnerId, shopId: null }, row.order_id);
       return { order: earlier, event: undefined, replayed: true };
     }
-    const event = toOrderEvent(row, epoch);
+    // One statement: committed once it answered.
+    const { event, logged } = toEventBothWays(row, scope.partnerId, epoch);
+    recent?.put(epoch, scope.partnerId, [logged]);
     return { order: event.order, event, replayed: false };
   };
 
   const setStatus = async (scope: Scope, orderId: string, status: OrderStatus): Promise<OrderChange> => {
     const epoch = await readEpoch(db);
     try {
-      return await db.transaction(async (tx) => {
+      const written = await db.transaction(async (tx) => {
         // The partner lock first: every writer of this partner queues here, so the
         // order read next is the latest committed state and no one changes it meanwhile.
         const { seq, at } = await allocateSeqAt(tx, scope.partnerId);
@@ -143,12 +152,15 @@ export const createOrderStore = (db: Db) => {
           at,
           seq,
         ]);
-        const event = toOrderEvent(
+        return toEventBothWays(
           await appendOrderEvent(tx, scope.partnerId, orderId, "order.status_changed"),
+          scope.partnerId,
           epoch,
         );
-        return { order: event.order, event, replayed: false };
       });
+      // Committed.
+      recent?.put(epoch, scope.partnerId, [written.logged]);
+      return { order: written.event.order, event: written.event, replayed: false };
     } catch (error) {
       if (!(error instanceof Unchanged)) throw error;
       return { order: error.order, event: undefined, replayed: true };

@@ -90,4 +90,27 @@ describe("metrics", () => {
       await client.endAsync();
     }
   });
+
+  it("says where GET /v1/events' events came from, and what is kept in memory", async () => {
+    const partner = `mh-${Date.now().toString(36)}`;
+    await post("/admin/v1/partners", ADMIN, { id: partner, name: "History" });
+    await post(`/admin/v1/partners/${partner}/shops`, ADMIN, { id: "s1", name: "One" });
+    const backend = (await post(`/admin/v1/partners/${partner}/credentials`, ADMIN, { kind: "backend" }))
+      .body;
+    for (let i = 0; i < 3; i++)
+      await post("/v1/orders", backend.secret!, { shop_id: "s1", items: [{ sku: "latte", quantity: 1 }] });
+    const served = (text: string, source: string) =>
+      sample(text, `brewcast_history_events_served_total{source="${source}"}`) ?? 0;
+    const before = await scrape();
+    const read = () =>
+      fetch(`${api}/v1/events?after=0`, { headers: { authorization: `Bearer ${backend.secret}` } });
+    expect((await read()).status).toBe(200);
+    expect((await read()).status).toBe(200);
+    const after = await scrape();
+    // This process wrote them, and kept them as it did: both reads took them from memory.
+    expect(served(after, "database") - served(before, "database")).toBe(0);
+    expect(served(after, "memory") - served(before, "memory")).toBe(6);
+    expect(sample(after, "brewcast_history_cache_events")).toBeGreaterThanOrEqual(3);
+    expect(sample(after, "brewcast_history_cache_bytes")).toBeGreaterThan(3 * 300);
+  });
 });

@@ -209,7 +209,7 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
       events.map((e) => [e.seq, e.shop_id, e.type]),
     );
     // Same keys in the same order, same values (the snapshot's spacing is Postgres's own).
-    const parsed = texts.map((e) => JSON.parse(e.json));
+    const parsed = texts.map((e) => JSON.parse(e.json.toString()));
     expect(parsed.map((e) => Object.keys(e))).toEqual(events.map((e) => Object.keys(e)));
     expect(parsed).toEqual(events);
     expect(events).toHaveLength(12);
@@ -222,7 +222,7 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
     const [text] = await createSessionLog(t.db).read(p.id, 0, 1);
     const [event] = (await readEvents(t.db, { partnerId: p.id, after: 0, limit: 1 })).events;
     expect(event!.occurred_at).toBe("2026-12-03T10:00:00.123Z");
-    expect(JSON.parse(text!.json)).toEqual(event);
+    expect(JSON.parse(text!.json.toString())).toEqual(event);
   });
 
   it("concurrent creates on one partner get exactly 1..n, with occurred_at in seq order", async () => {

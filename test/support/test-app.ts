@@ -9,7 +9,8 @@ import type { WebhookStore } from "../../src/domain/webhooks.ts";
 import { createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
-import { readEvents, readEventsText } from "../../src/store/event-log.ts";
+import { createHistoryReader, readEvents } from "../../src/store/event-log.ts";
+import { EventTextCache } from "../../src/store/event-text-cache.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
 import { createWebhookStore } from "../../src/store/webhooks.ts";
@@ -49,6 +50,9 @@ export const createTestApp = async (
   const accessFeed = await createAccessFeed(db);
   const credentials = createCredentialStore(db, { accessChanges: accessFeed });
   const committed: OrderEvent[] = [];
+  // As in production: the events written here are kept, and pages served from them where they can.
+  const recentEvents = new EventTextCache(16 * 1024 * 1024);
+  const history = createHistoryReader(db, recentEvents);
   const streamWakeups = createCommitWakeups();
   const guard = createAddressGuard({ allowNets: parseAllowNets(options.webhookAllowNets) });
   const sender = createWebhookSender({ guard, timeoutMs: 5_000 });
@@ -58,11 +62,11 @@ export const createTestApp = async (
     log: silentLog,
     adminToken: TEST_ADMIN_TOKEN,
     verifier: credentials,
-    orders: createOrderStore(db),
+    orders: createOrderStore(db, recentEvents),
     partners: createPartnerStore(db, { accessFeed }),
     credentials,
     readEvents: (input) => readEvents(db, input),
-    readEventsText: (input) => readEventsText(db, input),
+    readEventsText: (input) => history.read(input),
     ...(options.rateLimit ? { rateLimit: options.rateLimit } : {}),
     ...(options.maxPendingHistoryReads ? { maxPendingHistoryReads: options.maxPendingHistoryReads } : {}),
     deliveryStatus: async (partnerId) => (await readDeliveryStatus(db, partnerId))[0],

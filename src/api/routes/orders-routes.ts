@@ -29,10 +29,12 @@ export interface OrdersRoutesDeps {
   orders: OrdersPort;
   readEventsText: ReadEventsText;
   /**
-   * GET /v1/events reads in progress at once, whoever asks; beyond it the next is answered 429
-   * at once (Retry-After: 1) rather than queued for a database connection. Absent: no bound.
+   * GET /v1/events reads in progress at once, whoever asks; beyond it the next waits its turn
+   * for at most `historyMaxWaitMs` (absent: not at all), then is answered 429 with Retry-After
+   * rather than left queued for a database connection. Absent: no bound.
    */
   maxPendingHistoryReads?: number;
+  historyMaxWaitMs?: number;
   /** An order change committed its event (the bridge in this process is woken with it). */
   onCommitted(event: OrderEvent): void;
 }
@@ -64,8 +66,13 @@ const AUTH_ERRORS = [401, 403] as const;
  */
 const plainJson = () => (data: unknown) => JSON.stringify(data);
 
+const EVENTS_FIELD = Buffer.from('{"events":');
+
 const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) => {
-  const admission = createHistoryAdmission(deps.maxPendingHistoryReads ?? Number.POSITIVE_INFINITY);
+  const admission = createHistoryAdmission(
+    deps.maxPendingHistoryReads ?? Number.POSITIVE_INFINITY,
+    deps.historyMaxWaitMs ?? 0,
+  );
   const answerChange = (change: OrderChange) => {
     if (change.event) deps.onCommitted(change.event);
     return change.order;
@@ -255,7 +262,7 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       };
       // In a storm a queue for the database pool only grows until requests time out (500s):
       // past the bound, an early 429 says when to come back (history-admission.ts).
-      const slot = admission.enter();
+      const slot = await admission.enter();
       if (!slot.admitted) {
         reply.header("retry-after", String(slot.retryAfterSeconds));
         throw new BrewcastError(
@@ -277,7 +284,13 @@ const ordersRoutes: FastifyPluginAsyncZod<OrdersRoutesDeps> = async (app, deps) 
       // contract tests check it, and nothing here parses or re-validates it.
       return reply
         .type("application/json; charset=utf-8")
-        .send(`{"events":${page.eventsJson},"head_seq":${page.head_seq},"epoch":"${page.epoch}"}`);
+        .send(
+          Buffer.concat([
+            EVENTS_FIELD,
+            page.eventsJson,
+            Buffer.from(`,"head_seq":${page.head_seq},"epoch":"${page.epoch}"}`),
+          ]),
+        );
     },
   );
 };
