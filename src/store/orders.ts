@@ -35,7 +35,7 @@ interface OrderRow extends Record<string, unknown> {
   order: Order;
 }
 
-/** One statement per order (migration 0006), prepared once per connection: the API's hot write. */
+/** One statement per order (migration 0009), prepared once per connection: the API's hot write. */
 const CREATE_ORDER: NamedStatement = {
   name: "brewcast_create_order",
   text: `SELECT outcome, request_hash, ${EVENT_TEXT_COLUMNS} FROM brewcast_create_order($1, $2, $3, $4, $5, $6)`,
@@ -95,7 +95,7 @@ export const createOrderStore = (db: Db, recent?: EventTextCache) => {
     const orderId = randomUUID();
     let row: CreateOrderRow | undefined;
     try {
-      // One statement (see migration 0006): claim the key, take the seq, write order and event.
+      // One statement (see migration 0009): claim the key, take the seq, write event and order.
       [row] = await db.query<CreateOrderRow>(CREATE_ORDER, [
         scope.partnerId,
         body.shop_id,

@@ -149,6 +149,18 @@ describe.each(AVAILABLE_ADAPTERS)("store on %s", (kind) => {
       "key-1",
     );
     expect(created.order.last_seq).toBe(1);
+    // The event's order is built from the values written (migration 0009), not read back:
+    // it must be the order as stored, to the millisecond.
+    expect(created.event?.order).toEqual(
+      await orders.get({ partnerId: p.id, shopId: null }, created.order.id),
+    );
+    expect(created.event?.occurred_at).toBe(created.order.created_at);
+    // A shop of another partner is as unknown as no shop.
+    const other = await seedPartner(t.db, { shops: 2 });
+    await expect(
+      orders.create({ partnerId: p.id, shopId: null }, { shop_id: other.shops[1]!, items: item }),
+    ).rejects.toMatchObject({ code: "VALIDATION_FAILED" });
+    expect(await footprint(t.db, p.id)).toMatchObject({ head_seq: 1, events: 1, orders: 1 });
   });
 
   it("seq is per partner, gapless, and prev_shop_seq links each shop; refusals consume no seq", async () => {
