@@ -310,8 +310,10 @@ export const startEndpointWorker = (
     while (running()) {
       restartBatch = false;
       let more = false;
+      let delivering = true;
       try {
-        more = (await prepare()) && (await runBatch());
+        delivering = await prepare();
+        more = delivering && (await runBatch());
       } catch (error) {
         if ((error as { code?: string }).code === "NOT_FOUND") return; // deleted: the sweep stops us
         log.warn({ err: error, endpoint: id }, "webhook delivery batch failed; retrying");
@@ -321,7 +323,11 @@ export const startEndpointWorker = (
       }
       await finishStarted();
       if (!running()) break;
-      if (!more) await wait(undefined, false);
+      // Not delivering (disabled, pending a confirmation): offered events and wakes cannot be
+      // acted on, and a wait they end at once would spin without ever yielding to a timer (the
+      // sweep that stops this worker among them). Look again on a change, a stop, or in a second.
+      if (!delivering) await wait(1_000, true);
+      else if (!more) await wait(undefined, false);
     }
   };
   // Stopped while parked, a request `offer` started may still be in flight: the worker ends after it.

@@ -35,13 +35,18 @@ describe("metrics", () => {
     return { status: response.status, body: (await response.json()) as Record<string, string> };
   };
   const scrape = async () => (await fetch(`${api}/metrics`)).text();
-
-  it("counts orders, deliveries, lag, clients and auth failures", async () => {
-    const partner = `m-${Date.now().toString(36)}`;
-    await post("/admin/v1/partners", ADMIN, { id: partner, name: "Metrics" });
+  /** A new partner with shop `s1` and a backend credential, made through the admin API. */
+  const newPartner = async (prefix: string) => {
+    const partner = `${prefix}-${Date.now().toString(36)}`;
+    await post("/admin/v1/partners", ADMIN, { id: partner, name: prefix });
     await post(`/admin/v1/partners/${partner}/shops`, ADMIN, { id: "s1", name: "One" });
     const backend = (await post(`/admin/v1/partners/${partner}/credentials`, ADMIN, { kind: "backend" }))
       .body;
+    return { partner, backend };
+  };
+
+  it("counts orders, deliveries, lag, clients and auth failures", async () => {
+    const { partner, backend } = await newPartner("m");
 
     const client = await connect(`mqtt://127.0.0.1:${running.ports.mqtt}`, {
       username: backend.id!,
@@ -92,11 +97,7 @@ describe("metrics", () => {
   });
 
   it("says where GET /v1/events' events came from, and what is kept in memory", async () => {
-    const partner = `mh-${Date.now().toString(36)}`;
-    await post("/admin/v1/partners", ADMIN, { id: partner, name: "History" });
-    await post(`/admin/v1/partners/${partner}/shops`, ADMIN, { id: "s1", name: "One" });
-    const backend = (await post(`/admin/v1/partners/${partner}/credentials`, ADMIN, { kind: "backend" }))
-      .body;
+    const { backend } = await newPartner("mh");
     for (let i = 0; i < 3; i++)
       await post("/v1/orders", backend.secret!, { shop_id: "s1", items: [{ sku: "latte", quantity: 1 }] });
     const served = (text: string, source: string) =>
