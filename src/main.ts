@@ -237,10 +237,11 @@ export const startBrewcast = async (
     shutdown.onStop("background", () => accessFeed.close());
     const credentials = createCredentialStore(db, { accessChanges: accessFeed });
     const partners = createPartnerStore(db, { accessFeed });
-    // The log's recent events as the bytes every page and replay sends: kept by whoever here wrote
-    // or read them (event-text-cache.ts).
+    // The log's recent events as the bytes every page and replay sends, kept by whoever here read
+    // them: the delivery core, pages, replays (event-text-cache.ts). Not the order store: keeping
+    // every write cost a fifth of order throughput (bench/README.md, issue 17).
     const recentEvents = new EventTextCache(config.BREWCAST_HISTORY_CACHE_MB * 1024 * 1024);
-    const orders = createOrderStore(db, recentEvents);
+    const orders = createOrderStore(db);
 
     let broker: Broker | undefined;
     if (runsBroker) {

@@ -128,7 +128,7 @@ export const CONFIG_FIELDS = {
     .max(65_536)
     .default(256)
     .describe(
-      "Memory for the log's recent events, kept as the JSON bytes sent by whoever in this process wrote or read them, so that GET /v1/events pages and resumed MQTT sessions' replays are served without reading them back from the database (an event never changes once committed). Size it to what consumers read back after an outage: 256 MiB holds about 350,000 events of 600 bytes; 0 turns it off.",
+      "Memory for the log's recent events, kept as the JSON bytes sent once this process read them (its delivery core publishing them, a page, a replay), so that GET /v1/events pages and resumed MQTT sessions' replays are served without reading them back from the database (an event never changes once committed). Size it to what consumers read back after an outage: 256 MiB holds about 350,000 events of 600 bytes; 0 turns it off.",
     ),
   BREWCAST_HISTORY_MAX_PENDING: positiveInt(64).describe(
     "GET /v1/events reads in progress at once in this process, all credentials together; beyond it the next waits its turn for at most BREWCAST_HISTORY_MAX_WAIT_MS, then is answered 429 RATE_LIMITED with a Retry-After that grows with the crowd (a reconnect storm), instead of waiting for a database connection until it times out.",

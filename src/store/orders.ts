@@ -25,10 +25,9 @@ import {
   type EventRow,
   type EventTextRow,
   readEpoch,
-  toEventBothWays,
+  toEventFromText,
   toMissing,
 } from "./event-log.ts";
-import type { EventTextCache } from "./event-text-cache.ts";
 
 /** An order as the API answers it, built by SQL (`brewcast_order_json`, migration 0006), as events carry it. */
 interface OrderRow extends Record<string, unknown> {
@@ -79,11 +78,7 @@ class Unchanged {
   constructor(readonly order: Order) {}
 }
 
-/**
- * With `recent`, each event written is kept in memory once committed (event-text-cache.ts), for
- * the pages and replays that will ask for it.
- */
-export const createOrderStore = (db: Db, recent?: EventTextCache) => {
+export const createOrderStore = (db: Db) => {
   const create = async (
     scope: Scope,
     body: CreateOrderBody,
@@ -123,16 +118,14 @@ export const createOrderStore = (db: Db, recent?: EventTextCache) => {
       const earlier = await loadOrder(db, { partnerId: scope.partnerId, shopId: null }, row.order_id);
       return { order: earlier, event: undefined, replayed: true };
     }
-    // One statement: committed once it answered.
-    const { event, logged } = toEventBothWays(row, scope.partnerId, epoch);
-    recent?.put(epoch, scope.partnerId, [logged]);
+    const event = toEventFromText(row, scope.partnerId, epoch);
     return { order: event.order, event, replayed: false };
   };
 
   const setStatus = async (scope: Scope, orderId: string, status: OrderStatus): Promise<OrderChange> => {
     const epoch = await readEpoch(db);
     try {
-      const written = await db.transaction(async (tx) => {
+      return await db.transaction(async (tx) => {
         // The partner lock first: every writer of this partner queues here, so the
         // order read next is the latest committed state and no one changes it meanwhile.
         const { seq, at } = await allocateSeqAt(tx, scope.partnerId);
@@ -152,15 +145,13 @@ export const createOrderStore = (db: Db, recent?: EventTextCache) => {
           at,
           seq,
         ]);
-        return toEventBothWays(
+        const event = toEventFromText(
           await appendOrderEvent(tx, scope.partnerId, orderId, "order.status_changed"),
           scope.partnerId,
           epoch,
         );
+        return { order: event.order, event, replayed: false };
       });
-      // Committed.
-      recent?.put(epoch, scope.partnerId, [written.logged]);
-      return { order: written.event.order, event: written.event, replayed: false };
     } catch (error) {
       if (!(error instanceof Unchanged)) throw error;
       return { order: error.order, event: undefined, replayed: true };

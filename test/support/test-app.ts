@@ -50,9 +50,8 @@ export const createTestApp = async (
   const accessFeed = await createAccessFeed(db);
   const credentials = createCredentialStore(db, { accessChanges: accessFeed });
   const committed: OrderEvent[] = [];
-  // As in production: the events written here are kept, and pages served from them where they can.
-  const recentEvents = new EventTextCache(16 * 1024 * 1024);
-  const history = createHistoryReader(db, recentEvents);
+  // As in production: pages served from the events already read where they can.
+  const history = createHistoryReader(db, new EventTextCache(16 * 1024 * 1024));
   const streamWakeups = createCommitWakeups();
   const guard = createAddressGuard({ allowNets: parseAllowNets(options.webhookAllowNets) });
   const sender = createWebhookSender({ guard, timeoutMs: 5_000 });
@@ -62,7 +61,7 @@ export const createTestApp = async (
     log: silentLog,
     adminToken: TEST_ADMIN_TOKEN,
     verifier: credentials,
-    orders: createOrderStore(db, recentEvents),
+    orders: createOrderStore(db),
     partners: createPartnerStore(db, { accessFeed }),
     credentials,
     readEvents: (input) => readEvents(db, input),
