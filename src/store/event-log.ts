@@ -250,14 +250,11 @@ export const toLoggedEvent = (row: EventTextRow, partnerId: string, epoch: strin
   json: Buffer.from(toOrderEventJson(row, partnerId, epoch)),
 });
 
-/**
- * A row a writer or the delivery core read as text, both ways it is used: the event object
- * (the JSON text parsed, so it is exactly what a page or a replay sends) and its bytes.
- */
 /** The event object of a text row: its JSON text parsed, so exactly what a page or a replay sends. */
 export const toEventFromText = (row: EventTextRow, partnerId: string, epoch: string): OrderEvent =>
   JSON.parse(toOrderEventJson(row, partnerId, epoch)) as OrderEvent;
 
+/** A row the delivery core read as text, both ways it is used: the event object (`toEventFromText`) and its bytes, to keep. */
 export const toEventBothWays = (
   row: EventTextRow,
   partnerId: string,
