@@ -11,7 +11,13 @@ import type { LoggedEvent, OrderEvent } from "../domain/events.ts";
 import type { PartnerState } from "../domain/partners.ts";
 import type { Db, NamedStatement } from "./db.ts";
 import { DOORBELL_CHANNEL, decodeRing, LEGACY_DOORBELL_CHANNEL } from "./doorbell.ts";
-import { EVENT_TEXT_COLUMNS, type EventTextRow, readEpoch, toEventBothWays } from "./event-log.ts";
+import {
+  EVENT_TEXT_COLUMNS,
+  type EventTextRow,
+  readEpoch,
+  toEventBothWays,
+  toEventFromText,
+} from "./event-log.ts";
 import type { EventTextCache } from "./event-text-cache.ts";
 
 interface CursorRow extends Record<string, unknown> {
@@ -95,6 +101,8 @@ export const createDeliveryLog = async (db: Db, recent?: EventTextCache): Promis
         positions.map((p) => p.afterSeq),
         limitEach,
       ]);
+      // With no memory to keep them in, only the objects are made (no bytes).
+      if (!recent) return rows.map((row) => toEventFromText(row, row.partner_id, epoch));
       const events: OrderEvent[] = [];
       let kept: LoggedEvent[] = [];
       rows.forEach((row, i) => {
@@ -103,7 +111,7 @@ export const createDeliveryLog = async (db: Db, recent?: EventTextCache): Promis
         kept.push(logged);
         // Rows come partner by partner: each partner's kept in one put.
         if (rows[i + 1]?.partner_id !== row.partner_id) {
-          recent?.put(epoch, row.partner_id, kept);
+          recent.put(epoch, row.partner_id, kept);
           kept = [];
         }
       });

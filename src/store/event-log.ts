@@ -234,7 +234,7 @@ export const readEvents = async (db: Db, input: EventQuery): Promise<EventPage> 
   return { events, head_seq: first.head, epoch };
 };
 
-/** The page statement of `readEventsText`, prepared once per connection: one for a partner's scope, one for a shop's. */
+/** The page statement of `createHistoryReader`, prepared once per connection: one for a partner's scope, one for a shop's. */
 const pageStatement = (shop: boolean): NamedStatement => ({
   name: shop ? "brewcast_event_page_shop" : "brewcast_event_page",
   text: pageSql(EVENT_TEXT_COLUMNS, shop),
@@ -242,13 +242,17 @@ const pageStatement = (shop: boolean): NamedStatement => ({
 const PARTNER_PAGE = pageStatement(false);
 const SHOP_PAGE = pageStatement(true);
 
-/** An event row as JSON bytes, with what a filter needs beside it. */
-export const toLoggedEvent = (row: EventTextRow, partnerId: string, epoch: string): LoggedEvent => ({
+/** A row and its event's JSON text as a `LoggedEvent`: the bytes, and what a filter needs beside them. */
+const loggedFromText = (row: EventTextRow, text: string): LoggedEvent => ({
   seq: row.seq,
   shopId: row.shop_id,
   type: row.type,
-  json: Buffer.from(toOrderEventJson(row, partnerId, epoch)),
+  json: Buffer.from(text),
 });
+
+/** An event row as JSON bytes, with what a filter needs beside it. */
+export const toLoggedEvent = (row: EventTextRow, partnerId: string, epoch: string): LoggedEvent =>
+  loggedFromText(row, toOrderEventJson(row, partnerId, epoch));
 
 /** The event object of a text row: its JSON text parsed, so exactly what a page or a replay sends. */
 export const toEventFromText = (row: EventTextRow, partnerId: string, epoch: string): OrderEvent =>
@@ -261,10 +265,7 @@ export const toEventBothWays = (
   epoch: string,
 ): { event: OrderEvent; logged: LoggedEvent } => {
   const text = toOrderEventJson(row, partnerId, epoch);
-  return {
-    event: JSON.parse(text) as OrderEvent,
-    logged: { seq: row.seq, shopId: row.shop_id, type: row.type, json: Buffer.from(text) },
-  };
+  return { event: JSON.parse(text) as OrderEvent, logged: loggedFromText(row, text) };
 };
 
 type PageRow = EventTextRow & { head: number; pruned: number };
@@ -283,17 +284,6 @@ const readPage = async (
   const events: LoggedEvent[] = [];
   for (const row of rows) if (row.seq !== null) events.push(toLoggedEvent(row, input.partnerId, epoch));
   return { events, head };
-};
-
-/**
- * `readEvents` as JSON text: the same statement and refusals, each event written once by
- * `toOrderEventJson` from its text columns (the stored snapshot is never parsed), joined
- * into the `events` array. For GET /v1/events, which sends it as it is.
- */
-export const readEventsText = async (db: Db, input: EventQuery): Promise<EventPageText> => {
-  const epoch = await readEpoch(db);
-  const page = await readPage(db, input, epoch);
-  return pageText(page.events, input.after, page.head, epoch);
 };
 
 /**
@@ -329,10 +319,12 @@ export interface HistoryReader {
 }
 
 /**
- * `readEventsText` that serves events read before from memory (event-text-cache.ts): the
- * scope's head and pruned point are still read at every page, in one row shared by the pages
- * of that scope asked at the same moment (shared-reads.ts), and only what is not kept (from
- * the first seq missing) is read from the log. Events read from the log are kept.
+ * GET /v1/events' pages: `readEvents` as JSON, with the same statement and refusals, each event
+ * written once by `toOrderEventJson` from its text columns (the stored snapshot is never
+ * parsed). Events kept in memory (event-text-cache.ts; with no memory, none) are served from
+ * there: the scope's head and pruned point are still read at every page, in one row shared by
+ * the pages of that scope asked at the same moment (shared-reads.ts), and only what is not kept
+ * (from the first seq missing) is read from the log. Events read from the log are kept.
  */
 export const createHistoryReader = (db: Db, cache: EventTextCache): HistoryReader => {
   const heads = new SharedReads<PageRow[]>();

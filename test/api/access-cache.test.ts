@@ -10,7 +10,8 @@ import { buildHttpApp, type HttpApp } from "../../src/api/app.ts";
 import { type AccessFeed, createAccessFeed } from "../../src/store/access-feed.ts";
 import { createCredentialStore } from "../../src/store/credentials.ts";
 import { readDeliveryStatus } from "../../src/store/delivery-status.ts";
-import { readEvents, readEventsText } from "../../src/store/event-log.ts";
+import { createHistoryReader, readEvents } from "../../src/store/event-log.ts";
+import { EventTextCache } from "../../src/store/event-text-cache.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createPartnerStore } from "../../src/store/partners.ts";
 import { seedPartner } from "../support/fixtures.ts";
@@ -35,7 +36,7 @@ describe.each(AVAILABLE_ADAPTERS)("the credential cache on %s", (kind) => {
       partners: createPartnerStore(t.db, { accessFeed: feed }),
       credentials,
       readEvents: (input) => readEvents(t.db, input),
-      readEventsText: (input) => readEventsText(t.db, input),
+      readEventsText: (input) => createHistoryReader(t.db, new EventTextCache(0)).read(input),
       deliveryStatus: async (partnerId) => (await readDeliveryStatus(t.db, partnerId))[0],
       readiness: async () => ({ ready: true, checks: {} }),
     });

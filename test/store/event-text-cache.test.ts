@@ -1,6 +1,6 @@
 /**
  * GET /v1/events' pages served from the memory of events read (src/store/event-text-cache.ts
- * through readEventsText): byte for byte the page the database alone gives, whatever was
+ * through createHistoryReader): byte for byte the page the database alone gives, whatever was
  * kept (holes, one shop's events, an older head), with the same refusals; and a page whose
  * events are all kept reads no event from the database.
  */
@@ -8,13 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EventQuery } from "../../src/domain/events.ts";
 import type { Db } from "../../src/store/db.ts";
 import { createDeliveryLog } from "../../src/store/delivery-log.ts";
-import { createHistoryReader, type HistoryReader, readEventsText } from "../../src/store/event-log.ts";
+import { createHistoryReader, type HistoryReader } from "../../src/store/event-log.ts";
 import { EventTextCache } from "../../src/store/event-text-cache.ts";
 import { createSessionLog } from "../../src/store/mqtt-sessions.ts";
 import { createOrderStore } from "../../src/store/orders.ts";
 import { createOrders } from "../bridge/helpers.ts";
 import { type SeededPartner, seedPartner } from "../support/fixtures.ts";
 import { AVAILABLE_ADAPTERS, createTestDb, type TestDb } from "../support/test-db.ts";
+
+/** The page the database alone gives: a reader with no memory. */
+const fromLogOnly = (db: Db, query: EventQuery) => createHistoryReader(db, new EventTextCache(0)).read(query);
 
 describe.each(AVAILABLE_ADAPTERS)("pages from the event text cache on %s", (kind) => {
   let t: TestDb;
@@ -36,7 +39,7 @@ describe.each(AVAILABLE_ADAPTERS)("pages from the event text cache on %s", (kind
         for (const limit of [1, 3, 7, 100]) {
           const query: EventQuery = { partnerId: partner.id, after, limit, ...(shopId ? { shopId } : {}) };
           const cached = await history.read(query);
-          expect(cached, JSON.stringify(query)).toEqual(await readEventsText(t.db, query));
+          expect(cached, JSON.stringify(query)).toEqual(await fromLogOnly(t.db, query));
         }
       }
     }
@@ -91,10 +94,10 @@ describe.each(AVAILABLE_ADAPTERS)("pages from the event text cache on %s", (kind
     // Each event's bytes as the log alone gives them (a page of one, without its brackets).
     const fromLog: string[] = [];
     for (let seq = 1; seq <= 5; seq++) {
-      const page = await readEventsText(t.db, { partnerId: q.id, after: seq - 1, limit: 1 });
+      const page = await fromLogOnly(t.db, { partnerId: q.id, after: seq - 1, limit: 1 });
       fromLog.push(page.eventsJson.toString().slice(1, -1));
     }
-    const { epoch } = await readEventsText(t.db, { partnerId: q.id, after: 0, limit: 1 });
+    const { epoch } = await fromLogOnly(t.db, { partnerId: q.id, after: 0, limit: 1 });
     const kept = () =>
       [1, 2, 3, 4, 5].map((seq) => recent.events(epoch, q.id)?.get(seq)?.json.toString() ?? "not kept");
     expect(kept()).toEqual(["not kept", "not kept", "not kept", "not kept", "not kept"]);
@@ -109,7 +112,7 @@ describe.each(AVAILABLE_ADAPTERS)("pages from the event text cache on %s", (kind
 
   it("gives a replay the log's events whatever was kept", async () => {
     const recent = new EventTextCache(4 * 1024 * 1024);
-    const epoch = (await readEventsText(t.db, { partnerId: p.id, after: 0, limit: 1 })).epoch;
+    const epoch = (await fromLogOnly(t.db, { partnerId: p.id, after: 0, limit: 1 })).epoch;
     // Holes: some of the partner's events kept, then one shop's.
     await createHistoryReader(t.db, recent).read({ partnerId: p.id, after: 10, limit: 5 });
     await createSessionLog(t.db, recent).read(p.id, 20, 4, p.shops[2]!);
@@ -140,7 +143,7 @@ describe.each(AVAILABLE_ADAPTERS)("pages from the event text cache on %s", (kind
       code: "CURSOR_EXPIRED",
     });
     const rest = await history.read({ partnerId: pruned.id, after: 5, limit: 10 });
-    expect(rest).toEqual(await readEventsText(t.db, { partnerId: pruned.id, after: 5, limit: 10 }));
+    expect(rest).toEqual(await fromLogOnly(t.db, { partnerId: pruned.id, after: 5, limit: 10 }));
     expect(rest.count).toBe(5);
   });
 });
